@@ -1,0 +1,186 @@
+/**
+ * Backend selection. Every backend package is imported lazily, so a missing optional one
+ * (tfjs-node-gpu and tfjs-node need libtensorflow, whose install downloads it) only removes that choice.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+export type BackendName = 'node-gpu' | 'node' | 'webgpu' | 'wasm' | 'webgl' | 'cpu';
+export type BackendChoice = BackendName | 'auto';
+
+export const BACKENDS: BackendName[] = ['node-gpu', 'node', 'webgpu', 'wasm', 'webgl', 'cpu'];
+
+export interface BackendOptions {
+  /** Dawn's backend for WebGPU in Node: 'vulkan' (default) or 'opengles' (NVIDIA servers, Mesa). Env: DAWN_BACKEND. */
+  dawnBackend?: 'vulkan' | 'opengles' | 'default';
+  /** Do not print the choice. */
+  quiet?: boolean;
+}
+
+export interface BackendReport {
+  name: BackendName;
+  /** The TF.js backend id (`tensorflow` for node/node-gpu). */
+  tfBackend: string;
+  /** Why this one was chosen, and why earlier candidates were not. */
+  reason: string;
+  /** Adapter/device details where the backend has them. */
+  details?: string;
+}
+
+const isNode = typeof process !== 'undefined' && !!process.versions?.node;
+
+/** The wasm heap cannot grow past 4 GiB (wasm32); in practice allocation fails near 3.9 GiB. */
+export const WASM_HEAP_LIMIT_BYTES = 3.9 * 1024 ** 3;
+
+async function importOptional(spec: string): Promise<unknown> {
+  // A variable specifier keeps bundlers and tsc from resolving optional packages at build time.
+  const s = spec;
+  return import(/* webpackIgnore: true */ /* @vite-ignore */ s);
+}
+
+/**
+ * Node's global fetch rejects file paths, and tfjs-backend-wasm fetches its .wasm with the platform's
+ * fetch: answer absolute local paths from the file system, pass everything else through.
+ */
+async function serveLocalFilesToFetch(): Promise<void> {
+  const platform = tf.env().platform as unknown as { fetch: (p: string, init?: unknown) => Promise<Response>; __tgateLocal?: boolean };
+  if (platform.__tgateLocal) return;
+  const { readFile } = await import('node:fs/promises');
+  const original = platform.fetch.bind(platform);
+  platform.fetch = async (p: string, init?: unknown) => {
+    if (typeof p === 'string' && p.startsWith('/')) {
+      const body = await readFile(p);
+      return new Response(body, { headers: { 'content-type': p.endsWith('.wasm') ? 'application/wasm' : 'application/octet-stream' } });
+    }
+    return original(p, init);
+  };
+  platform.__tgateLocal = true;
+}
+
+let webgpuDetails: string | undefined;
+
+async function setupNodeWebGPU(opts: BackendOptions): Promise<void> {
+  const g = globalThis as unknown as { navigator?: { gpu?: unknown } };
+  if (g.navigator?.gpu) return;
+  const dawn = (await importOptional('webgpu')) as { create: (flags: string[]) => unknown; globals: object };
+  const which = opts.dawnBackend ?? (process.env.DAWN_BACKEND as BackendOptions['dawnBackend']) ?? 'default';
+  const flags = which === 'default' ? [] : [`backend=${which}`];
+  Object.assign(globalThis, dawn.globals);
+  const gpu = dawn.create(flags) as { requestAdapter(o?: object): Promise<unknown> };
+  // Dawn's GLES backend only exposes a compatibility-mode adapter; ask for it so the request succeeds.
+  const compat = which === 'opengles';
+  const adapterOpts = compat ? { featureLevel: 'compatibility' } : {};
+  const probe = (await gpu.requestAdapter(adapterOpts)) as { info?: { vendor?: string; description?: string }; limits?: { maxStorageBufferBindingSize?: number } } | null;
+  if (!probe) throw new Error(`Dawn found no WebGPU adapter (backend ${which})`);
+  const realRequest = gpu.requestAdapter.bind(gpu);
+  gpu.requestAdapter = (o?: object) => realRequest({ ...(o ?? {}), ...adapterOpts });
+  webgpuDetails = `Dawn ${which}: ${probe.info?.description || probe.info?.vendor || 'adapter'}, maxStorageBufferBindingSize ${probe.limits?.maxStorageBufferBindingSize}`;
+  Object.defineProperty(globalThis, 'navigator', { value: { ...(g.navigator ?? {}), gpu }, configurable: true, writable: true });
+}
+
+/** Registers a backend's TF.js package and sets it; throws with the reason when it cannot. */
+async function trySet(name: BackendName, opts: BackendOptions): Promise<{ tfBackend: string; details?: string }> {
+  switch (name) {
+    case 'cpu':
+      await import('@tensorflow/tfjs-backend-cpu');
+      await setOrThrow('cpu');
+      return { tfBackend: 'cpu' };
+    case 'wasm': {
+      const wasm = await import('@tensorflow/tfjs-backend-wasm');
+      if (isNode) {
+        const { createRequire } = await import('node:module');
+        const path = await import('node:path');
+        const req = createRequire(import.meta.url);
+        const dir = path.dirname(req.resolve('@tensorflow/tfjs-backend-wasm/package.json'));
+        // Threaded wasm does not load in Node; point at the SIMD build explicitly.
+        wasm.setWasmPaths({
+          'tfjs-backend-wasm.wasm': path.join(dir, 'dist', 'tfjs-backend-wasm.wasm'),
+          'tfjs-backend-wasm-simd.wasm': path.join(dir, 'dist', 'tfjs-backend-wasm-simd.wasm'),
+          'tfjs-backend-wasm-threaded-simd.wasm': path.join(dir, 'dist', 'tfjs-backend-wasm-threaded-simd.wasm'),
+        }, true);
+        tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
+        await serveLocalFilesToFetch();
+      }
+      await setOrThrow('wasm');
+      return { tfBackend: 'wasm', details: `SIMD ${tf.env().getBool('WASM_HAS_SIMD_SUPPORT') ? 'on' : 'off'}; heap limit ~3.9 GiB (wasm32)` };
+    }
+    case 'webgpu':
+      if (isNode) await setupNodeWebGPU(opts);
+      else if (!(globalThis as { navigator?: { gpu?: unknown } }).navigator?.gpu) throw new Error('this browser has no navigator.gpu');
+      await import('@tensorflow/tfjs-backend-webgpu');
+      await setOrThrow('webgpu');
+      return { tfBackend: 'webgpu', details: webgpuDetails };
+    case 'webgl':
+      if (isNode) throw new Error('WebGL needs a browser (no WebGL context in Node)');
+      await import('@tensorflow/tfjs-backend-webgl');
+      await setOrThrow('webgl');
+      return { tfBackend: 'webgl' };
+    case 'node-gpu':
+    case 'node': {
+      if (!isNode) throw new Error('tfjs-node needs Node.js');
+      const pkg = name === 'node-gpu' ? '@tensorflow/tfjs-node-gpu' : '@tensorflow/tfjs-node';
+      try {
+        await importOptional(pkg);
+      } catch (e) {
+        throw new Error(`${pkg} is not installed or failed to load (${(e as Error).message.split('\n')[0]}); install it with \`npm i ${pkg}\` where libtensorflow can be downloaded`);
+      }
+      await setOrThrow('tensorflow');
+      return { tfBackend: 'tensorflow' };
+    }
+  }
+}
+
+async function setOrThrow(id: string): Promise<void> {
+  if (tf.getBackend() === id) return;
+  const ok = await tf.setBackend(id);
+  if (!ok) throw new Error(`tf.setBackend('${id}') failed`);
+  await tf.ready();
+}
+
+/** The order `auto` tries, per environment. */
+export function autoOrder(): BackendName[] {
+  return isNode ? ['node-gpu', 'node', 'webgpu', 'wasm', 'cpu'] : ['webgpu', 'webgl', 'wasm', 'cpu'];
+}
+
+/**
+ * Initialises a backend. `auto` tries {@link autoOrder} and reports why it settled where it did.
+ * Also switches TF.js to production mode-free fp32 settings we rely on (no float16 textures on WebGL).
+ */
+export async function initBackend(choice: BackendChoice = 'auto', opts: BackendOptions = {}): Promise<BackendReport> {
+  const candidates = choice === 'auto' ? autoOrder() : [choice];
+  if (choice !== 'auto' && !BACKENDS.includes(choice)) {
+    throw new Error(`unknown backend "${choice}"; choose one of auto, ${BACKENDS.join(', ')}`);
+  }
+  const skipped: string[] = [];
+  for (const name of candidates) {
+    try {
+      const { tfBackend, details } = await trySet(name, opts);
+      if (name === 'webgl') tf.env().set('WEBGL_FORCE_F16_TEXTURES', false);
+      const reason = choice === 'auto'
+        ? `auto: ${skipped.length ? skipped.join('; ') + '; ' : ''}${name} is available`
+        : `${name} requested`;
+      const report = { name, tfBackend, reason, details };
+      if (!opts.quiet) console.error(`[tgate] backend ${name}${details ? ` (${details})` : ''} — ${reason}`);
+      return report;
+    } catch (e) {
+      if (choice !== 'auto') throw new Error(`backend "${name}" is not available: ${(e as Error).message}`);
+      skipped.push(`${name} unavailable (${(e as Error).message.split('\n')[0]})`);
+    }
+  }
+  throw new Error(`no backend could be initialised: ${skipped.join('; ')}`);
+}
+
+/** Probes each backend without keeping it; used by `tgate info`. */
+export async function probeBackends(opts: BackendOptions = {}): Promise<{ name: BackendName; available: boolean; note: string }[]> {
+  const out: { name: BackendName; available: boolean; note: string }[] = [];
+  const before = tf.getBackend();
+  for (const name of BACKENDS) {
+    try {
+      const { details } = await trySet(name, opts);
+      out.push({ name, available: true, note: details ?? 'ok' });
+    } catch (e) {
+      out.push({ name, available: false, note: (e as Error).message.split('\n')[0] });
+    }
+  }
+  if (before) await tf.setBackend(before);
+  return out;
+}

@@ -1,0 +1,43 @@
+/** Shared test helpers: fixture paths, relative L2 error, backends. */
+import * as tf from '@tensorflow/tfjs-core';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { initBackend, type BackendName } from '../src/backend.js';
+import { openSafetensors } from '../src/io/node-source.js';
+
+export const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures');
+export const fixture = (...p: string[]): string => path.join(FIXTURES, ...p);
+
+/** ‖a − b‖ / ‖b‖ computed in float64 on the CPU. */
+export function relL2(out: ArrayLike<number>, ref: ArrayLike<number>): number {
+  if (out.length !== ref.length) throw new Error(`length mismatch: ${out.length} vs ${ref.length}`);
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < ref.length; i++) {
+    const d = out[i] - ref[i];
+    num += d * d;
+    den += ref[i] * ref[i];
+  }
+  return Math.sqrt(num) / Math.sqrt(den);
+}
+
+export function relL2T(out: tf.Tensor, ref: tf.Tensor): number {
+  expect(out.shape).toEqual(ref.shape);
+  return relL2(out.dataSync(), ref.dataSync());
+}
+
+/** Loads every tensor of a fixture safetensors file (caller disposes). */
+export async function loadFixture(rel: string): Promise<Record<string, tf.Tensor>> {
+  const f = await openSafetensors(fixture(rel));
+  const out: Record<string, tf.Tensor> = {};
+  for (const k of f.keys()) out[k] = await f.tensor(k);
+  await f.close();
+  return out;
+}
+
+/** Backends every numeric test runs on; TGATE_TEST_BACKENDS=cpu,wasm,webgpu overrides. */
+export const TEST_BACKENDS: BackendName[] = (process.env.TGATE_TEST_BACKENDS ?? 'cpu,wasm').split(',') as BackendName[];
+
+export async function useBackend(name: BackendName): Promise<void> {
+  await initBackend(name, { quiet: true });
+}

@@ -1,0 +1,4 @@
+// Every test file starts on the cpu backend; files that test other backends switch explicitly.
+import '@tensorflow/tfjs-backend-cpu';
+import * as tf from '@tensorflow/tfjs-core';
+await tf.setBackend('cpu');
