@@ -1,0 +1,38 @@
+/** attnProcessors() / setAttnProcessor() over any Module tree, keyed `<module path>.processor`. */
+import type { Module } from '../nn/module.js';
+import { Attention } from '../layers/attention.js';
+import type { AttnProcessor } from './processor.js';
+
+/** Every Attention module below `root`, keyed by its module path. */
+export function attentionModules(root: Module): Map<string, Attention> {
+  const out = new Map<string, Attention>();
+  for (const [path, m] of root.namedModules()) if (m instanceof Attention) out.set(path, m);
+  return out;
+}
+
+export function attnProcessors(root: Module): Map<string, AttnProcessor> {
+  const out = new Map<string, AttnProcessor>();
+  for (const [path, m] of attentionModules(root)) out.set(`${path}.processor`, m.processor);
+  return out;
+}
+
+/**
+ * Sets one processor for every attention, or one per module from a record that must name exactly
+ * every `<path>.processor` key (missing and extra keys are reported together).
+ */
+export function setAttnProcessor(root: Module, p: AttnProcessor | Record<string, AttnProcessor>): void {
+  const mods = attentionModules(root);
+  if (typeof (p as AttnProcessor).call === 'function') {
+    for (const m of mods.values()) m.processor = p as AttnProcessor;
+    return;
+  }
+  const rec = p as Record<string, AttnProcessor>;
+  const want = new Set([...mods.keys()].map((k) => `${k}.processor`));
+  const missing = [...want].filter((k) => !(k in rec));
+  const extra = Object.keys(rec).filter((k) => !want.has(k));
+  if (missing.length || extra.length) {
+    throw new Error(`setAttnProcessor: the record must name all ${want.size} processors` +
+      (missing.length ? `; missing: ${missing.join(', ')}` : '') + (extra.length ? `; extra: ${extra.join(', ')}` : ''));
+  }
+  for (const [path, m] of mods) m.processor = rec[`${path}.processor`];
+}

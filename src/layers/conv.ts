@@ -1,0 +1,33 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { Module, type Parameter } from '../nn/module.js';
+
+/**
+ * torch.nn.Conv2d on NHWC input: weight HWIO, PyTorch's symmetric zero `padding` and `stride`.
+ */
+export class Conv2d extends Module {
+  readonly weight: Parameter;
+  readonly bias?: Parameter;
+  constructor(
+    readonly inChannels: number, readonly outChannels: number, readonly kernelSize: number,
+    readonly stride = 1, readonly padding = 0, bias = true,
+  ) {
+    super();
+    this.weight = this.param('weight', [kernelSize, kernelSize, inChannels, outChannels], 'conv');
+    if (bias) this.bias = this.param('bias', [outChannels]);
+  }
+
+  forward(x: tf.Tensor4D): tf.Tensor4D {
+    return tf.tidy(() => {
+      const w = this.weight.t as tf.Tensor4D;
+      let y: tf.Tensor4D;
+      if (this.kernelSize === 1 && this.stride === 1) {
+        // A 1×1 convolution is a matMul over channels; that path is faster on every backend.
+        const [b, h, wd, c] = x.shape;
+        y = tf.matMul(x.reshape([b * h * wd, c]), w.reshape([c, this.outChannels])).reshape([b, h, wd, this.outChannels]);
+      } else {
+        y = tf.conv2d(x, w, this.stride, this.padding === 0 ? 'valid' : this.padding);
+      }
+      return this.bias ? tf.add(y, this.bias.t) : y;
+    });
+  }
+}

@@ -1,0 +1,46 @@
+/** diffusers `FeedForward`: net.0 (GELU / GEGLU projection), net.1 dropout (no weights), net.2 Linear. */
+import * as tf from '@tensorflow/tfjs-core';
+import { Module, ModuleList } from '../nn/module.js';
+import { Linear } from './linear.js';
+import { gelu, geluTanh } from './activations.js';
+
+/** `GELU` (with approximate none|tanh) or `GEGLU`: a projection followed by the activation. */
+export class GeluProjection extends Module {
+  readonly proj: Linear;
+  constructor(dimIn: number, dimOut: number, readonly kind: 'gelu' | 'gelu-approximate' | 'geglu', bias = true) {
+    super();
+    this.proj = this.child('proj', new Linear(dimIn, kind === 'geglu' ? dimOut * 2 : dimOut, bias));
+  }
+  forward(x: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => {
+      const h = this.proj.forward(x);
+      if (this.kind === 'geglu') {
+        const [a, gate] = tf.split(h, 2, -1);
+        return tf.mul(a, gelu(gate));
+      }
+      return this.kind === 'gelu' ? gelu(h) : geluTanh(h);
+    });
+  }
+}
+
+/** Placeholder for weightless entries of a torch Sequential (dropout), so indices line up with diffusers. */
+export class Identity extends Module {}
+
+export class FeedForward extends Module {
+  readonly net: ModuleList<Module>;
+  constructor(dim: number, opts: { dimOut?: number; mult?: number; innerDim?: number; activationFn?: string; bias?: boolean } = {}) {
+    super();
+    const inner = opts.innerDim ?? dim * (opts.mult ?? 4);
+    const act = opts.activationFn ?? 'geglu';
+    const kinds: Record<string, 'gelu' | 'gelu-approximate' | 'geglu'> = { geglu: 'geglu', gelu: 'gelu', 'gelu-approximate': 'gelu-approximate' };
+    if (!kinds[act]) throw new Error(`FeedForward: unsupported activation_fn "${act}" (supported: geglu, gelu, gelu-approximate)`);
+    this.net = this.child('net', new ModuleList<Module>([
+      new GeluProjection(dim, inner, kinds[act], opts.bias ?? true),
+      new Identity(),
+      new Linear(inner, opts.dimOut ?? dim, opts.bias ?? true),
+    ]));
+  }
+  forward(x: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => (this.net.at(2) as Linear).forward((this.net.at(0) as GeluProjection).forward(x)));
+  }
+}

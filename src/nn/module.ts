@@ -1,0 +1,172 @@
+/**
+ * The Module tree: named children and parameters keyed by their diffusers/transformers state-dict key.
+ *
+ * Parameters are plain tf.Tensors (no Variables, so no gradient tape), created when weights are loaded,
+ * never inside a tidy scope. Until then a parameter is only a shape, so a full-size model can be built
+ * and counted without allocating its weights.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+// Registers x.reshape()/x.transpose()… on tf.Tensor (runtime and types) for every module that builds on this one.
+import '@tensorflow/tfjs-core/dist/public/chained_ops/register_all_chained_ops.js';
+
+/**
+ * How a parameter is stored in PyTorch vs here: `linear` weights are [out,in] there and [in,out] here,
+ * `conv` weights OIHW there and HWIO here (TF.js convolutions are channels-last).
+ */
+export type ParamLayout = 'plain' | 'linear' | 'conv';
+
+export class Parameter {
+  value: tf.Tensor | null = null;
+  constructor(readonly shape: number[], readonly layout: ParamLayout = 'plain') {}
+
+  /** The shape the PyTorch state dict stores. */
+  get torchShape(): number[] {
+    const s = this.shape;
+    if (this.layout === 'linear') return [s[1], s[0]];
+    if (this.layout === 'conv') return [s[3], s[2], s[0], s[1]];
+    return s;
+  }
+
+  get size(): number { return this.shape.reduce((a, b) => a * b, 1); }
+
+  /** The loaded tensor; throws if weights were never loaded. */
+  get t(): tf.Tensor {
+    if (!this.value) throw new Error('parameter used before weights were loaded (call loadStateDict / loadWeights first)');
+    return this.value;
+  }
+
+  set(v: tf.Tensor): void {
+    this.value?.dispose();
+    this.value = v;
+  }
+}
+
+/** A source of weights in PyTorch layout: what a safetensors file, shards, or a converted folder offer. */
+export interface WeightSource {
+  keys(): string[];
+  /** Shape as stored in the checkpoint. */
+  shape(key: string): number[];
+  /** Reads a tensor's values as float32. */
+  read(key: string): Promise<Float32Array>;
+  /** Where the weights come from, for error messages. */
+  readonly name: string;
+  /** Set when the stored tensors are already in our layout (converted TF.js folders). */
+  readonly layoutConverted?: boolean;
+}
+
+export class StateDictError extends Error {
+  constructor(
+    readonly source: string,
+    readonly missing: string[],
+    readonly unexpected: string[],
+    readonly mismatched: { key: string; expected: number[]; actual: number[] }[],
+  ) {
+    const lines = [
+      ...missing.map((k) => `  missing key: ${k}`),
+      ...unexpected.map((k) => `  unexpected key: ${k}`),
+      ...mismatched.map((m) => `  shape mismatch: ${m.key} expected [${m.expected}] got [${m.actual}]`),
+    ];
+    const shown = lines.length > 40 ? [...lines.slice(0, 40), `  … and ${lines.length - 40} more`] : lines;
+    super(`${source}: weights do not match the model (${missing.length} missing, ${unexpected.length} unexpected, ${mismatched.length} misshaped):\n${shown.join('\n')}`);
+    this.name = 'StateDictError';
+  }
+}
+
+/** Converts a PyTorch-layout tensor to ours. */
+export function toOurLayout(values: Float32Array, torchShape: number[], layout: ParamLayout): tf.Tensor {
+  return tf.tidy(() => {
+    const t = tf.tensor(values, torchShape, 'float32');
+    if (layout === 'linear') return t.transpose([1, 0]);
+    if (layout === 'conv') return t.transpose([2, 3, 1, 0]);
+    return t;
+  });
+}
+
+export class Module {
+  private readonly children = new Map<string, Module>();
+  private readonly params = new Map<string, Parameter>();
+
+  /** Registers a child module under `name` (its path segment) and returns it. */
+  protected child<M extends Module>(name: string, m: M): M {
+    this.children.set(name, m);
+    return m;
+  }
+
+  /** Registers a parameter (not yet loaded) with its shape in our layout. */
+  protected param(name: string, shape: number[], layout: ParamLayout = 'plain'): Parameter {
+    const p = new Parameter(shape, layout);
+    this.params.set(name, p);
+    return p;
+  }
+
+  /** Every parameter, keyed by its full state-dict key. */
+  *namedParameters(prefix = ''): Generator<[string, Parameter]> {
+    for (const [n, p] of this.params) yield [prefix + n, p];
+    for (const [n, c] of this.children) yield* c.namedParameters(`${prefix}${n}.`);
+  }
+
+  /** Every module below (and including) this one, keyed by its module path. */
+  *namedModules(prefix = ''): Generator<[string, Module]> {
+    yield [prefix, this];
+    for (const [n, c] of this.children) yield* c.namedModules(prefix ? `${prefix}.${n}` : n);
+  }
+
+  getChild(name: string): Module | undefined { return this.children.get(name); }
+
+  numParameters(): number {
+    let n = 0;
+    for (const [, p] of this.namedParameters()) n += p.size;
+    return n;
+  }
+
+  /**
+   * Loads weights from a PyTorch-layout source. Strict: every missing key, unexpected key and shape
+   * mismatch is reported together in one {@link StateDictError}, before any tensor is created.
+   */
+  async loadStateDict(src: WeightSource, opts: { onProgress?: (done: number, total: number) => void } = {}): Promise<void> {
+    const params = new Map(this.namedParameters());
+    const have = new Set(src.keys());
+    const missing = [...params.keys()].filter((k) => !have.has(k));
+    const unexpected = [...have].filter((k) => !params.has(k));
+    const mismatched: { key: string; expected: number[]; actual: number[] }[] = [];
+    for (const [k, p] of params) {
+      if (!have.has(k)) continue;
+      const expected = src.layoutConverted ? p.shape : p.torchShape;
+      const actual = src.shape(k);
+      if (expected.length !== actual.length || expected.some((d, i) => d !== actual[i])) mismatched.push({ key: k, expected, actual });
+    }
+    if (missing.length || unexpected.length || mismatched.length) throw new StateDictError(src.name, missing, unexpected, mismatched);
+    let done = 0;
+    for (const [k, p] of params) {
+      const values = await src.read(k);
+      p.set(src.layoutConverted ? tf.tensor(values, p.shape, 'float32') : toOurLayout(values, p.torchShape, p.layout));
+      opts.onProgress?.(++done, params.size);
+    }
+  }
+
+  /** Fills every parameter with seeded random values (benchmarks, shape checks). */
+  initRandom(seed = 0, std = 0.02): void {
+    let s = seed;
+    for (const [, p] of this.namedParameters()) p.set(tf.randomNormal(p.shape, 0, std, 'float32', s++));
+  }
+
+  /** Releases every parameter tensor. */
+  dispose(): void {
+    for (const [, p] of this.namedParameters()) {
+      p.value?.dispose();
+      p.value = null;
+    }
+  }
+}
+
+/** An indexed list of children (`resnets.0`, `resnets.1`, …), as torch.nn.ModuleList. */
+export class ModuleList<M extends Module> extends Module {
+  readonly items: M[];
+  constructor(items: M[]) {
+    super();
+    this.items = items;
+    items.forEach((m, i) => this.child(String(i), m));
+  }
+  get length(): number { return this.items.length; }
+  at(i: number): M { return this.items[i]; }
+}
