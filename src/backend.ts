@@ -62,19 +62,24 @@ async function setupNodeWebGPU(opts: BackendOptions): Promise<void> {
   const g = globalThis as unknown as { navigator?: { gpu?: unknown } };
   if (g.navigator?.gpu) return;
   const dawn = (await importOptional('webgpu')) as { create: (flags: string[]) => unknown; globals: object };
-  const which = opts.dawnBackend ?? (process.env.DAWN_BACKEND as BackendOptions['dawnBackend']) ?? 'default';
-  const flags = which === 'default' ? [] : [`backend=${which}`];
-  Object.assign(globalThis, dawn.globals);
-  const gpu = dawn.create(flags) as { requestAdapter(o?: object): Promise<unknown> };
-  // Dawn's GLES backend only exposes a compatibility-mode adapter; ask for it so the request succeeds.
-  const compat = which === 'opengles';
-  const adapterOpts = compat ? { featureLevel: 'compatibility' } : {};
-  const probe = (await gpu.requestAdapter(adapterOpts)) as { info?: { vendor?: string; description?: string }; limits?: { maxStorageBufferBindingSize?: number } } | null;
-  if (!probe) throw new Error(`Dawn found no WebGPU adapter (backend ${which})`);
-  const realRequest = gpu.requestAdapter.bind(gpu);
-  gpu.requestAdapter = (o?: object) => realRequest({ ...(o ?? {}), ...adapterOpts });
-  webgpuDetails = `Dawn ${which}: ${probe.info?.description || probe.info?.vendor || 'adapter'}, maxStorageBufferBindingSize ${probe.limits?.maxStorageBufferBindingSize}`;
-  Object.defineProperty(globalThis, 'navigator', { value: { ...(g.navigator ?? {}), gpu }, configurable: true, writable: true });
+  const asked = opts.dawnBackend ?? (process.env.DAWN_BACKEND as BackendOptions['dawnBackend'] | undefined);
+  // Vulkan first; containers often lack it, while OpenGL ES over EGL (NVIDIA's or Mesa's) works.
+  const tries: NonNullable<BackendOptions['dawnBackend']>[] = asked ? [asked] : ['vulkan', 'opengles'];
+  const failures: string[] = [];
+  for (const which of tries) {
+    const gpu = dawn.create(which === 'default' ? [] : [`backend=${which}`]) as { requestAdapter(o?: object): Promise<unknown> };
+    // Dawn's GLES backend only exposes a compatibility-mode adapter; ask for it so the request succeeds.
+    const adapterOpts = which === 'opengles' ? { featureLevel: 'compatibility' } : {};
+    const probe = (await gpu.requestAdapter(adapterOpts)) as { info?: { vendor?: string; description?: string }; limits?: { maxStorageBufferBindingSize?: number } } | null;
+    if (!probe) { failures.push(`no ${which} adapter`); continue; }
+    const realRequest = gpu.requestAdapter.bind(gpu);
+    gpu.requestAdapter = (o?: object) => realRequest({ ...(o ?? {}), ...adapterOpts });
+    Object.assign(globalThis, dawn.globals);
+    webgpuDetails = `Dawn ${which}: ${probe.info?.description || probe.info?.vendor || 'adapter'}, maxStorageBufferBindingSize ${probe.limits?.maxStorageBufferBindingSize}`;
+    Object.defineProperty(globalThis, 'navigator', { value: { ...(g.navigator ?? {}), gpu }, configurable: true, writable: true });
+    return;
+  }
+  throw new Error(`Dawn found no WebGPU adapter (${failures.join(', ')}); for OpenGL ES install libegl1 libgles2 (+ libegl-mesa0 on CPU machines) and set EGL_PLATFORM=surfaceless`);
 }
 
 /** Registers a backend's TF.js package and sets it; throws with the reason when it cannot. */
@@ -121,7 +126,10 @@ async function trySet(name: BackendName, opts: BackendOptions): Promise<{ tfBack
       try {
         await importOptional(pkg);
       } catch (e) {
-        throw new Error(`${pkg} is not installed or failed to load (${(e as Error).message.split('\n')[0]}); install it with \`npm i ${pkg}\` where libtensorflow can be downloaded`);
+        const missing = (e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND';
+        throw new Error(missing
+          ? `${pkg} is not installed (\`npm i ${pkg}\`; its install downloads libtensorflow)`
+          : `${pkg} failed to load: ${(e as Error).message.split('\n')[0]}`);
       }
       await setOrThrow('tensorflow');
       return { tfBackend: 'tensorflow' };

@@ -3,7 +3,8 @@
  * (UNet, PixArt, VAE, CLIP, T5). Inputs and output are [B, N, heads·d] so callers never see the head split.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-core/dist/public/chained_ops/register_all_chained_ops.js';
+// Registers the chained tensor methods (x.reshape() …) used below.
+import '../nn/module.js';
 
 export interface SdpaOptions {
   heads: number;

@@ -1,6 +1,6 @@
 /** Node file access for safetensors: reads only the byte range of the tensor asked for. */
 import { open, type FileHandle } from 'node:fs/promises';
-import { SafetensorsFile, type ByteSource } from './safetensors.js';
+import { SafetensorsError, SafetensorsFile, type ByteSource } from './safetensors.js';
 
 export class FileSource implements ByteSource {
   private handle?: Promise<FileHandle>;
@@ -16,7 +16,7 @@ export class FileSource implements ByteSource {
     let got = 0;
     while (got < buf.length) {
       const { bytesRead } = await fh.read(buf, got, buf.length - got, begin + got);
-      if (bytesRead === 0) throw new Error(`${this.name}: unexpected end of file at byte ${begin + got}`);
+      if (bytesRead === 0) throw new SafetensorsError(this.name, `truncated: unexpected end of file at byte ${begin + got} (the file shrank after its header was read?)`);
       got += bytesRead;
     }
     return buf;

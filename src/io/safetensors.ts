@@ -70,7 +70,8 @@ export function parseHeader(
     }
     const e = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown } | null;
     if (e === null || typeof e !== 'object') throw new SafetensorsError(file, `tensor "${name}": entry is not an object`);
-    if (typeof e.dtype !== 'string' || !(e.dtype in DTYPE_BYTES)) {
+    // hasOwn, not `in`: "toString" and friends are on every object's prototype.
+    if (typeof e.dtype !== 'string' || !Object.hasOwn(DTYPE_BYTES, e.dtype)) {
       throw new SafetensorsError(file, `tensor "${name}": unknown dtype ${JSON.stringify(e.dtype)} (supported: ${Object.keys(DTYPE_BYTES).join(', ')})`);
     }
     const dtype = e.dtype as SafetensorsDtype;
@@ -93,7 +94,8 @@ export function parseHeader(
     }
     tensors.set(name, { name, dtype, shape, begin: dataStart + off[0], end: dataStart + off[1] });
   }
-  const sorted = [...tensors.values()].sort((a, b) => a.begin - b.begin);
+  // Ties broken by end, so a zero-size tensor sharing its offset with a neighbour is not an overlap.
+  const sorted = [...tensors.values()].sort((a, b) => a.begin - b.begin || a.end - b.end);
   for (let i = 1; i < sorted.length; i++) {
     if (sorted[i].begin < sorted[i - 1].end) {
       throw new SafetensorsError(file, `tensors "${sorted[i - 1].name}" and "${sorted[i].name}" overlap`);
@@ -209,10 +211,16 @@ export class SafetensorsFile {
   get name(): string { return this.source.name; }
 
   static async open(source: ByteSource): Promise<SafetensorsFile> {
-    const size = await source.size();
-    const n = headerLength(await source.read(0, Math.min(8, size)), size, source.name);
-    const { tensors, metadata } = parseHeader(await source.read(8, 8 + n), size, source.name);
-    return new SafetensorsFile(source, tensors, metadata);
+    try {
+      const size = await source.size();
+      const n = headerLength(await source.read(0, Math.min(8, size)), size, source.name);
+      const { tensors, metadata } = parseHeader(await source.read(8, 8 + n), size, source.name);
+      return new SafetensorsFile(source, tensors, metadata);
+    } catch (e) {
+      // A rejected file must not keep its handle open.
+      await source.close?.().catch(() => undefined);
+      throw e;
+    }
   }
 
   static fromBytes(bytes: Uint8Array, name?: string): Promise<SafetensorsFile> {

@@ -20,7 +20,7 @@ export class Conv2d extends Module {
     return tf.tidy(() => {
       const w = this.weight.t as tf.Tensor4D;
       let y: tf.Tensor4D;
-      if (this.kernelSize === 1 && this.stride === 1) {
+      if (this.kernelSize === 1 && this.stride === 1 && this.padding === 0) {
         // A 1×1 convolution is a matMul over channels; that path is faster on every backend.
         const [b, h, wd, c] = x.shape;
         y = tf.matMul(x.reshape([b * h * wd, c]), w.reshape([c, this.outChannels])).reshape([b, h, wd, this.outChannels]);

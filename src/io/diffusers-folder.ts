@@ -1,0 +1,69 @@
+/**
+ * The diffusers folder layout (Node): model_index.json, <component>/config.json, weight files with optional
+ * variants (`diffusion_pytorch_model.fp16.safetensors`) and sharded checkpoints (`*.safetensors.index.json`).
+ */
+import { readFile, readdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { openSafetensors } from './node-source.js';
+import { SafetensorsWeightSource } from './weights.js';
+
+export type Config = Record<string, unknown> & { _class_name?: string };
+
+export async function readJson<T = Config>(file: string): Promise<T> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    throw new Error(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  try {
+    return JSON.parse(text) as T;
+  } catch (e) {
+    throw new Error(`${file} is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+export async function exists(p: string): Promise<boolean> {
+  try { await stat(p); return true; } catch { return false; }
+}
+
+/** Reads `<dir>/config.json` (diffusers) — the component's class is its `_class_name` or `architectures[0]`. */
+export async function readComponentConfig(dir: string): Promise<Config> {
+  const cfg = await readJson(path.join(dir, 'config.json'));
+  if (!cfg._class_name && Array.isArray(cfg.architectures)) cfg._class_name = String(cfg.architectures[0]);
+  return cfg;
+}
+
+const WEIGHT_STEMS = ['diffusion_pytorch_model', 'model'];
+
+/**
+ * Finds a component's safetensors weights: `<stem>[.<variant>].safetensors`, or a sharded
+ * `<stem>[.<variant>].safetensors.index.json`. Errors list what the folder holds instead.
+ */
+export async function findWeightFiles(dir: string, variant?: string): Promise<string[]> {
+  const names = await readdir(dir).catch(() => { throw new Error(`component folder ${dir} does not exist`); });
+  for (const stem of WEIGHT_STEMS) {
+    const base = variant ? `${stem}.${variant}.safetensors` : `${stem}.safetensors`;
+    if (names.includes(base)) return [path.join(dir, base)];
+    if (names.includes(`${base}.index.json`)) {
+      const idx = await readJson<{ weight_map?: Record<string, string> }>(path.join(dir, `${base}.index.json`));
+      if (!idx.weight_map) throw new Error(`${path.join(dir, `${base}.index.json`)} has no weight_map`);
+      return [...new Set(Object.values(idx.weight_map))].map((f) => path.join(dir, f));
+    }
+  }
+  const st = names.filter((n) => n.endsWith('.safetensors') || n.endsWith('.index.json'));
+  if (!variant && st.length) {
+    // Only a variant is present (e.g. fp16): use it rather than fail, as it is the only choice.
+    const v = st.map((n) => /^(?:diffusion_pytorch_model|model)\.([^.]+)\.safetensors(?:\.index\.json)?$/.exec(n)?.[1]).find(Boolean);
+    if (v) return findWeightFiles(dir, v);
+  }
+  const bins = names.filter((n) => n.endsWith('.bin') || n.endsWith('.ckpt'));
+  throw new Error(`no ${variant ? `"${variant}" variant ` : ''}safetensors weights in ${dir} (files: ${names.join(', ') || 'none'})` +
+    (bins.length ? '; PyTorch .bin/.ckpt files cannot be read: convert them to safetensors first' : ''));
+}
+
+/** Opens a component's weights as one WeightSource (close it after loading). */
+export async function openComponentWeights(dir: string, variant?: string): Promise<SafetensorsWeightSource> {
+  const files = await findWeightFiles(dir, variant);
+  return new SafetensorsWeightSource(await Promise.all(files.map((f) => openSafetensors(f))));
+}

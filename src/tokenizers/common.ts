@@ -1,0 +1,183 @@
+/**
+ * Pieces shared by the CLIP and T5 tokenizers: config parsing, added-token splitting (as transformers'
+ * slow `PreTrainedTokenizer.tokenize` does before calling the model-specific `_tokenize`), truncation and padding.
+ */
+
+/** JSON object as parsed from tokenizer_config.json / special_tokens_map.json. */
+export type JsonObject = Record<string, unknown>;
+
+/** Options of {@link CLIPTokenizer.call} / {@link T5Tokenizer.call}. */
+export interface TokenizeOptions {
+  /**
+   * `'max_length'` pads every row to `maxLength`; `'longest'` pads to the longest row of the batch;
+   * `'none'` (default) leaves rows ragged.
+   */
+  padding?: 'max_length' | 'longest' | 'none';
+  /** Defaults to the tokenizer's `model_max_length`. */
+  maxLength?: number;
+  /**
+   * Cut rows (special tokens included) to `maxLength`. Defaults to `true`, unlike transformers, because every
+   * caller in this project feeds a model whose position table is exactly `maxLength` long.
+   */
+  truncation?: boolean;
+}
+
+/** Output of a batched tokenizer call. */
+export interface BatchEncoding {
+  inputIds: number[][];
+  /** 1 for real tokens (special tokens included), 0 for padding. */
+  attentionMask: number[][];
+  /** Per row: whether content tokens were dropped by truncation (so callers can warn). */
+  truncated: boolean[];
+}
+
+/** A token that is matched verbatim in the raw text before model tokenization (transformers AddedToken). */
+export interface AddedToken {
+  content: string;
+  id: number;
+  /** Eat whitespace on the left / right of the token. */
+  lstrip: boolean;
+  rstrip: boolean;
+}
+
+/** A piece of raw text still to tokenize, or an added token already resolved to its id. */
+export type Segment = { text: string } | { id: number };
+
+/** Content of a special-token entry, which may be a plain string or an AddedToken-like object. */
+export function tokenContent(v: unknown): string | undefined {
+  if (typeof v === 'string') return v;
+  if (v !== null && typeof v === 'object' && typeof (v as JsonObject).content === 'string') {
+    return (v as JsonObject).content as string;
+  }
+  return undefined;
+}
+
+/**
+ * Resolves a special token (`bos_token`, `pad_token`, ...) the way transformers' from_pretrained does:
+ * special_tokens_map.json overrides tokenizer_config.json, which overrides the class default.
+ */
+export function specialToken(
+  key: string, config: JsonObject, specialMap: JsonObject | undefined, fallback: string,
+): string {
+  return tokenContent(specialMap?.[key]) ?? tokenContent(config[key]) ?? fallback;
+}
+
+/** Reads `added_tokens_decoder` of a tokenizer_config.json into AddedTokens. */
+export function addedTokensFromConfig(config: JsonObject): AddedToken[] {
+  const dec = config.added_tokens_decoder;
+  if (dec === null || typeof dec !== 'object') return [];
+  const out: AddedToken[] = [];
+  for (const [id, v] of Object.entries(dec as JsonObject)) {
+    const content = tokenContent(v);
+    if (content === undefined) continue;
+    const o = v as JsonObject;
+    out.push({ content, id: Number(id), lstrip: o.lstrip === true, rstrip: o.rstrip === true });
+  }
+  return out;
+}
+
+/**
+ * Splits raw text on added tokens: leftmost match wins, the longest token among those starting there
+ * (what transformers' Trie.split yields). Empty text pieces are dropped, as transformers skips them.
+ */
+export function splitOnAddedTokens(text: string, tokens: readonly AddedToken[]): Segment[] {
+  const out: Segment[] = [];
+  if (tokens.length === 0) return text ? [{ text }] : [];
+  let segStart = 0;
+  let i = 0;
+  while (i < text.length) {
+    let best: AddedToken | undefined;
+    for (const t of tokens) {
+      if (t.content && text.startsWith(t.content, i) && (!best || t.content.length > best.content.length)) best = t;
+    }
+    if (!best) { i++; continue; }
+    let left = text.slice(segStart, i);
+    if (best.lstrip) left = left.trimEnd();
+    if (left) out.push({ text: left });
+    out.push({ id: best.id });
+    i += best.content.length;
+    if (best.rstrip) while (i < text.length && /\s/u.test(text[i])) i++;
+    segStart = i;
+  }
+  const rest = text.slice(segStart);
+  if (rest) out.push({ text: rest });
+  return out;
+}
+
+/**
+ * Truncates content ids, wraps them with special tokens and pads, for a whole batch.
+ * `numSpecial` is how many ids `wrap` adds, so truncation leaves room for them (transformers semantics).
+ */
+export function batchEncode(
+  contents: number[][], wrap: (ids: number[]) => number[], numSpecial: number,
+  padId: number, maxLength: number, opts: TokenizeOptions,
+): BatchEncoding {
+  const truncation = opts.truncation ?? true;
+  const padding = opts.padding ?? 'none';
+  const truncated: boolean[] = [];
+  const rows = contents.map((ids) => {
+    const room = Math.max(0, maxLength - numSpecial);
+    const cut = truncation && ids.length > room;
+    truncated.push(cut);
+    return wrap(cut ? ids.slice(0, room) : ids);
+  });
+  const target = padding === 'max_length' ? maxLength
+    : padding === 'longest' ? Math.max(0, ...rows.map((r) => r.length)) : 0;
+  const inputIds: number[][] = [];
+  const attentionMask: number[][] = [];
+  for (const r of rows) {
+    const n = Math.max(0, target - r.length);
+    inputIds.push(r.concat(new Array<number>(n).fill(padId)));
+    attentionMask.push(new Array<number>(r.length).fill(1).concat(new Array<number>(n).fill(0)));
+  }
+  return { inputIds, attentionMask, truncated };
+}
+
+/** Report of {@link CLIPTokenizer.checkTruncation} / {@link T5Tokenizer.checkTruncation}. */
+export interface TruncationReport {
+  /** Tokens the prompt needs, special tokens included. */
+  tokenCount: number;
+  maxLength: number;
+  truncated: boolean;
+  /** The decoded part that does not fit ('' when nothing is cut). */
+  removedText: string;
+  /** A message fit for a warning, or '' when nothing is cut. */
+  message: string;
+}
+
+/** Builds a TruncationReport from a prompt's content ids. */
+export function truncationReport(
+  content: number[], numSpecial: number, maxLength: number, decode: (ids: number[]) => string, what: string,
+): TruncationReport {
+  const tokenCount = content.length + numSpecial;
+  const room = Math.max(0, maxLength - numSpecial);
+  const truncated = content.length > room;
+  const removedText = truncated ? decode(content.slice(room)) : '';
+  const message = truncated
+    ? `prompt is too long for ${what}: ${tokenCount} tokens > ${maxLength}; this part was truncated: "${removedText}"`
+    : '';
+  return { tokenCount, maxLength, truncated, removedText, message };
+}
+
+/** Reads a folder's file with Node fs (imported lazily so browser bundles never pull node:fs). */
+export async function readDirFile(dir: string, name: string): Promise<Uint8Array | undefined> {
+  const { readFile } = await import('node:fs/promises');
+  const path = await import('node:path');
+  try {
+    return new Uint8Array(await readFile(path.join(dir, name)));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+}
+
+/** Reads and parses a JSON file of a folder; `undefined` when it does not exist. */
+export async function readDirJson(dir: string, name: string): Promise<JsonObject | undefined> {
+  const b = await readDirFile(dir, name);
+  if (!b) return undefined;
+  try {
+    return JSON.parse(new TextDecoder().decode(b)) as JsonObject;
+  } catch (e) {
+    throw new Error(`${dir}/${name}: invalid JSON (${(e as Error).message})`);
+  }
+}
