@@ -1,0 +1,129 @@
+/**
+ * TGATE (arXiv 2404.02747; reference: T-GATE commit ab2a88f, tgate/tgate_utils.py): cache attention
+ * outputs and reuse them on later steps, skipping the whole attention computation.
+ *
+ * The per-step schedule ({@link tgateFlags}) decides for cross- and self-attention whether to compute,
+ * compute and cache, or reuse; the pipeline puts the flags into the AttnContext of each denoiser call and
+ * {@link TgateProcessor} acts on them. Caches belong to one generation: {@link TgateProcessor.reset}.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { Attention } from '../layers/attention.js';
+import type { AttnContext, AttnProcessor } from './processor.js';
+
+export interface TgateOptions {
+  /** First step (0-based) at which cross-attention is reused and guidance dropped. Default 10. */
+  gateStep?: number;
+  /** Self-attention cache interval before the gate. Default 5. */
+  spInterval?: number;
+  /** Self-attention cache interval after the gate. Default 1. */
+  fiInterval?: number;
+  /** Steps before self-attention caching starts. Default 2. */
+  warmUp?: number;
+  /** LCM mode: no classifier-free guidance, caches keep their batch (no averaging). */
+  lcm?: boolean;
+}
+
+export type ResolvedTgate = Required<TgateOptions>;
+
+/** What the attention processors do at one step (names as in T-GATE's kwargs). */
+export interface TgateFlags {
+  caCache: boolean;
+  caReuse: boolean;
+  saCache: boolean;
+  saReuse: boolean;
+  /** false: the cache is the mean of the unconditional and conditional halves. */
+  keepShape: boolean;
+}
+
+/** Flags before the first schedule update (T-GATE registers all-false, keep_shape true). */
+export const TGATE_IDLE: TgateFlags = { caCache: false, caReuse: false, saCache: false, saReuse: false, keepShape: true };
+
+/** Fills defaults and rejects values that cannot work, naming them. */
+export function resolveTgate(o: TgateOptions, numInferenceSteps: number): ResolvedTgate {
+  const r: ResolvedTgate = {
+    gateStep: o.gateStep ?? 10, spInterval: o.spInterval ?? 5, fiInterval: o.fiInterval ?? 1, warmUp: o.warmUp ?? 2, lcm: o.lcm ?? false,
+  };
+  const int = (k: keyof ResolvedTgate, min: number) => {
+    const v = r[k] as number;
+    if (!Number.isInteger(v) || v < min) throw new Error(`tgate.${k} must be an integer ≥ ${min}, got ${v}`);
+  };
+  int('gateStep', 1);
+  int('spInterval', 1);
+  int('fiInterval', 1);
+  int('warmUp', 0);
+  if (r.gateStep > numInferenceSteps) {
+    throw new Error(`tgate.gateStep ${r.gateStep} is beyond the ${numInferenceSteps} inference steps (choose 1…${numInferenceSteps})`);
+  }
+  return r;
+}
+
+/** T-GATE's `tgate_scheduler` for denoising step `i` (counted after the scheduler's warm-up steps). */
+export function tgateFlags(i: number, t: ResolvedTgate): TgateFlags {
+  const g = t.gateStep;
+  if (i < g - 1) {
+    // Semantics-planning stage: cross-attention computed, self-attention cached every spInterval steps.
+    let sa: [boolean, boolean];
+    if (i < t.warmUp) sa = [false, false];
+    else if (i === t.warmUp || i % t.spInterval === 0) sa = [true, false];
+    else sa = [false, true];
+    return { caCache: false, caReuse: false, saCache: sa[0], saReuse: sa[1], keepShape: true };
+  }
+  if (i === g - 1) return { caCache: true, caReuse: false, saCache: true, saReuse: false, keepShape: t.lcm };
+  // Fidelity-improving stage: cross-attention reused, self-attention recomputed every fiInterval steps.
+  const saCache = i % t.fiInterval === 0;
+  return { caCache: false, caReuse: true, saCache, saReuse: !saCache, keepShape: true };
+}
+
+/** The AttnContext field TGATE reads. */
+export interface TgateContext extends AttnContext {
+  tgate?: TgateFlags;
+}
+
+/**
+ * Computes, caches or reuses each attention module's output (after the out-projection, before the
+ * residual) according to `ctx.tgate`. Without flags it behaves as the default processor.
+ */
+export class TgateProcessor implements AttnProcessor {
+  private readonly caches = new Map<Attention, tf.Tensor>();
+
+  call(attn: Attention, hidden: tf.Tensor, enc: tf.Tensor | null, bias: tf.Tensor | null, ctx: TgateContext): tf.Tensor {
+    const f = ctx.tgate;
+    if (!f) return attn.finish(attn.attend(hidden, enc, bias), hidden);
+    const cross = enc !== null;
+    const reuse = cross ? f.caReuse : f.saReuse;
+    const cache = cross ? f.caCache : f.saCache;
+    const cached = this.caches.get(attn);
+    // As in T-GATE: reuse only when a cache exists; otherwise compute (without caching).
+    if (reuse && cached) {
+      if (cached.shape[0] !== hidden.shape[0]) {
+        throw new Error(`TGATE: cached attention has batch ${cached.shape[0]} but this step runs batch ${hidden.shape[0]} (lcm mode needs guidance off)`);
+      }
+      return attn.finish(cached, hidden);
+    }
+    const out = attn.attend(hidden, enc, bias);
+    if (cache) {
+      const value = f.keepShape ? out : tf.tidy(() => {
+        const [uncond, cond] = tf.split(out, 2, 0);
+        return tf.div(tf.add(uncond, cond), 2);
+      });
+      this.store(attn, value);
+    }
+    return attn.finish(out, hidden);
+  }
+
+  private store(attn: Attention, value: tf.Tensor): void {
+    const old = this.caches.get(attn);
+    // Kept out of the surrounding forward's tidy scope: the cache outlives this step.
+    this.caches.set(attn, tf.keep(value));
+    if (old && old !== value) old.dispose();
+  }
+
+  /** Number of attention modules holding a cache (for tests and diagnostics). */
+  get cacheSize(): number { return this.caches.size; }
+
+  /** Drops every cache: called at the start and end of each generation. */
+  reset(): void {
+    for (const t of this.caches.values()) t.dispose();
+    this.caches.clear();
+  }
+}

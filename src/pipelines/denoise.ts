@@ -1,0 +1,106 @@
+/**
+ * The denoising loop shared by every pipeline: classifier-free guidance, the TGATE schedule (flags per
+ * step, guidance dropped from the gate on), scheduler steps, progress. Pipelines supply only how to run
+ * their denoiser on a batch ("cfg" = [uncond, cond], or a single branch).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { Scheduler } from '../samplers/index.js';
+import type { Rng } from '../samplers/rng.js';
+import { TGATE_IDLE, tgateFlags, type ResolvedTgate, type TgateContext, type TgateFlags } from '../attention/tgate.js';
+
+/** Which conditioning a denoiser call gets: both halves for guidance, or one branch alone. */
+export type Branch = 'cfg' | 'uncond' | 'cond';
+
+export interface StepInfo {
+  /** Step index (0-based) and its timestep. */
+  step: number;
+  timestep: number;
+  numSteps: number;
+  /** Latents after this step (NCHW; owned by the loop: clone to keep). */
+  latents: tf.Tensor;
+  /** Batch the denoiser ran with (2 with guidance, 1 after the TGATE gate). */
+  batch: number;
+  /** The raw denoiser output of this step (owned by the loop: clone to keep). */
+  modelOutput: tf.Tensor;
+  /** TGATE flags used at this step, when TGATE is on. */
+  tgate?: TgateFlags;
+}
+
+export interface DenoiseArgs {
+  scheduler: Scheduler;
+  /** Initial latents, already multiplied by the scheduler's initNoiseSigma. Consumed (disposed). */
+  latents: tf.Tensor;
+  numInferenceSteps: number;
+  guidanceScale: number;
+  doCfg: boolean;
+  guidanceRescale?: number;
+  tgate?: ResolvedTgate | null;
+  /** Runs the denoiser on `input` (batch 2 for 'cfg') and returns the noise prediction for the latents' channels. */
+  denoise(input: tf.Tensor, t: number, branch: Branch, ctx: TgateContext, step: number): tf.Tensor;
+  /** Called before each denoiser call (DeepCache decides full/partial steps here). */
+  beforeStep?(step: number): void;
+  eta?: number;
+  generator?: Rng;
+  /** Recorded scheduler noise to inject at a step (replays diffusers runs exactly). */
+  stepNoise?(step: number): tf.Tensor | undefined;
+  onStep?(info: StepInfo): void | Promise<void>;
+}
+
+/** diffusers `rescale_noise_cfg` (arXiv 2305.08891 §3.4), with torch's unbiased std. */
+export function rescaleNoiseCfg(cfg: tf.Tensor, text: tf.Tensor, rescale: number): tf.Tensor {
+  return tf.tidy(() => {
+    const axes = cfg.shape.map((_, i) => i).slice(1);
+    const n = cfg.size / cfg.shape[0];
+    const std = (x: tf.Tensor) => tf.sqrt(tf.div(tf.sum(tf.square(tf.sub(x, tf.mean(x, axes, true))), axes, true), n - 1));
+    const rescaled = tf.mul(cfg, tf.div(std(text), std(cfg)));
+    return tf.add(tf.mul(rescaled, rescale), tf.mul(cfg, 1 - rescale));
+  });
+}
+
+/** Runs the loop; returns the final latents (caller owns them). */
+export async function denoiseLoop(a: DenoiseArgs): Promise<tf.Tensor> {
+  const s = a.scheduler;
+  const timesteps = s.timesteps;
+  const order = s.order;
+  // Schedulers such as PLMS run extra warm-up timesteps; TGATE counts steps after them (T-GATE SD.py).
+  const numWarmup = Math.max(0, timesteps.length - a.numInferenceSteps * order);
+  let flags: TgateFlags = TGATE_IDLE;
+  let latents = a.latents;
+  for (let i = 0; i < timesteps.length; i++) {
+    const t = timesteps[i];
+    const cur = i - numWarmup;
+    const cfgNow = a.doCfg && (!a.tgate || cur < a.tgate.gateStep);
+    if (a.tgate && (i === timesteps.length - 1 || (i + 1 > numWarmup && (i + 1) % order === 0))) flags = tgateFlags(cur, a.tgate);
+    const ctx: TgateContext = { step: i, tgate: a.tgate ? flags : undefined };
+    a.beforeStep?.(i);
+    const branch: Branch = cfgNow ? 'cfg' : a.doCfg ? 'uncond' : 'cond';
+    const modelOutput = tf.tidy(() => {
+      const doubled = cfgNow ? tf.concat([latents, latents], 0) : latents;
+      const input = s.scaleModelInput(doubled, t);
+      return a.denoise(input, t, branch, ctx, i);
+    });
+    const noisePred = tf.tidy(() => {
+      if (!cfgNow) return modelOutput.clone();
+      const [uncond, text] = tf.split(modelOutput, 2, 0);
+      let pred = tf.add(uncond, tf.mul(tf.sub(text, uncond), a.guidanceScale));
+      if (a.guidanceRescale && a.guidanceRescale > 0) pred = rescaleNoiseCfg(pred, text, a.guidanceRescale);
+      return pred;
+    });
+    const noise = a.stepNoise?.(i);
+    const out = s.step(noisePred, t, latents, { eta: a.eta, generator: a.generator, noise });
+    noisePred.dispose();
+    out.predOriginalSample?.dispose();
+    if (out.denoised && out.denoised !== out.prevSample) out.denoised.dispose();
+    latents.dispose();
+    latents = out.prevSample;
+    try {
+      await a.onStep?.({
+        step: i, timestep: t, numSteps: timesteps.length, latents, batch: modelOutput.shape[0], modelOutput,
+        tgate: a.tgate ? flags : undefined,
+      });
+    } finally {
+      modelOutput.dispose();
+    }
+  }
+  return latents;
+}
