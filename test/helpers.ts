@@ -2,8 +2,10 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { readFileSync } from 'node:fs';
 import { initBackend, type BackendName } from '../src/backend.js';
 import { openSafetensors } from '../src/io/node-source.js';
+import { parseJson } from '../src/io/json.js';
 
 export const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures');
 export const fixture = (...p: string[]): string => path.join(FIXTURES, ...p);
@@ -40,4 +42,9 @@ export const TEST_BACKENDS: BackendName[] = (process.env.TGATE_TEST_BACKENDS ?? 
 
 export async function useBackend(name: BackendName): Promise<void> {
   await initBackend(name, { quiet: true });
+}
+
+/** Reads JSON written by Python's json module (bare NaN/Infinity allowed). */
+export function readPythonJson<T = Record<string, unknown>>(file: string): T {
+  return parseJson<T>(readFileSync(file, 'utf8'), file);
 }

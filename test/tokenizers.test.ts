@@ -7,7 +7,8 @@ import { CLIPTokenizer, T5Tokenizer, clipBasicClean, loadTokenizer } from '../sr
 import { FIXTURES, fixture } from './helpers.js';
 
 const ROOT = path.resolve(FIXTURES, '..', '..');
-const SHAPES = path.join(ROOT, 'assets', 'tiny-shapes-src');
+const SHAPES_MODEL = path.join(ROOT, 'assets', 'tiny-shapes');
+const SHAPES_RUNS = path.join(ROOT, 'test', 'fixtures', 'tiny-shapes');
 const CLIP_PROMPTS = ['a photo of a cat', 'the red dog and a cat', ''];
 const T5_PROMPTS = ['a photo of a cat', 'an astronaut riding a horse on mars'];
 
@@ -39,10 +40,10 @@ describe('CLIPTokenizer', () => {
   });
 
   test('tiny-shapes prompts match reference_runs (json and safetensors)', async () => {
-    const tok = await CLIPTokenizer.fromDir(path.join(SHAPES, 'tiny-shapes', 'tokenizer'));
-    const ref = JSON.parse(await readFile(path.join(SHAPES, 'reference_runs.json'), 'utf8')) as
+    const tok = await CLIPTokenizer.fromDir(path.join(SHAPES_MODEL, 'tokenizer'));
+    const ref = JSON.parse(await readFile(path.join(SHAPES_RUNS, 'reference_runs.json'), 'utf8')) as
       { prompts: { index: number; prompt: string; input_ids: number[] }[] };
-    const st = path.join(SHAPES, 'reference_runs.safetensors');
+    const st = path.join(SHAPES_RUNS, 'reference_runs.safetensors');
     expect(ref.prompts.length).toBeGreaterThan(0);
     for (const p of ref.prompts) {
       const got = tok.call([p.prompt], { padding: 'max_length' }).inputIds[0];

@@ -14,6 +14,20 @@ export interface SdpaOptions {
   bias?: tf.Tensor | null;
   /** Compute at most this many query rows at a time (memory-lean path); undefined = all at once. */
   queryChunk?: number;
+  /**
+   * How heads are computed. 'batched': one batched matMul over [B, heads]; 'per-head': a 2-D matMul per
+   * (batch, head) against a pre-transposed K. 'auto' (default) picks per-head on wasm, where batched matMul
+   * at attention shapes runs several times slower than 2-D matMul (DESIGN decision 9, bench/attention.ts).
+   */
+  strategy?: SdpaStrategy;
+}
+
+export type SdpaStrategy = 'auto' | 'batched' | 'per-head';
+
+/** The strategy 'auto' resolves to on the current backend. */
+export function resolveSdpaStrategy(s: SdpaStrategy = 'auto'): 'batched' | 'per-head' {
+  if (s !== 'auto') return s;
+  return tf.getBackend() === 'wasm' ? 'per-head' : 'batched';
 }
 
 function splitHeads(x: tf.Tensor, heads: number): tf.Tensor4D {
@@ -40,6 +54,33 @@ function attendHeads(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, scale: numb
   return tf.matMul(tf.softmax(s), v);
 }
 
+/**
+ * Same math as {@link attendHeads}, one (batch, head) at a time with 2-D matMuls; `kt` is K already
+ * transposed to [B, H, d, Nk]. Each head runs in its own tidy so only one score matrix is alive at a time.
+ */
+function attendPerHead(q: tf.Tensor4D, kt: tf.Tensor4D, v: tf.Tensor4D, scale: number, bias?: tf.Tensor | null): tf.Tensor4D {
+  const [b, h, nq, d] = q.shape;
+  const nk = kt.shape[3];
+  const outs: tf.Tensor2D[] = [];
+  for (let i = 0; i < b; i++) {
+    for (let j = 0; j < h; j++) {
+      outs.push(tf.tidy(() => {
+        const qi = q.slice([i, j, 0, 0], [1, 1, nq, d]).reshape([nq, d]) as tf.Tensor2D;
+        const ki = kt.slice([i, j, 0, 0], [1, 1, d, nk]).reshape([d, nk]) as tf.Tensor2D;
+        const vi = v.slice([i, j, 0, 0], [1, 1, nk, d]).reshape([nk, d]) as tf.Tensor2D;
+        let s: tf.Tensor = tf.mul(tf.matMul(qi, ki), scale);
+        if (bias) {
+          const [bb, bh, bq] = bias.shape;
+          const bi = bias.slice([bb === 1 ? 0 : i, bh === 1 ? 0 : j, 0, 0], [1, 1, bq, nk]).reshape([bq, nk]);
+          s = tf.add(s, bi);
+        }
+        return tf.matMul(tf.softmax(s) as tf.Tensor2D, vi);
+      }));
+    }
+  }
+  return tf.stack(outs).reshape([b, h, nq, d]) as tf.Tensor4D;
+}
+
 /** softmax(q kᵀ·scale + bias) v over heads; q [B,Nq,H·d], k/v [B,Nk,H·d] → [B,Nq,H·d]. */
 export function scaledDotProductAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, opts: SdpaOptions): tf.Tensor3D {
   return tf.tidy(() => {
@@ -49,13 +90,18 @@ export function scaledDotProductAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tens
     const bias = opts.bias ? liftBias(opts.bias) : null;
     const nq = q.shape[1]!;
     const chunk = opts.queryChunk;
-    if (!chunk || chunk >= nq) return mergeHeads(attendHeads(qh, kh, vh, opts.scale, bias));
+    let attend = attendHeads;
+    if (resolveSdpaStrategy(opts.strategy) === 'per-head') {
+      const kt = kh.transpose([0, 1, 3, 2]) as tf.Tensor4D;
+      attend = (qs, _k, vs, scale, bs) => attendPerHead(qs, kt, vs, scale, bs);
+    }
+    if (!chunk || chunk >= nq) return mergeHeads(attend(qh, kh, vh, opts.scale, bias));
     const parts: tf.Tensor4D[] = [];
     for (let s = 0; s < nq; s += chunk) {
       const len = Math.min(chunk, nq - s);
       const qs = qh.slice([0, 0, s, 0], [-1, -1, len, -1]);
       const bs = bias && bias.shape[2] !== 1 ? bias.slice([0, 0, s, 0], [-1, -1, len, -1]) : bias;
-      parts.push(attendHeads(qs, kh, vh, opts.scale, bs));
+      parts.push(attend(qs, kh, vh, opts.scale, bs));
     }
     return mergeHeads(tf.concat(parts, 2));
   });

@@ -2,12 +2,20 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { infoCommand } from './info.js';
+import { forwardCommand } from './forward.js';
+import { generateCommand } from './generate.js';
+import { tokenizeCommand } from './tokenize.js';
+import { convertCommand } from '../../convert/cli.js';
 
 export async function main(argv: string[]): Promise<void> {
   await yargs(argv)
     .scriptName('tgate')
     .usage('$0 <command> [options]\n\nStable Diffusion / SDXL / PixArt-α in TensorFlow.js with TGATE.')
     .command(infoCommand)
+    .command(generateCommand)
+    .command(forwardCommand)
+    .command(tokenizeCommand)
+    .command(convertCommand)
     .demandCommand(1, 'name a command (see --help)')
     .strict()
     .fail((msg, err) => {

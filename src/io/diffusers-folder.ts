@@ -6,6 +6,7 @@ import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { openSafetensors } from './node-source.js';
 import { SafetensorsWeightSource } from './weights.js';
+import { parseJson } from './json.js';
 
 export type Config = Record<string, unknown> & { _class_name?: string };
 
@@ -16,11 +17,7 @@ export async function readJson<T = Config>(file: string): Promise<T> {
   } catch (e) {
     throw new Error(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
-  try {
-    return JSON.parse(text) as T;
-  } catch (e) {
-    throw new Error(`${file} is not valid JSON: ${(e as Error).message}`);
-  }
+  return parseJson<T>(text, file);
 }
 
 export async function exists(p: string): Promise<boolean> {

@@ -11,7 +11,7 @@ import { ResnetBlock2D, Downsample2D, Upsample2D } from '../layers/resnet.js';
 import { activation } from '../layers/activations.js';
 import type { AttnContext, AttnProcessor } from '../attention/processor.js';
 import { attnProcessors, setAttnProcessor } from '../attention/registry.js';
-import { readComponentConfig, openComponentWeights } from '../io/diffusers-folder.js';
+import { loadWeightsInto, readConfig, type LoadWeightsOptions } from '../io/component-source.js';
 
 export interface AutoencoderKLConfig {
   inChannels: number;
@@ -285,15 +285,8 @@ export class AutoencoderKL extends Module {
   }
 
   /** Loads a diffusers `vae/` folder (config.json + safetensors, optional variant such as "fp16"). */
-  static async fromPretrained(dir: string, opts: { variant?: string } = {}): Promise<AutoencoderKL> {
-    const model = AutoencoderKL.fromConfig(await readComponentConfig(dir));
-    const src = await openComponentWeights(dir, opts.variant);
-    try {
-      await model.loadStateDict(src);
-    } finally {
-      await src.close();
-    }
-    return model;
+  static async fromPretrained(dir: string, opts: LoadWeightsOptions = {}): Promise<AutoencoderKL> {
+    return loadWeightsInto(AutoencoderKL.fromConfig(await readConfig(dir, opts)), dir, opts);
   }
 
   private checkInput(x: tf.Tensor, channels: number, what: string): void {

@@ -11,7 +11,7 @@ import { timestepsToArray } from '../layers/embeddings.js';
 import { AdaLayerNormSingle, PatchEmbed, PixArtAlphaTextProjection } from '../layers/pixart-embeddings.js';
 import type { AttnContext, AttnProcessor } from '../attention/processor.js';
 import { attentionModules, attnProcessors, setAttnProcessor } from '../attention/registry.js';
-import { readComponentConfig, openComponentWeights } from '../io/diffusers-folder.js';
+import { loadWeightsInto, readConfig, type LoadWeightsOptions } from '../io/component-source.js';
 
 export interface PixArtTransformerConfig {
   numAttentionHeads: number;
@@ -156,15 +156,8 @@ export class PixArtTransformer2DModel extends Module {
   }
 
   /** Loads a diffusers `transformer/` folder. */
-  static async fromPretrained(dir: string, opts: { variant?: string } = {}): Promise<PixArtTransformer2DModel> {
-    const model = PixArtTransformer2DModel.fromConfig(await readComponentConfig(dir));
-    const src = await openComponentWeights(dir, opts.variant);
-    try {
-      await model.loadStateDict(src);
-    } finally {
-      await src.close();
-    }
-    return model;
+  static async fromPretrained(dir: string, opts: LoadWeightsOptions = {}): Promise<PixArtTransformer2DModel> {
+    return loadWeightsInto(PixArtTransformer2DModel.fromConfig(await readConfig(dir, opts)), dir, opts);
   }
 
   /** Flattens a per-sample condition to B·n values, broadcasting a single row to the batch. */

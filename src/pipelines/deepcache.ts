@@ -33,7 +33,7 @@ export class DeepCache {
   /** Decides whether step `i` runs the full UNet. */
   beforeStep(i: number): void {
     if (this.gateStep !== undefined && (i === this.gateStep - 1 || i === this.gateStep)) this.start = i;
-    this.full = (i - this.start) % this.opts.cacheInterval === 0 || this.cached === null;
+    this.full = (i - this.start) % this.opts.cacheInterval === 0;
     if (this.full) this.fullSteps.push(i);
   }
 
@@ -60,7 +60,8 @@ export class DeepCache {
     u.validateInputs(o);
     return tf.tidy(() => {
       const b = o.sample.shape[0];
-      if (this.cached!.shape[0] !== b) throw new Error(`DeepCache: cached batch ${this.cached!.shape[0]} but this step runs batch ${b}`);
+      if (!this.cached) throw new Error('DeepCache: a cached step came before any full step');
+      if (this.cached.shape[0] !== b) throw new Error(`DeepCache: cached batch ${this.cached!.shape[0]} but this step runs batch ${b}`);
       const x = o.sample.transpose([0, 2, 3, 1]) as tf.Tensor4D;
       const temb = u.embed(o, b);
       const skip = u.conv_in.forward(u.config.centerInputSample ? tf.sub(tf.mul(x, 2), 1) as tf.Tensor4D : x);

@@ -102,5 +102,7 @@ export async function denoiseLoop(a: DenoiseArgs): Promise<tf.Tensor> {
       modelOutput.dispose();
     }
   }
+  // Multistep history belongs to this run only.
+  s.reset();
   return latents;
 }

@@ -1,12 +1,12 @@
 /**
- * `loadPipeline(dir)`: reads model_index.json, builds each component from its folder and returns the
- * pipeline class it names. Nothing is downloaded: every file comes from the folder given.
+ * `loadPipeline(dirOrUrl)`: reads model_index.json, builds each component from its folder and returns the
+ * pipeline class it names. A diffusers folder (Node) or a folder written by `tgate convert` (Node path or
+ * http(s) URL). Nothing is fetched but the location given.
  */
-import path from 'node:path';
 import type { Module } from '../nn/module.js';
-import { modelFromConfig } from '../models/registry.js';
-import { readComponentConfig, readJson, exists, openComponentWeights } from '../io/diffusers-folder.js';
+import { joinLocation, loadComponent, readModelIndex } from '../io/component-source.js';
 import { loadTokenizer } from '../tokenizers/index.js';
+import { readDirJson } from '../tokenizers/common.js';
 import { schedulerFromConfig } from '../samplers/index.js';
 import type { CLIPTokenizer, T5Tokenizer } from '../tokenizers/index.js';
 import type { UNet2DConditionModel } from '../models/unet-2d-condition.js';
@@ -27,21 +27,14 @@ export interface LoadOptions {
   skip?: string[];
   /** Progress per component: name, index, count. */
   onProgress?: (component: string, index: number, total: number) => void;
+  /** For URLs: a fetch to use, shard download progress, Cache API use (see TfjsOpenOptions). */
+  fetch?: typeof fetch;
+  cache?: boolean;
 }
 
-/** Builds a model from `<dir>/config.json` and loads its weights (strict key and shape checks). */
-export async function loadModel<M extends Module = Module>(dir: string, variant?: string): Promise<M> {
-  const model = modelFromConfig(await readComponentConfig(dir)) as M;
-  const src = await openComponentWeights(dir, variant);
-  try {
-    await model.loadStateDict(src);
-  } catch (e) {
-    model.dispose();
-    throw e;
-  } finally {
-    await src.close();
-  }
-  return model;
+/** Builds a model from a component folder's config and loads its weights (strict key and shape checks). */
+export function loadModel<M extends Module = Module>(dir: string, variant?: string): Promise<M> {
+  return loadComponent<M>(dir, { variant });
 }
 
 const PIPELINES: Record<string, string[]> = {
@@ -53,9 +46,13 @@ const PIPELINES: Record<string, string[]> = {
 
 /** Loads a diffusers pipeline folder and returns the pipeline class its model_index.json names. */
 export async function loadPipeline(dir: string, opts: LoadOptions = {}): Promise<Pipeline> {
-  const indexFile = path.join(dir, 'model_index.json');
-  if (!(await exists(indexFile))) throw new Error(`${dir} is not a diffusers pipeline folder (no model_index.json)`);
-  const index = await readJson<Record<string, unknown>>(indexFile);
+  const indexFile = joinLocation(dir, 'model_index.json');
+  let index: Record<string, unknown>;
+  try {
+    index = await readModelIndex(dir, { fetch: opts.fetch });
+  } catch (e) {
+    throw new Error(`${dir} is not a pipeline folder: ${(e as Error).message}`);
+  }
   const cls = String(index._class_name);
   const names = PIPELINES[cls];
   if (!names) throw new Error(`${indexFile}: unsupported pipeline _class_name "${cls}" (supported: ${Object.keys(PIPELINES).join(', ')})`);
@@ -67,12 +64,14 @@ export async function loadPipeline(dir: string, opts: LoadOptions = {}): Promise
       const entry = index[name];
       const optional = cls.startsWith('PixArt') && (name === 'text_encoder' || name === 'tokenizer');
       if (opts.skip?.includes(name) || (optional && (entry == null || (Array.isArray(entry) && entry[0] == null)))) continue;
-      const sub = path.join(dir, name);
-      if (!(await exists(sub))) throw new Error(`${dir}: component "${name}" listed in model_index.json has no folder ${sub}`);
+      const sub = joinLocation(dir, name);
       if (name.startsWith('tokenizer')) parts[name] = await loadTokenizer(sub);
-      else if (name === 'scheduler') parts[name] = schedulerFromConfig(await readJson(path.join(sub, 'scheduler_config.json')));
-      else {
-        const m = await loadModel(sub, opts.variant);
+      else if (name === 'scheduler') {
+        const sc = await readDirJson(sub, 'scheduler_config.json');
+        if (!sc) throw new Error(`${dir}: component "scheduler" has no ${joinLocation(sub, 'scheduler_config.json')}`);
+        parts[name] = schedulerFromConfig(sc);
+      } else {
+        const m = await loadComponent(sub, { variant: opts.variant, fetch: opts.fetch, cache: opts.cache });
         loaded.push(m);
         parts[name] = m;
       }

@@ -2,6 +2,7 @@
  * Pieces shared by the CLIP and T5 tokenizers: config parsing, added-token splitting (as transformers'
  * slow `PreTrainedTokenizer.tokenize` does before calling the model-specific `_tokenize`), truncation and padding.
  */
+import { parseJson } from '../io/json.js';
 
 /** JSON object as parsed from tokenizer_config.json / special_tokens_map.json. */
 export type JsonObject = Record<string, unknown>;
@@ -159,12 +160,22 @@ export function truncationReport(
   return { tokenCount, maxLength, truncated, removedText, message };
 }
 
-/** Reads a folder's file with Node fs (imported lazily so browser bundles never pull node:fs). */
+/**
+ * Reads a folder's file: over fetch for http(s) URLs and in browsers, with Node fs otherwise (imported
+ * lazily so browser bundles never pull node:fs). `undefined` when the file does not exist.
+ */
 export async function readDirFile(dir: string, name: string): Promise<Uint8Array | undefined> {
-  const { readFile } = await import('node:fs/promises');
-  const path = await import('node:path');
+  if (/^https?:/i.test(dir) || typeof window !== 'undefined') {
+    const url = `${dir.replace(/\/+$/, '')}/${name}`;
+    const r = await fetch(url);
+    if (r.status === 404) return undefined;
+    if (!r.ok) throw new Error(`fetching ${url} failed: HTTP ${r.status}`);
+    return new Uint8Array(await r.arrayBuffer());
+  }
+  const NODE_FS = 'node:fs/promises';
+  const { readFile } = (await import(/* @vite-ignore */ NODE_FS)) as typeof import('node:fs/promises');
   try {
-    return new Uint8Array(await readFile(path.join(dir, name)));
+    return new Uint8Array(await readFile(`${dir.replace(/[\\/]+$/, '')}/${name}`));
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw e;
@@ -174,10 +185,5 @@ export async function readDirFile(dir: string, name: string): Promise<Uint8Array
 /** Reads and parses a JSON file of a folder; `undefined` when it does not exist. */
 export async function readDirJson(dir: string, name: string): Promise<JsonObject | undefined> {
   const b = await readDirFile(dir, name);
-  if (!b) return undefined;
-  try {
-    return JSON.parse(new TextDecoder().decode(b)) as JsonObject;
-  } catch (e) {
-    throw new Error(`${dir}/${name}: invalid JSON (${(e as Error).message})`);
-  }
+  return b ? parseJson<JsonObject>(new TextDecoder().decode(b), `${dir}/${name}`) : undefined;
 }

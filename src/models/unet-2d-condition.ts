@@ -1,0 +1,441 @@
+/**
+ * diffusers UNet2DConditionModel (v0.30.3) built from its config.json: SD-1.5, SD-2.1, SDXL and configs near
+ * them. NHWC inside; `sample` is NCHW at the boundary, as in diffusers.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { Module, ModuleList } from '../nn/module.js';
+import { Conv2d } from '../layers/conv.js';
+import { GroupNorm } from '../layers/norm.js';
+import { activation } from '../layers/activations.js';
+import { timestepEmbedding, timestepsToArray, TimestepEmbeddingMLP } from '../layers/embeddings.js';
+import type { Attention } from '../layers/attention.js';
+import type { AttnContext, AttnProcessor } from '../attention/processor.js';
+import { attentionModules, attnProcessors, setAttnProcessor } from '../attention/registry.js';
+import { readComponentConfig, openComponentWeights } from '../io/diffusers-folder.js';
+import {
+  CrossAttnDownBlock2D, CrossAttnUpBlock2D, DownBlock2D, UNetMidBlock2DCrossAttn, UpBlock2D,
+  type AttentionSettings, type BlockInputs, type ResnetSettings,
+} from './unet-blocks.js';
+
+/** The config after defaults and per-block expansion (one entry per down block, in down order). */
+export interface UNet2DConditionConfig {
+  /** Default latent height/width (diffusers sample_size; the first entry when it is [h, w]). */
+  sampleSize: number;
+  inChannels: number;
+  outChannels: number;
+  centerInputSample: boolean;
+  flipSinToCos: boolean;
+  freqShift: number;
+  downBlockTypes: string[];
+  midBlockType: 'UNetMidBlock2DCrossAttn' | null;
+  upBlockTypes: string[];
+  blockOutChannels: number[];
+  layersPerBlock: number[];
+  downsamplePadding: number;
+  midBlockScaleFactor: number;
+  actFn: string;
+  normNumGroups: number;
+  normEps: number;
+  crossAttentionDim: number[];
+  transformerLayersPerBlock: (number | number[])[];
+  /** Per up block, in up order. */
+  reverseTransformerLayersPerBlock: (number | number[])[];
+  numAttentionHeads: number[];
+  onlyCrossAttention: boolean[];
+  useLinearProjection: boolean;
+  upcastAttention: boolean;
+  resnetTimeScaleShift: 'default' | 'scale_shift';
+  resnetOutScaleFactor: number;
+  timeEmbeddingDim: number | null;
+  timeEmbeddingActFn: string | null;
+  timeCondProjDim: number | null;
+  convInKernel: number;
+  convOutKernel: number;
+  additionEmbedType: 'text_time' | null;
+  additionTimeEmbedDim: number | null;
+  projectionClassEmbeddingsInputDim: number | null;
+}
+
+/** Inputs of {@link UNet2DConditionModel.forward}; names follow diffusers' arguments. */
+export interface UNetForwardOptions {
+  /** Noisy latents, NCHW [B, in_channels, H, W]. */
+  sample: tf.Tensor;
+  /** A number, or a 0-d/1-d tensor (int or float) broadcast to the batch. */
+  timestep: number | tf.Tensor;
+  /** [B, L, cross_attention_dim]. */
+  encoderHiddenStates: tf.Tensor;
+  /** [B, L], 1 = keep, 0 = discard; applied to cross-attention only. */
+  encoderAttentionMask?: tf.Tensor;
+  /** SDXL (`text_time`): pooled text embeddings [B, T]. */
+  textEmbeds?: tf.Tensor;
+  /** SDXL (`text_time`): micro-conditioning ids [B, N]. */
+  timeIds?: tf.Tensor;
+  /** LCM guidance embedding [B, time_cond_proj_dim]. */
+  timestepCond?: tf.Tensor;
+  attnContext?: AttnContext;
+  /** Called with intermediate outputs (`conv_in`, `down_blocks.0`, attention module paths…), NCHW for 4-D maps. */
+  record?: (name: string, t: tf.Tensor) => void;
+}
+
+type Cfg = Record<string, unknown>;
+
+function unsupported(key: string, value: unknown, supported: string): Error {
+  return new Error(`UNet2DConditionModel: unsupported config ${key}=${JSON.stringify(value)} (supported: ${supported})`);
+}
+
+function num(c: Cfg, key: string, dflt: number): number {
+  const v = c[key] ?? dflt;
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw unsupported(key, v, 'a number');
+  return v;
+}
+
+function bool(c: Cfg, key: string, dflt: boolean): boolean {
+  const v = c[key] ?? dflt;
+  if (typeof v !== 'boolean') throw unsupported(key, v, 'true or false');
+  return v;
+}
+
+/** Requires `key` to be one of `allowed` (default `dflt` when absent). */
+function oneOf<T>(c: Cfg, key: string, allowed: T[], dflt: T): T {
+  const v = (key in c ? c[key] : dflt) as T;
+  if (!allowed.includes(v)) throw unsupported(key, v, allowed.map((a) => JSON.stringify(a)).join(', '));
+  return v;
+}
+
+/** An int or a per-block list → one entry per block. */
+function perBlock<T>(c: Cfg, key: string, dflt: unknown, n: number, ok: (x: unknown) => boolean): T[] {
+  const v = c[key] ?? dflt;
+  if (Array.isArray(v)) {
+    if (v.length !== n || !v.every(ok)) throw unsupported(key, v, `a value or a list of ${n} per-block values`);
+    return v as T[];
+  }
+  if (!ok(v)) throw unsupported(key, v, 'a value or a per-block list');
+  return new Array<T>(n).fill(v as T);
+}
+
+const isInt = (x: unknown): x is number => Number.isInteger(x) && (x as number) > 0;
+const isLayers = (x: unknown): boolean => isInt(x) || (Array.isArray(x) && x.every(isInt));
+
+/** Validates a diffusers config.json and fills diffusers' defaults. */
+export function resolveUNetConfig(c: Cfg): UNet2DConditionConfig {
+  if (c._class_name !== undefined && c._class_name !== 'UNet2DConditionModel') throw unsupported('_class_name', c._class_name, '"UNet2DConditionModel"');
+  const down = (c.down_block_types ?? ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D']) as string[];
+  const up = (c.up_block_types ?? ['UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D']) as string[];
+  for (const t of down) if (t !== 'CrossAttnDownBlock2D' && t !== 'DownBlock2D') throw unsupported('down_block_types', t, '"CrossAttnDownBlock2D", "DownBlock2D"');
+  for (const t of up) if (t !== 'CrossAttnUpBlock2D' && t !== 'UpBlock2D') throw unsupported('up_block_types', t, '"CrossAttnUpBlock2D", "UpBlock2D"');
+  const n = down.length;
+  if (up.length !== n) throw unsupported('up_block_types', up, `as many blocks as down_block_types (${n})`);
+  const boc = perBlock<number>(c, 'block_out_channels', [320, 640, 1280, 1280], n, isInt);
+  if (!Array.isArray(c.block_out_channels ?? [])) throw unsupported('block_out_channels', c.block_out_channels, 'a list');
+
+  oneOf(c, 'class_embed_type', [null], null);
+  oneOf(c, 'num_class_embeds', [null], null);
+  oneOf(c, 'class_embeddings_concat', [false], false);
+  oneOf(c, 'encoder_hid_dim', [null], null);
+  oneOf(c, 'encoder_hid_dim_type', [null], null);
+  oneOf(c, 'dual_cross_attention', [false], false);
+  oneOf(c, 'attention_type', ['default'], 'default');
+  oneOf(c, 'time_embedding_type', ['positional'], 'positional');
+  oneOf(c, 'timestep_post_act', [null], null);
+  const actFn = String(c.act_fn ?? 'silu');
+  try { activation(actFn); } catch { throw unsupported('act_fn', c.act_fn, 'silu, swish, gelu, relu, mish'); }
+  const tea = (c.time_embedding_act_fn ?? null) as string | null;
+  if (tea !== null) { try { activation(tea); } catch { throw unsupported('time_embedding_act_fn', tea, 'null, silu, gelu, mish'); } }
+  // null means "no conv_norm_out" in diffusers, a variant no released checkpoint uses.
+  if (!isInt('norm_num_groups' in c ? c.norm_num_groups : 32)) throw unsupported('norm_num_groups', c.norm_num_groups, 'a positive integer');
+  const additionEmbedType = oneOf(c, 'addition_embed_type', [null, 'text_time'], null) as 'text_time' | null;
+  if (additionEmbedType === 'text_time') {
+    if (!isInt(c.addition_time_embed_dim)) throw unsupported('addition_time_embed_dim', c.addition_time_embed_dim, 'a positive integer with addition_embed_type "text_time"');
+    if (!isInt(c.projection_class_embeddings_input_dim)) {
+      throw unsupported('projection_class_embeddings_input_dim', c.projection_class_embeddings_input_dim, 'a positive integer with addition_embed_type "text_time"');
+    }
+  }
+  const convIn = num(c, 'conv_in_kernel', 3);
+  const convOut = num(c, 'conv_out_kernel', 3);
+  if (!isInt(convIn) || convIn % 2 === 0) throw unsupported('conv_in_kernel', convIn, 'an odd integer');
+  if (!isInt(convOut) || convOut % 2 === 0) throw unsupported('conv_out_kernel', convOut, 'an odd integer');
+
+  // diffusers' legacy naming: attention_head_dim is the number of heads unless num_attention_heads is given.
+  const heads = perBlock<number>(c, c.num_attention_heads != null ? 'num_attention_heads' : 'attention_head_dim', 8, n, isInt);
+  const tlpb = perBlock<number | number[]>(c, 'transformer_layers_per_block', 1, n, isLayers);
+  let rtlpb: (number | number[])[];
+  if (c.reverse_transformer_layers_per_block != null) {
+    rtlpb = perBlock<number | number[]>(c, 'reverse_transformer_layers_per_block', null, n, isLayers);
+  } else {
+    if (tlpb.some(Array.isArray)) {
+      throw unsupported('reverse_transformer_layers_per_block', null, 'a per-block list when transformer_layers_per_block is asymmetrical');
+    }
+    rtlpb = [...tlpb].reverse();
+  }
+  const ss = c.sample_size ?? 64;
+  const sampleSize = Array.isArray(ss) ? ss[0] : ss;
+  if (!isInt(sampleSize)) throw unsupported('sample_size', c.sample_size, 'a positive integer or [h, w]');
+  return {
+    sampleSize,
+    inChannels: num(c, 'in_channels', 4),
+    outChannels: num(c, 'out_channels', 4),
+    centerInputSample: bool(c, 'center_input_sample', false),
+    flipSinToCos: bool(c, 'flip_sin_to_cos', true),
+    freqShift: num(c, 'freq_shift', 0),
+    downBlockTypes: down,
+    midBlockType: oneOf(c, 'mid_block_type', ['UNetMidBlock2DCrossAttn', null], 'UNetMidBlock2DCrossAttn') as 'UNetMidBlock2DCrossAttn' | null,
+    upBlockTypes: up,
+    blockOutChannels: boc,
+    layersPerBlock: perBlock<number>(c, 'layers_per_block', 2, n, isInt),
+    downsamplePadding: num(c, 'downsample_padding', 1),
+    midBlockScaleFactor: num(c, 'mid_block_scale_factor', 1),
+    actFn,
+    normNumGroups: num(c, 'norm_num_groups', 32),
+    normEps: num(c, 'norm_eps', 1e-5),
+    crossAttentionDim: perBlock<number>(c, 'cross_attention_dim', 1280, n, isInt),
+    transformerLayersPerBlock: tlpb,
+    reverseTransformerLayersPerBlock: rtlpb,
+    numAttentionHeads: heads,
+    onlyCrossAttention: perBlock<boolean>(c, 'only_cross_attention', false, n, (x) => typeof x === 'boolean'),
+    useLinearProjection: bool(c, 'use_linear_projection', false),
+    upcastAttention: bool(c, 'upcast_attention', false),
+    resnetTimeScaleShift: oneOf(c, 'resnet_time_scale_shift', ['default', 'scale_shift'], 'default') as 'default' | 'scale_shift',
+    resnetOutScaleFactor: num(c, 'resnet_out_scale_factor', 1),
+    timeEmbeddingDim: (c.time_embedding_dim ?? null) === null ? null : num(c, 'time_embedding_dim', 0),
+    timeEmbeddingActFn: tea,
+    timeCondProjDim: (c.time_cond_proj_dim ?? null) === null ? null : num(c, 'time_cond_proj_dim', 0),
+    convInKernel: convIn,
+    convOutKernel: convOut,
+    additionEmbedType,
+    additionTimeEmbedDim: additionEmbedType ? (c.addition_time_embed_dim as number) : null,
+    projectionClassEmbeddingsInputDim: additionEmbedType ? (c.projection_class_embeddings_input_dim as number) : null,
+  };
+}
+
+/** diffusers UNet2DConditionModel; module and parameter names are diffusers' state-dict keys. */
+export class UNet2DConditionModel extends Module {
+  readonly conv_in: Conv2d;
+  readonly time_embedding: TimestepEmbeddingMLP;
+  readonly add_embedding?: TimestepEmbeddingMLP;
+  readonly down_blocks: ModuleList<DownBlock2D>;
+  readonly mid_block: UNetMidBlock2DCrossAttn | null;
+  readonly up_blocks: ModuleList<UpBlock2D>;
+  readonly conv_norm_out: GroupNorm;
+  readonly conv_out: Conv2d;
+  private readonly act: (x: tf.Tensor) => tf.Tensor;
+  private readonly timeEmbedAct: ((x: tf.Tensor) => tf.Tensor) | null;
+
+  constructor(readonly config: UNet2DConditionConfig) {
+    super();
+    const c = config;
+    const n = c.blockOutChannels.length;
+    const ch0 = c.blockOutChannels[0];
+    this.conv_in = this.child('conv_in', new Conv2d(c.inChannels, ch0, c.convInKernel, 1, (c.convInKernel - 1) / 2));
+    const tembDim = c.timeEmbeddingDim ?? ch0 * 4;
+    this.time_embedding = this.child('time_embedding', new TimestepEmbeddingMLP(ch0, tembDim, { act: c.actFn, condProjDim: c.timeCondProjDim }));
+    if (c.additionEmbedType === 'text_time') {
+      this.add_embedding = this.child('add_embedding', new TimestepEmbeddingMLP(c.projectionClassEmbeddingsInputDim!, tembDim));
+    }
+    this.timeEmbedAct = c.timeEmbeddingActFn ? activation(c.timeEmbeddingActFn) : null;
+
+    const resnet = (outputScaleFactor: number): ResnetSettings => ({
+      tembChannels: tembDim, eps: c.normEps, groups: c.normNumGroups, actFn: c.actFn,
+      timeScaleShift: c.resnetTimeScaleShift, outputScaleFactor,
+    });
+    const attention = (i: number, layers: number[], onlyCross: boolean): AttentionSettings => ({
+      numAttentionHeads: c.numAttentionHeads[i], transformerLayers: layers,
+      crossAttentionDim: c.crossAttentionDim[i], useLinearProjection: c.useLinearProjection,
+      onlyCrossAttention: onlyCross, upcastAttention: c.upcastAttention,
+    });
+    // A scalar transformer layer count applies to every resnet layer of the block.
+    const layersFor = (v: number | number[], numLayers: number) => (typeof v === 'number' ? new Array<number>(numLayers).fill(v) : v);
+
+    const downs: DownBlock2D[] = [];
+    let outCh = ch0;
+    for (let i = 0; i < n; i++) {
+      const inCh = outCh;
+      outCh = c.blockOutChannels[i];
+      const o = {
+        numLayers: c.layersPerBlock[i], inChannels: inCh, outChannels: outCh, addDownsample: i < n - 1,
+        downsamplePadding: c.downsamplePadding, resnet: resnet(c.resnetOutScaleFactor),
+      };
+      downs.push(c.downBlockTypes[i] === 'CrossAttnDownBlock2D'
+        ? new CrossAttnDownBlock2D({ ...o, attention: attention(i, layersFor(c.transformerLayersPerBlock[i], o.numLayers), c.onlyCrossAttention[i]) })
+        : new DownBlock2D(o));
+    }
+    this.down_blocks = this.child('down_blocks', new ModuleList(downs));
+
+    const last = c.blockOutChannels[n - 1];
+    this.mid_block = c.midBlockType === null ? null : this.child('mid_block', new UNetMidBlock2DCrossAttn({
+      channels: last, resnet: resnet(c.midBlockScaleFactor),
+      // diffusers hands the mid block transformer_layers_per_block[-1] and reads its first entry.
+      attention: attention(n - 1, [[c.transformerLayersPerBlock[n - 1]].flat()[0]], false),
+    }));
+
+    const rev = [...c.blockOutChannels].reverse();
+    const revLayers = [...c.layersPerBlock].reverse();
+    const ups: UpBlock2D[] = [];
+    outCh = rev[0];
+    for (let i = 0; i < n; i++) {
+      const prev = outCh;
+      outCh = rev[i];
+      const o = {
+        numLayers: revLayers[i] + 1, inChannels: rev[Math.min(i + 1, n - 1)], outChannels: outCh, prevOutputChannels: prev,
+        addUpsample: i < n - 1, resnet: resnet(c.resnetOutScaleFactor),
+      };
+      const j = n - 1 - i; // the down block at this resolution: heads, cross dim and only_cross are reversed lists
+      ups.push(c.upBlockTypes[i] === 'CrossAttnUpBlock2D'
+        ? new CrossAttnUpBlock2D({ ...o, attention: attention(j, layersFor(c.reverseTransformerLayersPerBlock[i], o.numLayers), c.onlyCrossAttention[j]) })
+        : new UpBlock2D(o));
+    }
+    this.up_blocks = this.child('up_blocks', new ModuleList(ups));
+
+    this.conv_norm_out = this.child('conv_norm_out', new GroupNorm(c.normNumGroups, ch0, c.normEps));
+    this.act = activation(c.actFn);
+    this.conv_out = this.child('conv_out', new Conv2d(ch0, c.outChannels, c.convOutKernel, 1, (c.convOutKernel - 1) / 2));
+  }
+
+  /** Builds the model (no weights allocated) from a diffusers config.json object. */
+  static fromConfig(cfg: Record<string, unknown>): UNet2DConditionModel {
+    return new UNet2DConditionModel(resolveUNetConfig(cfg));
+  }
+
+  /** Loads `<dir>/config.json` and its safetensors weights (`variant` e.g. "fp16"). */
+  static async fromPretrained(dir: string, opts: { variant?: string } = {}): Promise<UNet2DConditionModel> {
+    const model = UNet2DConditionModel.fromConfig(await readComponentConfig(dir));
+    const src = await openComponentWeights(dir, opts.variant);
+    try {
+      await model.loadStateDict(src);
+    } catch (e) {
+      model.dispose();
+      throw e;
+    } finally {
+      await src.close();
+    }
+    return model;
+  }
+
+  /** How much the down path shrinks H and W (inputs must be multiples of it). */
+  get downscaleFactor(): number { return 2 ** (this.config.blockOutChannels.length - 1); }
+
+  attnProcessors(): Map<string, AttnProcessor> { return attnProcessors(this); }
+  setAttnProcessor(p: AttnProcessor | Record<string, AttnProcessor>): void { setAttnProcessor(this, p); }
+
+  /** Checks the forward inputs against the config; errors name the input and the shape expected. */
+  validateInputs(o: UNetForwardOptions): void {
+    const c = this.config;
+    const s = o.sample.shape;
+    if (s.length !== 4 || s[1] !== c.inChannels) throw new Error(`sample must be NCHW [B, ${c.inChannels}, H, W], got [${s}]`);
+    const [b, , h, w] = s;
+    const f = this.downscaleFactor;
+    if (h % f !== 0 || w % f !== 0) throw new Error(`sample height and width must be multiples of ${f} (the UNet downsamples ${Math.log2(f)} times), got ${h}×${w}`);
+    const e = o.encoderHiddenStates.shape;
+    const dims = [...new Set(this.down_blocks.items.flatMap((d, i) => (d.hasCrossAttention ? [c.crossAttentionDim[i]] : []))
+      .concat(this.mid_block ? [c.crossAttentionDim[c.crossAttentionDim.length - 1]] : []))];
+    if (e.length !== 3 || e[0] !== b || (dims.length && !dims.includes(e[2]!))) {
+      throw new Error(`encoderHiddenStates must be [${b}, L, ${dims.join('|') || 'D'}], got [${e}]`);
+    }
+    const m = o.encoderAttentionMask?.shape;
+    if (m && (m.length !== 2 || m[0] !== b || m[1] !== e[1])) throw new Error(`encoderAttentionMask must be [${b}, ${e[1]}], got [${m}]`);
+    if (c.additionEmbedType === 'text_time') {
+      if (!o.textEmbeds || !o.timeIds) throw new Error('this UNet has addition_embed_type "text_time": textEmbeds and timeIds are required');
+      const te = o.textEmbeds.shape;
+      const ti = o.timeIds.shape;
+      const want = c.projectionClassEmbeddingsInputDim!;
+      if (te.length !== 2 || ti.length !== 2 || te[0] !== b || ti[0] !== b || te[1]! + ti[1]! * c.additionTimeEmbedDim! !== want) {
+        throw new Error(`textEmbeds [${b}, T] and timeIds [${b}, N] must satisfy T + N·${c.additionTimeEmbedDim} = ${want}, got [${te}] and [${ti}]`);
+      }
+    }
+    if (o.timestepCond) {
+      const tc = o.timestepCond.shape;
+      if (c.timeCondProjDim === null) throw new Error('timestepCond given but the config has no time_cond_proj_dim');
+      if (tc.length !== 2 || tc[0] !== b || tc[1] !== c.timeCondProjDim) throw new Error(`timestepCond must be [${b}, ${c.timeCondProjDim}], got [${tc}]`);
+    }
+  }
+
+  /** The time embedding `emb` (+ SDXL's add_embedding) the blocks receive, [B, temb]. */
+  embed(o: Pick<UNetForwardOptions, 'timestep' | 'textEmbeds' | 'timeIds' | 'timestepCond' | 'record'>, batch: number): tf.Tensor {
+    const c = this.config;
+    return tf.tidy(() => {
+      const t = timestepEmbedding(timestepsToArray(o.timestep, batch), c.blockOutChannels[0], { flipSinToCos: c.flipSinToCos, downscaleFreqShift: c.freqShift });
+      let emb = this.time_embedding.forward(t, o.timestepCond);
+      o.record?.('time_embedding', emb);
+      if (this.add_embedding) {
+        const ids = o.timeIds!;
+        const idEmb = timestepEmbedding(ids.dataSync(), c.additionTimeEmbedDim!, { flipSinToCos: c.flipSinToCos, downscaleFreqShift: c.freqShift });
+        const aug = this.add_embedding.forward(tf.concat([o.textEmbeds!, idEmb.reshape([batch, -1])], -1));
+        o.record?.('add_embedding', aug);
+        emb = tf.add(emb, aug);
+      }
+      return this.timeEmbedAct ? this.timeEmbedAct(emb) : emb;
+    });
+  }
+
+  /** One denoiser evaluation; returns the NCHW prediction (noise, v or sample, as the model was trained). */
+  forward(o: UNetForwardOptions): tf.Tensor4D {
+    this.validateInputs(o);
+    const record = o.record;
+    const restore = record ? this.recordAttention(record) : null;
+    try {
+      return tf.tidy(() => {
+        const rec = (name: string, t: tf.Tensor) => record?.(name, t.rank === 4 ? t.transpose([0, 3, 1, 2]) : t);
+        const b = o.sample.shape[0];
+        let x = o.sample.transpose([0, 2, 3, 1]) as tf.Tensor4D;
+        if (this.config.centerInputSample) x = tf.sub(tf.mul(x, 2), 1);
+        const temb = this.embed({ ...o, record: record ? rec : undefined }, b);
+        // diffusers turns the keep-mask into an additive bias: (1 − mask)·−10000, one row per batch item.
+        const encBias = o.encoderAttentionMask
+          ? tf.mul(tf.sub(1, tf.cast(o.encoderAttentionMask, 'float32')), -10000).expandDims(1) : null;
+        const a: BlockInputs = { temb, enc: o.encoderHiddenStates, encBias, ctx: o.attnContext ?? {} };
+
+        let h = this.conv_in.forward(x);
+        rec('conv_in', h);
+        const skips: tf.Tensor4D[] = [h];
+        this.down_blocks.items.forEach((blk, i) => {
+          const r = blk.forward(h, a);
+          h = r.hidden;
+          skips.push(...r.residuals);
+          rec(`down_blocks.${i}`, h);
+        });
+        if (this.mid_block) {
+          h = this.mid_block.forward(h, a);
+          rec('mid_block', h);
+        }
+        this.up_blocks.items.forEach((blk, i) => {
+          const mine = skips.splice(skips.length - blk.resnets.length);
+          const next = skips[skips.length - 1];
+          h = blk.forward(h, mine, a, next ? [next.shape[1], next.shape[2]] : undefined);
+          rec(`up_blocks.${i}`, h);
+        });
+        return this.head(h, rec).transpose([0, 3, 1, 2]) as tf.Tensor4D;
+      });
+    } finally {
+      restore?.();
+    }
+  }
+
+  /** The output head on NHWC features: conv_norm_out → act → conv_out. */
+  head(h: tf.Tensor4D, record?: (name: string, t: tf.Tensor) => void): tf.Tensor4D {
+    return tf.tidy(() => {
+      const n = this.conv_norm_out.forward(h);
+      record?.('conv_norm_out', n);
+      return this.conv_out.forward(this.act(n) as tf.Tensor4D);
+    });
+  }
+
+  /**
+   * Wraps every attention processor so its output is reported under the module path (what a forward hook on
+   * the diffusers Attention module sees); returns the function that puts the original processors back.
+   */
+  private recordAttention(record: (name: string, t: tf.Tensor) => void): () => void {
+    const saved = new Map<Attention, AttnProcessor>();
+    for (const [path, m] of attentionModules(this)) {
+      const inner = m.processor;
+      saved.set(m, inner);
+      m.processor = {
+        call: (attn, hidden, enc, bias, ctx) => {
+          const y = inner.call(attn, hidden, enc, bias, ctx);
+          record(path, y);
+          return y;
+        },
+        reset: inner.reset ? () => inner.reset!() : undefined,
+      };
+    }
+    return () => { for (const [m, p] of saved) m.processor = p; };
+  }
+}
