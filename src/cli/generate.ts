@@ -2,6 +2,7 @@
 import type { CommandModule } from 'yargs';
 import * as tf from '@tensorflow/tfjs-core';
 import { loadPipeline } from '../pipelines/load.js';
+import { resolveTgate } from '../attention/tgate.js';
 import { schedulerFromConfig } from '../samplers/index.js';
 import { encodePNG } from '../io/png.js';
 import { backendOption, demoModelDir, progressBar, readTensors, setupBackend, writeAtomic, writeTensors } from './common.js';
@@ -50,6 +51,8 @@ export const generateCommand: CommandModule<object, Args> = {
     const gate = a['gate-step'];
     if (gate !== undefined && !/^\d+$/.test(gate)) throw new Error(`--gate-step must be a positive integer, got "${gate}"`);
     if (a.prompt === undefined && !a['prompt-embeds']) throw new Error('give --prompt or --prompt-embeds');
+    const tgate = gate === undefined ? null : { gateStep: Number(gate), spInterval: a['sp-interval'], fiInterval: a['fi-interval'], warmUp: a['warm-up'], lcm: a.lcm };
+    if (tgate) resolveTgate(tgate, a.steps); // fail before loading the model
     await setupBackend(a.backend);
     const dir = a.dir ?? demoModelDir();
     const bar = progressBar('loading');
@@ -64,7 +67,7 @@ export const generateCommand: CommandModule<object, Args> = {
       const opts: SDXLGenerateOptions & Record<string, unknown> = {
         prompt: a.prompt, negativePrompt: a['negative-prompt'], numInferenceSteps: a.steps, guidanceScale: a.guidance,
         seed: a.seed, height: a.height, width: a.width, outputType: a['output-type'],
-        tgate: gate === undefined ? null : { gateStep: Number(gate), spInterval: a['sp-interval'], fiInterval: a['fi-interval'], warmUp: a['warm-up'], lcm: a.lcm },
+        tgate,
         deepcache: a['deepcache-interval'] ? { cacheInterval: a['deepcache-interval'] } : null,
       };
       if (a['prompt-embeds']) {

@@ -1,0 +1,62 @@
+/** Invalid generate() options are rejected before any work starts, with messages that name the problem. */
+import * as tf from '@tensorflow/tfjs-core';
+import { fixture, loadFixture, readPythonJson, relL2T, useBackend } from './helpers.js';
+import { loadPipeline } from '../src/pipelines/load.js';
+import { schedulerFromConfig } from '../src/samplers/index.js';
+import type { StableDiffusionPipeline } from '../src/pipelines/stable-diffusion.js';
+import type { PixArtAlphaPipeline } from '../src/pipelines/pixart-alpha.js';
+
+let sd: StableDiffusionPipeline;
+let pixart: PixArtAlphaPipeline;
+const embeds = tf.zeros([1, 77, 32]);
+
+beforeAll(async () => {
+  await useBackend('wasm');
+  sd = (await loadPipeline(fixture('pipelines/sd15_tiny'))) as StableDiffusionPipeline;
+  pixart = (await loadPipeline(fixture('pipelines/pixart_tiny'))) as PixArtAlphaPipeline;
+}, 120_000);
+afterAll(() => { sd.dispose(); pixart.dispose(); });
+
+const base = { promptEmbeds: embeds, negativePromptEmbeds: embeds, numInferenceSteps: 10, outputType: 'latent' as const, height: 256, width: 256 };
+
+test.each([
+  ['gate beyond the steps', { tgate: { gateStep: 11 } }, /tgate.gateStep 11 is beyond the 10 inference steps/],
+  ['negative interval', { tgate: { gateStep: 5, spInterval: -1 } }, /tgate.spInterval must be an integer ≥ 1, got -1/],
+  ['negative warm-up', { tgate: { gateStep: 5, warmUp: -2 } }, /tgate.warmUp must be an integer ≥ 0, got -2/],
+  ['lcm with guidance', { guidanceScale: 7.5, tgate: { gateStep: 2, lcm: true } }, /tgate.lcm is only valid without classifier-free guidance/],
+  ['embeddings of the wrong width', { promptEmbeds: tf.zeros([1, 77, 48]) }, /promptEmbeds must have rank 3 with last dimension 32, got shape \[1,77,48\]/],
+  ['height not divisible', { height: 100 }, /height 100 must be a positive multiple of 16/],
+  ['zero steps', { numInferenceSteps: 0 }, /numInferenceSteps must be a positive integer, got 0/],
+  ['deepcache interval', { deepcache: { cacheInterval: 0 } }, /deepcache.cacheInterval must be an integer ≥ 1, got 0/],
+])('SD: %s', async (_name, bad, msg) => {
+  const before = tf.memory().numTensors;
+  let steps = 0;
+  await expect(sd.generate({ ...base, ...bad, onStep: () => { steps++; } })).rejects.toThrow(msg);
+  expect(steps).toBe(0);
+  expect(tf.memory().numTensors).toBe(before);
+  expect(sd.unet.attnProcessors().values().next().value?.constructor.name).toBe('AttnProcessorDefault');
+});
+
+test('PixArt: width not divisible by the VAE × patch factor, and wrong caption width', async () => {
+  const e = tf.zeros([1, 12, 32]);
+  await expect(pixart.generate({ promptEmbeds: e, negativePromptEmbeds: e, width: 120, height: 128 })).rejects.toThrow(/width 120 must be a positive multiple of 16/);
+  await expect(pixart.generate({ promptEmbeds: tf.zeros([1, 12, 8]) })).rejects.toThrow(/promptEmbeds must have rank 3 with last dimension 32/);
+});
+
+test('the SD baseline decodes to diffusers’ image', async () => {
+  const g = await loadFixture('tgate/sd15_ddim_baseline.safetensors');
+  const shipped = sd.scheduler;
+  const index = readPythonJson<{ cases: Record<string, { config_passed: Record<string, unknown> }> }>(fixture('schedulers/index.json'));
+  sd.scheduler = schedulerFromConfig(index.cases.ddim_sd.config_passed, 'DDIMScheduler');
+  const { latents } = await sd.generate({
+    promptEmbeds: g['in.prompt_embeds'], negativePromptEmbeds: g['in.negative_prompt_embeds'], latents: g['in.latents'],
+    numInferenceSteps: 10, guidanceScale: 7.5, outputType: 'latent',
+  });
+  const img = tf.tidy(() => sd.vae.decode(tf.div(latents, sd.vae.config.scalingFactor)));
+  const err = relL2T(img, g.decoded_image);
+  console.log(`decoded image rel-L2 ${err.toExponential(2)}`);
+  expect(err).toBeLessThanOrEqual(1e-4);
+  sd.scheduler.dispose();
+  sd.scheduler = shipped;
+  tf.dispose([latents, img, ...Object.values(g)]);
+}, 120_000);
