@@ -11,7 +11,7 @@ import { timestepEmbedding, timestepsToArray, TimestepEmbeddingMLP } from '../la
 import type { Attention } from '../layers/attention.js';
 import type { AttnContext, AttnProcessor } from '../attention/processor.js';
 import { attentionModules, attnProcessors, setAttnProcessor } from '../attention/registry.js';
-import { readComponentConfig, openComponentWeights } from '../io/diffusers-folder.js';
+import { loadWeightsInto, readConfig, type LoadWeightsOptions } from '../io/component-source.js';
 import {
   CrossAttnDownBlock2D, CrossAttnUpBlock2D, DownBlock2D, UNetMidBlock2DCrossAttn, UpBlock2D,
   type AttentionSettings, type BlockInputs, type ResnetSettings,
@@ -295,19 +295,9 @@ export class UNet2DConditionModel extends Module {
     return new UNet2DConditionModel(resolveUNetConfig(cfg));
   }
 
-  /** Loads `<dir>/config.json` and its safetensors weights (`variant` e.g. "fp16"). */
-  static async fromPretrained(dir: string, opts: { variant?: string } = {}): Promise<UNet2DConditionModel> {
-    const model = UNet2DConditionModel.fromConfig(await readComponentConfig(dir));
-    const src = await openComponentWeights(dir, opts.variant);
-    try {
-      await model.loadStateDict(src);
-    } catch (e) {
-      model.dispose();
-      throw e;
-    } finally {
-      await src.close();
-    }
-    return model;
+  /** Loads a component folder's config and weights (diffusers or converted; `variant` e.g. "fp16"). */
+  static async fromPretrained(dir: string, opts: LoadWeightsOptions = {}): Promise<UNet2DConditionModel> {
+    return loadWeightsInto(UNet2DConditionModel.fromConfig(await readConfig(dir, opts)), dir, opts);
   }
 
   /** How much the down path shrinks H and W (inputs must be multiples of it). */

@@ -24,6 +24,8 @@ export interface StepInfo {
   modelOutput: tf.Tensor;
   /** TGATE flags used at this step, when TGATE is on. */
   tgate?: TgateFlags;
+  /** The TGATE gate, once known (with gateStep 'auto': from the step that caches on). */
+  gateStep?: number;
 }
 
 export interface DenoiseArgs {
@@ -66,12 +68,20 @@ export async function denoiseLoop(a: DenoiseArgs): Promise<tf.Tensor> {
   const numWarmup = Math.max(0, timesteps.length - a.numInferenceSteps * order);
   let flags: TgateFlags = TGATE_IDLE;
   let latents = a.latents;
+  // gateStep 'auto': the gate stays open (Infinity) until the controller, asked before each step, names that
+  // step as the cache step; flags before gate − 1 do not depend on the gate, so deciding late is exact.
+  let tg = a.tgate ?? null;
+  const auto = tg?.auto?.controller;
+  if (tg?.auto && !auto) throw new Error("tgate.gateStep 'auto' needs the TGATE session's gate controller (use beginTgate)");
+  if (auto && a.beforeStep) throw new Error("tgate.gateStep 'auto' cannot be combined with DeepCache yet (its cache resets need the gate in advance)");
   for (let i = 0; i < timesteps.length; i++) {
     const t = timesteps[i];
     const cur = i - numWarmup;
-    const cfgNow = a.doCfg && (!a.tgate || cur < a.tgate.gateStep);
-    if (a.tgate && (i === timesteps.length - 1 || (i + 1 > numWarmup && (i + 1) % order === 0))) flags = tgateFlags(cur, a.tgate);
-    const ctx: TgateContext = { step: i, tgate: a.tgate ? flags : undefined };
+    const update = i === timesteps.length - 1 || (i + 1 > numWarmup && (i + 1) % order === 0);
+    if (tg && auto && update && tg.gateStep === Infinity && cur >= 0 && auto.isCacheStep(cur)) tg = { ...tg, gateStep: cur + 1 };
+    const cfgNow = a.doCfg && (!tg || cur < tg.gateStep);
+    if (tg && update) flags = tgateFlags(cur, tg);
+    const ctx: TgateContext = { step: i, tgate: tg ? flags : undefined };
     a.beforeStep?.(i);
     const branch: Branch = cfgNow ? 'cfg' : a.doCfg ? 'uncond' : 'cond';
     const modelOutput = tf.tidy(() => {
@@ -96,11 +106,12 @@ export async function denoiseLoop(a: DenoiseArgs): Promise<tf.Tensor> {
     try {
       await a.onStep?.({
         step: i, timestep: t, numSteps: timesteps.length, latents, batch: modelOutput.shape[0], modelOutput,
-        tgate: a.tgate ? flags : undefined,
+        tgate: tg ? flags : undefined, gateStep: tg && tg.gateStep !== Infinity ? tg.gateStep : undefined,
       });
     } finally {
       modelOutput.dispose();
     }
+    if (auto && tg!.gateStep === Infinity && cur >= 0) await auto.afterStep(cur);
   }
   // Multistep history belongs to this run only.
   s.reset();

@@ -9,11 +9,8 @@ import type { AutoencoderKL } from '../models/autoencoder-kl.js';
 import type { T5EncoderModel } from '../models/t5-encoder.js';
 import type { T5Tokenizer } from '../tokenizers/index.js';
 import type { Scheduler } from '../samplers/index.js';
-import { Rng } from '../samplers/rng.js';
-import { denoiseLoop } from './denoise.js';
-import { beginTgate } from './tgate-session.js';
-import { checkCommon, checkEmbeds, checkSize, decodeLatents, prepareLatents, toRGBImages, warnTruncated } from './common.js';
-import type { GenerateOptionsBase, GenerateResult } from './stable-diffusion.js';
+import { runGeneration, type GenerateOptionsBase, type GenerateResult } from './session.js';
+import { checkCommon, checkEmbeds, checkSize, warnTruncated } from './common.js';
 
 export interface PixArtGenerateOptions extends GenerateOptionsBase {
   promptEmbeds?: tf.Tensor;
@@ -77,38 +74,33 @@ export class PixArtAlphaPipeline {
     checkEmbeds('promptEmbeds', o.promptEmbeds, textDim);
     checkEmbeds('negativePromptEmbeds', o.negativePromptEmbeds, textDim);
     const doCfg = guidance > 1;
-    const tg = beginTgate(this.transformer, o.tgate, steps, doCfg);
-    const owned: tf.Tensor[] = [];
-    const own = <T extends tf.Tensor>(t: T): T => { owned.push(t); return t; };
-    try {
-      const maxLen = o.maxSequenceLength ?? 120;
-      const embedOrGiven = (text: string | undefined, embeds?: tf.Tensor, mask?: tf.Tensor) => {
-        if (embeds) return { embeds, mask: mask ?? own(tf.ones([embeds.shape[0], embeds.shape[1]!])) };
-        const e = this.encodePrompt(text ?? '', maxLen);
-        return { embeds: own(e.embeds), mask: own(e.mask) };
-      };
-      const cond = embedOrGiven(o.prompt, o.promptEmbeds, o.promptAttentionMask);
-      const uncond = doCfg ? embedOrGiven(o.negativePrompt ?? '', o.negativePromptEmbeds, o.negativePromptAttentionMask) : cond;
-      const extra = cfg.useAdditionalConditions;
-      const branch = (embeds: tf.Tensor, mask: tf.Tensor, b: number) => ({
-        embeds, mask,
-        resolution: extra ? own(tf.tensor2d(Array.from({ length: b }, () => [height, width]), [b, 2])) : null,
-        aspectRatio: extra ? own(tf.tensor2d(Array.from({ length: b }, () => [height / width]), [b, 1])) : null,
-      });
-      const branches = {
-        cond: branch(cond.embeds, cond.mask, 1),
-        uncond: branch(uncond.embeds, uncond.mask, 1),
-        cfg: doCfg ? branch(own(tf.concat([uncond.embeds, cond.embeds], 0)), own(tf.concat([uncond.mask, cond.mask], 0)), 2) : null,
-      };
-      const learnedSigma = cfg.outChannels === 2 * cfg.inChannels;
-
-      this.scheduler.setTimesteps(steps);
-      const latents = prepareLatents([1, cfg.inChannels, height / factor, width / factor], this.scheduler.initNoiseSigma, o.latents, o.seed);
-      const final = await denoiseLoop({
-        scheduler: this.scheduler, latents, numInferenceSteps: steps, guidanceScale: guidance, doCfg,
-        guidanceRescale: o.guidanceRescale, tgate: tg.settings, eta: o.eta, stepNoise: o.stepNoise, onStep: o.onStep,
-        generator: new Rng(o.seed ?? 0),
-        denoise: (input, t, br, ctx) => {
+    const f = this.vaeScaleFactor;
+    return runGeneration(o, {
+      scheduler: this.scheduler, vae: this.vae, denoiser: this.transformer, steps, guidance, doCfg,
+      latentShape: [1, cfg.inChannels, height / f, width / f],
+      condition: (own) => {
+        const maxLen = o.maxSequenceLength ?? 120;
+        const embedOrGiven = (text: string | undefined, embeds?: tf.Tensor, mask?: tf.Tensor) => {
+          if (embeds) return { embeds, mask: mask ?? own(tf.ones([embeds.shape[0], embeds.shape[1]!])) };
+          const e = this.encodePrompt(text ?? '', maxLen);
+          return { embeds: own(e.embeds), mask: own(e.mask) };
+        };
+        const cond = embedOrGiven(o.prompt, o.promptEmbeds, o.promptAttentionMask);
+        const uncond = doCfg ? embedOrGiven(o.negativePrompt ?? '', o.negativePromptEmbeds, o.negativePromptAttentionMask) : cond;
+        // PixArt-1024-style models condition on resolution and aspect ratio as well.
+        const extra = cfg.useAdditionalConditions;
+        const branch = (embeds: tf.Tensor, mask: tf.Tensor, b: number) => ({
+          embeds, mask,
+          resolution: extra ? own(tf.tensor2d(Array.from({ length: b }, () => [height, width]), [b, 2])) : null,
+          aspectRatio: extra ? own(tf.tensor2d(Array.from({ length: b }, () => [height / width]), [b, 1])) : null,
+        });
+        const branches = {
+          cond: branch(cond.embeds, cond.mask, 1),
+          uncond: branch(uncond.embeds, uncond.mask, 1),
+          cfg: doCfg ? branch(own(tf.concat([uncond.embeds, cond.embeds], 0)), own(tf.concat([uncond.mask, cond.mask], 0)), 2) : null,
+        };
+        const learnedSigma = cfg.outChannels === 2 * cfg.inChannels;
+        return (input, t, br, ctx) => {
           const c = branches[br]!;
           const out = this.transformer.forward({
             hiddenStates: input, timestep: t, encoderHiddenStates: c.embeds, encoderAttentionMask: c.mask,
@@ -116,19 +108,9 @@ export class PixArtAlphaPipeline {
           });
           // Guidance is linear per channel, so dropping the learned variance before it changes nothing.
           return learnedSigma ? out.slice([0, 0, 0, 0], [-1, cfg.inChannels, -1, -1]) : out;
-        },
-      });
-      if (o.outputType === 'latent') return { latents: final, images: [] };
-      const img = decodeLatents(this.vae, final);
-      try {
-        return { latents: final, images: await toRGBImages(img) };
-      } finally {
-        img.dispose();
-      }
-    } finally {
-      owned.forEach((t) => t.dispose());
-      tg.end();
-    }
+        };
+      },
+    });
   }
 
   dispose(): void {

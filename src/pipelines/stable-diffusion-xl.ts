@@ -6,12 +6,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { CLIPTextModel, CLIPTextModelWithProjection } from '../models/clip-text.js';
 import type { CLIPTokenizer } from '../tokenizers/index.js';
-import { Rng } from '../samplers/rng.js';
-import { denoiseLoop } from './denoise.js';
-import { beginTgate } from './tgate-session.js';
-import { DeepCache } from './deepcache.js';
-import { checkCommon, checkEmbeds, checkSize, guidanceScaleEmbedding, prepareLatents, warnTruncated } from './common.js';
-import { StableDiffusionPipeline, type GenerateResult, type SDComponents, type SDGenerateOptions } from './stable-diffusion.js';
+import { runGeneration, type GenerateResult, type Own } from './session.js';
+import { checkEmbeds, warnTruncated } from './common.js';
+import { StableDiffusionPipeline, type SDComponents, type SDGenerateOptions } from './stable-diffusion.js';
 
 export interface SDXLGenerateOptions extends SDGenerateOptions {
   pooledPromptEmbeds?: tf.Tensor;
@@ -62,14 +59,7 @@ export class StableDiffusionXLPipeline extends StableDiffusionPipeline {
 
   override async generate(o: SDXLGenerateOptions): Promise<GenerateResult> {
     const cfg = this.unet.config;
-    const factor = this.vaeScaleFactor;
-    const height = o.height ?? cfg.sampleSize * factor;
-    const width = o.width ?? cfg.sampleSize * factor;
-    const steps = o.numInferenceSteps ?? 50;
-    const guidance = o.guidanceScale ?? 5.0;
-    checkCommon(o);
-    checkSize(height, width, factor * this.unet.downscaleFactor, 'VAE scale × UNet downsampling');
-    if (o.prompt === undefined && !o.promptEmbeds) throw new Error('give a prompt or promptEmbeds');
+    const { height, width, steps, guidance } = this.checkOptions(o, 5.0);
     if (o.promptEmbeds && !o.pooledPromptEmbeds) throw new Error('promptEmbeds for SDXL need pooledPromptEmbeds too');
     const ehsDim = cfg.crossAttentionDim[cfg.crossAttentionDim.length - 1];
     const pooledDim = cfg.projectionClassEmbeddingsInputDim! - 6 * cfg.additionTimeEmbedDim!;
@@ -78,67 +68,45 @@ export class StableDiffusionXLPipeline extends StableDiffusionPipeline {
     checkEmbeds('pooledPromptEmbeds', o.pooledPromptEmbeds, pooledDim, 2);
     checkEmbeds('negativePooledPromptEmbeds', o.negativePooledPromptEmbeds, pooledDim, 2);
     const doCfg = guidance > 1 && cfg.timeCondProjDim == null;
-    const tg = beginTgate(this.unet, o.tgate, steps, doCfg);
-    const dc = o.deepcache ? new DeepCache(this.unet, o.deepcache, tg.settings?.gateStep) : null;
-    const owned: tf.Tensor[] = [];
-    const own = <T extends tf.Tensor>(t: T): T => { owned.push(t); return t; };
-    try {
-      let cond = o.promptEmbeds;
-      let pooled = o.pooledPromptEmbeds;
-      if (!cond) {
-        const e = this.encodePromptXL(o.prompt!);
-        cond = own(e.embeds);
-        pooled = own(e.pooled);
-      }
-      let uncond = cond;
-      let uncondPooled = pooled!;
-      if (doCfg) {
-        if (o.negativePromptEmbeds) {
-          uncond = o.negativePromptEmbeds;
-          uncondPooled = o.negativePooledPromptEmbeds ?? own(tf.zerosLike(pooled!));
-        } else if (!o.negativePrompt && this.forceZerosForEmptyPrompt) {
-          uncond = own(tf.zerosLike(cond));
-          uncondPooled = own(tf.zerosLike(pooled!));
-        } else {
-          const e = this.encodePromptXL(o.negativePrompt ?? '');
-          uncond = own(e.embeds);
-          uncondPooled = own(e.pooled);
+    const f = this.vaeScaleFactor;
+    return runGeneration(o, {
+      scheduler: this.scheduler, vae: this.vae, denoiser: this.unet, steps, guidance, doCfg,
+      latentShape: [1, cfg.inChannels, height / f, width / f],
+      condition: (own, unet) => {
+        const pos = o.promptEmbeds ? { embeds: o.promptEmbeds, pooled: o.pooledPromptEmbeds! } : this.ownEncoded(o.prompt!, own);
+        let neg = pos;
+        if (doCfg) {
+          if (o.negativePromptEmbeds) neg = { embeds: o.negativePromptEmbeds, pooled: o.negativePooledPromptEmbeds ?? own(tf.zerosLike(pos.pooled)) };
+          else if (!o.negativePrompt && this.forceZerosForEmptyPrompt) neg = { embeds: own(tf.zerosLike(pos.embeds)), pooled: own(tf.zerosLike(pos.pooled)) };
+          else neg = this.ownEncoded(o.negativePrompt ?? '', own);
         }
-      }
-      const ids = (orig?: [number, number], crop?: [number, number], target?: [number, number]) =>
-        [...(orig ?? [height, width]), ...(crop ?? [0, 0]), ...(target ?? [height, width])];
-      const posIds = ids(o.originalSize, o.cropsCoordsTopLeft, o.targetSize);
-      const negIds = ids(o.negativeOriginalSize ?? o.originalSize, o.negativeCropsCoordsTopLeft ?? o.cropsCoordsTopLeft, o.negativeTargetSize ?? o.targetSize);
-      const single = (embeds: tf.Tensor, p: tf.Tensor, t: number[]) => ({ ehs: embeds, text: p, time: own(tf.tensor2d([t], [1, 6])) });
-      const branches = {
-        cond: single(cond, pooled!, posIds),
-        uncond: single(uncond, uncondPooled, negIds),
-        cfg: doCfg ? {
-          ehs: own(tf.concat([uncond, cond], 0)), text: own(tf.concat([uncondPooled, pooled!], 0)), time: own(tf.tensor2d([negIds, posIds], [2, 6])),
-        } : null,
-      };
-      const timestepCond = cfg.timeCondProjDim ? own(guidanceScaleEmbedding(guidance, cfg.timeCondProjDim, 1)) : undefined;
-
-      this.scheduler.setTimesteps(steps);
-      const latents = prepareLatents([1, cfg.inChannels, height / factor, width / factor], this.scheduler.initNoiseSigma, o.latents, o.seed);
-      const final = await denoiseLoop({
-        scheduler: this.scheduler, latents, numInferenceSteps: steps, guidanceScale: guidance, doCfg,
-        guidanceRescale: o.guidanceRescale, tgate: tg.settings, eta: o.eta, stepNoise: o.stepNoise, onStep: o.onStep,
-        generator: new Rng(o.seed ?? 0),
-        beforeStep: dc ? (i) => dc.beforeStep(i) : undefined,
-        denoise: (input, t, branch, ctx) => {
+        // SDXL micro-conditioning: original size, crop top-left, target size.
+        const ids = (orig?: [number, number], crop?: [number, number], target?: [number, number]) =>
+          [...(orig ?? [height, width]), ...(crop ?? [0, 0]), ...(target ?? [height, width])];
+        const posIds = ids(o.originalSize, o.cropsCoordsTopLeft, o.targetSize);
+        const negIds = ids(o.negativeOriginalSize ?? o.originalSize, o.negativeCropsCoordsTopLeft ?? o.cropsCoordsTopLeft, o.negativeTargetSize ?? o.targetSize);
+        const branches = {
+          cond: { ehs: pos.embeds, text: pos.pooled, time: own(tf.tensor2d([posIds], [1, 6])) },
+          uncond: { ehs: neg.embeds, text: neg.pooled, time: own(tf.tensor2d([negIds], [1, 6])) },
+          cfg: doCfg ? {
+            ehs: own(tf.concat([neg.embeds, pos.embeds], 0)), text: own(tf.concat([neg.pooled, pos.pooled], 0)), time: own(tf.tensor2d([negIds, posIds], [2, 6])),
+          } : null,
+        };
+        const timestepCond = this.timestepCond(guidance, own);
+        return (input, t, branch, ctx) => {
           const c = branches[branch]!;
-          const tc = timestepCond && input.shape[0] !== 1 ? tf.tile(timestepCond, [input.shape[0], 1]) : timestepCond;
-          const args = { sample: input, timestep: t, encoderHiddenStates: c.ehs, textEmbeds: c.text, timeIds: c.time, timestepCond: tc, attnContext: ctx };
-          return dc ? dc.forward(args) : this.unet.forward(args);
-        },
-      });
-      return await this.finish(final, o.outputType);
-    } finally {
-      owned.forEach((t) => t.dispose());
-      dc?.dispose();
-      tg.end();
-    }
+          return unet({
+            sample: input, timestep: t, encoderHiddenStates: c.ehs, textEmbeds: c.text, timeIds: c.time,
+            timestepCond: timestepCond && tf.tile(timestepCond, [input.shape[0], 1]), attnContext: ctx,
+          });
+        };
+      },
+    });
+  }
+
+  private ownEncoded(prompt: string, own: Own): { embeds: tf.Tensor; pooled: tf.Tensor } {
+    const e = this.encodePromptXL(prompt);
+    return { embeds: own(e.embeds), pooled: own(e.pooled) };
   }
 
   override dispose(): void {

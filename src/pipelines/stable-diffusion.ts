@@ -5,48 +5,14 @@ import type { AutoencoderKL } from '../models/autoencoder-kl.js';
 import type { CLIPTextModel } from '../models/clip-text.js';
 import type { CLIPTokenizer } from '../tokenizers/index.js';
 import type { Scheduler } from '../samplers/index.js';
-import { Rng } from '../samplers/rng.js';
-import type { TgateOptions } from '../attention/tgate.js';
-import { denoiseLoop, type StepInfo } from './denoise.js';
-import { beginTgate } from './tgate-session.js';
-import { DeepCache, type DeepCacheOptions } from './deepcache.js';
-import {
-  checkCommon, checkEmbeds, checkSize, decodeLatents, guidanceScaleEmbedding, prepareLatents, toRGBImages, warnTruncated,
-  type RGBImage,
-} from './common.js';
+import { runGeneration, type GenerateOptionsBase, type GenerateResult, type Own } from './session.js';
+import { checkCommon, checkEmbeds, checkSize, guidanceScaleEmbedding, warnTruncated } from './common.js';
 
-/** Options shared by every pipeline's `generate` (diffusers `__call__` arguments in camelCase). */
-export interface GenerateOptionsBase {
-  prompt?: string;
-  negativePrompt?: string;
-  height?: number;
-  width?: number;
-  numInferenceSteps?: number;
-  guidanceScale?: number;
-  guidanceRescale?: number;
-  /** Initial latents, NCHW, unscaled (the pipeline multiplies by the scheduler's initNoiseSigma). */
-  latents?: tf.Tensor;
-  seed?: number;
-  eta?: number;
-  outputType?: 'latent' | 'image';
-  tgate?: TgateOptions | null;
-  /** Recorded scheduler noise per step (replays a diffusers run). */
-  stepNoise?: (step: number) => tf.Tensor | undefined;
-  /** Progress: called after every step; the tensors in `info` are only valid during the call. */
-  onStep?: (info: StepInfo) => void | Promise<void>;
-}
+export type { GenerateOptionsBase, GenerateResult } from './session.js';
 
 export interface SDGenerateOptions extends GenerateOptionsBase {
   promptEmbeds?: tf.Tensor;
   negativePromptEmbeds?: tf.Tensor;
-  deepcache?: DeepCacheOptions | null;
-}
-
-export interface GenerateResult {
-  /** Final latents, NCHW (caller disposes). */
-  latents: tf.Tensor;
-  /** Decoded RGB images (empty with outputType 'latent'). */
-  images: RGBImage[];
 }
 
 export interface SDComponents {
@@ -88,65 +54,44 @@ export class StableDiffusionPipeline {
   /** Runs text-to-image generation. Invalid options are rejected before any work starts. */
   async generate(o: SDGenerateOptions): Promise<GenerateResult> {
     const cfg = this.unet.config;
-    const factor = this.vaeScaleFactor;
-    const height = o.height ?? cfg.sampleSize * factor;
-    const width = o.width ?? cfg.sampleSize * factor;
-    const steps = o.numInferenceSteps ?? 50;
-    const guidance = o.guidanceScale ?? 7.5;
-    checkCommon(o);
-    checkSize(height, width, factor * 2 ** (cfg.blockOutChannels.length - 1), 'VAE scale × UNet downsampling');
-    if (o.prompt === undefined && !o.promptEmbeds) throw new Error('give a prompt or promptEmbeds');
+    const { height, width, steps, guidance } = this.checkOptions(o, 7.5);
     const ehsDim = cfg.crossAttentionDim[0];
     checkEmbeds('promptEmbeds', o.promptEmbeds, ehsDim);
     checkEmbeds('negativePromptEmbeds', o.negativePromptEmbeds, ehsDim);
     const doCfg = guidance > 1 && cfg.timeCondProjDim == null;
-    const tg = beginTgate(this.unet, o.tgate, steps, doCfg);
-    const dc = o.deepcache ? new DeepCache(this.unet, o.deepcache, tg.settings?.gateStep) : null;
-    const owned: tf.Tensor[] = [];
-    try {
-      const cond = o.promptEmbeds ?? this.encodePrompt(o.prompt!);
-      if (!o.promptEmbeds) owned.push(cond);
-      let uncond = cond;
-      if (doCfg) {
-        uncond = o.negativePromptEmbeds ?? this.encodePrompt(o.negativePrompt ?? '');
-        if (!o.negativePromptEmbeds) owned.push(uncond);
-      }
-      const both = doCfg ? tf.concat([uncond, cond], 0) : cond;
-      if (doCfg) owned.push(both);
-      const timestepCond = cfg.timeCondProjDim ? guidanceScaleEmbedding(guidance, cfg.timeCondProjDim, 1) : undefined;
-      if (timestepCond) owned.push(timestepCond);
-
-      this.scheduler.setTimesteps(steps);
-      const latents = prepareLatents([1, cfg.inChannels, height / factor, width / factor], this.scheduler.initNoiseSigma, o.latents, o.seed);
-      const final = await denoiseLoop({
-        scheduler: this.scheduler, latents, numInferenceSteps: steps, guidanceScale: guidance, doCfg,
-        guidanceRescale: o.guidanceRescale, tgate: tg.settings, eta: o.eta, stepNoise: o.stepNoise, onStep: o.onStep,
-        generator: new Rng(o.seed ?? 0),
-        beforeStep: dc ? (i) => dc.beforeStep(i) : undefined,
-        denoise: (input, t, branch, ctx) => {
-          const ehs = branch === 'cfg' ? both : branch === 'uncond' ? uncond : cond;
-          const tc = timestepCond && input.shape[0] !== 1 ? tf.tile(timestepCond, [input.shape[0], 1]) : timestepCond;
-          const args = { sample: input, timestep: t, encoderHiddenStates: ehs, timestepCond: tc, attnContext: ctx };
-          return dc ? dc.forward(args) : this.unet.forward(args);
-        },
-      });
-      return await this.finish(final, o.outputType);
-    } finally {
-      owned.forEach((t) => t.dispose());
-      dc?.dispose();
-      tg.end();
-    }
+    const f = this.vaeScaleFactor;
+    return runGeneration(o, {
+      scheduler: this.scheduler, vae: this.vae, denoiser: this.unet, steps, guidance, doCfg,
+      latentShape: [1, cfg.inChannels, height / f, width / f],
+      condition: (own, unet) => {
+        const cond = o.promptEmbeds ?? own(this.encodePrompt(o.prompt!));
+        const uncond = !doCfg ? cond : o.negativePromptEmbeds ?? own(this.encodePrompt(o.negativePrompt ?? ''));
+        const both = doCfg ? own(tf.concat([uncond, cond], 0)) : cond;
+        const timestepCond = this.timestepCond(guidance, own);
+        return (input, t, branch, ctx) => unet({
+          sample: input, timestep: t, encoderHiddenStates: branch === 'cfg' ? both : branch === 'uncond' ? uncond : cond,
+          timestepCond: timestepCond && tf.tile(timestepCond, [input.shape[0], 1]), attnContext: ctx,
+        });
+      },
+    });
   }
 
-  /** Decodes unless `outputType` is 'latent'. */
-  protected async finish(latents: tf.Tensor, outputType?: 'latent' | 'image'): Promise<GenerateResult> {
-    if (outputType === 'latent') return { latents, images: [] };
-    const img = decodeLatents(this.vae, latents);
-    try {
-      return { latents, images: await toRGBImages(img) };
-    } finally {
-      img.dispose();
-    }
+  /** Resolves size, steps and guidance defaults and checks them (shared with SDXL). */
+  protected checkOptions(o: SDGenerateOptions, defaultGuidance: number): { height: number; width: number; steps: number; guidance: number } {
+    const cfg = this.unet.config;
+    const factor = this.vaeScaleFactor;
+    const height = o.height ?? cfg.sampleSize * factor;
+    const width = o.width ?? cfg.sampleSize * factor;
+    checkCommon(o);
+    checkSize(height, width, factor * this.unet.downscaleFactor, 'VAE scale × UNet downsampling');
+    if (o.prompt === undefined && !o.promptEmbeds) throw new Error('give a prompt or promptEmbeds');
+    return { height, width, steps: o.numInferenceSteps ?? 50, guidance: o.guidanceScale ?? defaultGuidance };
+  }
+
+  /** LCM's guidance embedding [1, time_cond_proj_dim] when the UNet takes one. */
+  protected timestepCond(guidance: number, own: Own): tf.Tensor | undefined {
+    const dim = this.unet.config.timeCondProjDim;
+    return dim ? own(guidanceScaleEmbedding(guidance, dim, 1)) : undefined;
   }
 
   /** Frees every model's weights. */

@@ -2,9 +2,12 @@
 import type { Module } from '../nn/module.js';
 import { attnProcessors, setAttnProcessor } from '../attention/registry.js';
 import { resolveTgate, TgateProcessor, type ResolvedTgate, type TgateOptions } from '../attention/tgate.js';
+import { AutoGate } from './auto-gate.js';
 
 export interface TgateSession {
   settings: ResolvedTgate | null;
+  /** With gateStep 'auto': the controller (its `gateStep` and `changes` tell what it decided). */
+  autoGate?: AutoGate;
   /** Restores the denoiser's previous processors and frees every cache. */
   end(): void;
 }
@@ -22,9 +25,17 @@ export function beginTgate(denoiser: Module, opts: TgateOptions | undefined | nu
   const saved = Object.fromEntries(attnProcessors(denoiser));
   const proc = new TgateProcessor();
   setAttnProcessor(denoiser, proc);
+  let autoGate: AutoGate | undefined;
+  if (settings.auto) {
+    autoGate = new AutoGate({ threshold: settings.auto.threshold });
+    autoGate.install(denoiser);
+    settings.auto.controller = autoGate;
+  }
   return {
     settings,
+    autoGate,
     end: () => {
+      autoGate?.dispose();
       proc.reset();
       setAttnProcessor(denoiser, saved);
     },
