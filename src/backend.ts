@@ -3,6 +3,7 @@
  * (tfjs-node-gpu and tfjs-node need libtensorflow, whose install downloads it) only removes that choice.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { installFastCpuKernels } from './backend-cpu-fast.js';
 
 export type BackendName = 'node-gpu' | 'node' | 'webgpu' | 'wasm' | 'webgl' | 'cpu';
 export type BackendChoice = BackendName | 'auto';
@@ -87,6 +88,7 @@ async function trySet(name: BackendName, opts: BackendOptions): Promise<{ tfBack
   switch (name) {
     case 'cpu':
       await import('@tensorflow/tfjs-backend-cpu');
+      installFastCpuKernels();
       await setOrThrow('cpu');
       return { tfBackend: 'cpu' };
     case 'wasm': {

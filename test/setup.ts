@@ -1,4 +1,6 @@
 // Every test file starts on the cpu backend; files that test other backends switch explicitly.
 import '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
+import { installFastCpuKernels } from '../src/backend-cpu-fast.js';
+installFastCpuKernels();
 await tf.setBackend('cpu');

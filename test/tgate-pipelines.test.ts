@@ -148,14 +148,20 @@ async function runCase(c: Case, backend = 'cpu'): Promise<void> {
   Object.values(g).forEach((t) => t.dispose());
 }
 
-// The full table runs on wasm (a tiny-UNet step takes ~0.3 s there); PIPELINE_BACKENDS adds others.
-const BACKENDS = (process.env.PIPELINE_BACKENDS ?? 'wasm').split(',');
-describe.each(BACKENDS)('pipelines reproduce diffusers + T-GATE runs (%s)', (backend) => {
+// The whole table runs on wasm (a tiny-UNet step takes ~0.3 s there) and a subset covering each pipeline,
+// TGATE, LCM and DeepCache on cpu (~5 s a step); PIPELINE_CPU=all runs the whole table on cpu too.
+const CPU_SUBSET = ['tgate/sd15_ddim_tgate_gate4', 'ext/tgate/pixart_dpmpp2m_tgate_gate7', 'ext/tgate/lcm_sdxl_condunet_g5_tgate_gate2',
+  'ext/deepcache/sd15_ddim_deepcache_tgate_gate4_sp1_fi1_wu0'];
+const PLAN: [string, Case[]][] = [
+  ['wasm', CASES],
+  ['cpu', process.env.PIPELINE_CPU === 'all' ? CASES : CASES.filter((c) => CPU_SUBSET.includes(c.file))],
+];
+describe.each(PLAN)('pipelines reproduce diffusers + T-GATE runs (%s)', (backend, cases) => {
   beforeAll(async () => {
     await releasePipelines();
     await useBackend(backend as 'wasm');
   });
-  test.each(CASES.map((c) => [c.file, c] as const))('%s', async (_f, c) => runCase(c, backend), 300_000);
+  test.each(cases.map((c) => [c.file, c] as const))('%s', async (_f, c) => runCase(c, backend), 600_000);
 });
 
 describe('DeepCache runs the full UNet exactly on the recorded steps', () => {
