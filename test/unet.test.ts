@@ -58,12 +58,10 @@ function inputs(g: Record<string, tf.Tensor>, timestep: number | tf.Tensor): UNe
 }
 
 /**
- * Under jest the tfjs cpu backend runs these models ~50× slower than wasm (its broadcasting binary ops and
- * softmax take a per-element index path, and jest's VM makes that path ~6× slower than plain node): one
- * SD-1.5-tiny forward costs ~200 s there. By default cpu checks the SDXL golden's t=500 call (every
- * intermediate and out_t500); TGATE_UNET_CPU_FULL=1 checks every golden output on cpu as on wasm.
+ * Every golden output is checked on cpu as on wasm (with src/backend-cpu-fast.ts a tiny-UNet forward takes
+ * ~5 s on cpu under jest). TGATE_UNET_CPU_FULL=0 limits cpu to the SDXL golden's t=500 call for quick runs.
  */
-const CPU_FULL = process.env.TGATE_UNET_CPU_FULL === '1';
+const CPU_FULL = process.env.TGATE_UNET_CPU_FULL !== '0';
 
 describe.each(TEST_BACKENDS)('goldens on %s', (backend) => {
   beforeAll(async () => { await useBackend(backend); });
