@@ -2,7 +2,7 @@
  * Denoiser speed benchmark: full-size architectures with random seeded weights (nothing downloaded).
  *
  *   npm run bench -- --model sd15|sd21|sdxl|pixart --height H --width W --steps 25 --gate-step G \
- *     --backend cpu|wasm|webgpu [--reps N] [--no-profile] [--json]
+ *     --backend cpu|wasm|webgpu [--offload] [--reps N (0: no separate forward timing)] [--no-profile] [--json]
  *
  * Reports seconds per denoiser forward (batch 2 and 1), the whole `steps`-step denoiser loop without and with
  * TGATE (the real TgateProcessor; batch 2 with guidance before the gate, batch 1 from it on), the backend's
@@ -169,8 +169,8 @@ async function main(): Promise<void> {
     profilePeak = info.peakBytes;
     executedMacs = kernelMacs(info.kernels as never);
     log(`profiled batch-2 forward: peak ${(profilePeak / 1024 ** 3).toFixed(2)} GiB; executed conv+matMul ${(executedMacs / 1e9).toFixed(2)} GMACs vs analytic ${(2 * fwdMacs / 1e9).toFixed(2)} (ratio ${(executedMacs / (2 * fwdMacs)).toFixed(4)})`);
-  } else {
-    denoise(x0, 999, 2, {}).dispose();
+  } else if (a.reps > 0) {
+    denoise(x0, 999, 2, {}).dispose(); // warm-up (kernel setup); skipped with --reps 0 where a forward is minutes
   }
 
   const fwd: Record<1 | 2, number> = { 1: 0, 2: 0 };
@@ -185,9 +185,9 @@ async function main(): Promise<void> {
       cs.push(lastCpuSeconds);
     }
     cs.sort((p, q) => p - q);
-    fwdCpu[batch] = cs[Math.floor((cs.length - 1) / 2)];
+    fwdCpu[batch] = a.reps > 0 ? cs[Math.floor((cs.length - 1) / 2)] : NaN;
     ts.sort((p, q) => p - q);
-    fwd[batch] = ts[Math.floor((ts.length - 1) / 2)];
+    fwd[batch] = a.reps > 0 ? ts[Math.floor((ts.length - 1) / 2)] : NaN;
     log(`forward batch ${batch}: ${fwd[batch].toFixed(3)} s wall, ${fwdCpu[batch].toFixed(3)} s CPU (${ts.map((v) => v.toFixed(2)).join(', ')})`);
     if (offload) log(`  weight upload so far: ${offload.stats.uploadSeconds.toFixed(2)} s for ${(offload.stats.uploadBytes / 1024 ** 3).toFixed(2)} GiB`);
   }

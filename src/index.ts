@@ -18,6 +18,8 @@ export { AttnProcessorDefault, AttnProcessorChunked } from './attention/processo
 export type { AttnProcessor, AttnContext } from './attention/processor.js';
 export { attnProcessors, setAttnProcessor } from './attention/registry.js';
 export { TgateProcessor, tgateFlags, resolveTgate } from './attention/tgate.js';
+export { AttentionStoreProcessor } from './attention/attention-store.js';
+export { AutoGate, AUTO_GATE_THRESHOLD } from './pipelines/auto-gate.js';
 export type { TgateOptions, TgateFlags } from './attention/tgate.js';
 
 export { schedulerFromConfig, SCHEDULERS, Rng } from './samplers/index.js';

@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 // Registers the chained tensor methods (x.reshape() …) used below.
 import '../nn/module.js';
+import { attentionQueryChunk } from '../limits.js';
 
 export interface SdpaOptions {
   heads: number;
@@ -89,7 +90,8 @@ export function scaledDotProductAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tens
     const vh = splitHeads(v, opts.heads);
     const bias = opts.bias ? liftBias(opts.bias) : null;
     const nq = q.shape[1]!;
-    const chunk = opts.queryChunk;
+    // Without an explicit chunk, split only when the score matrix [B, heads, Nq, Nk] would exceed the device's buffer limit.
+    const chunk = opts.queryChunk ?? attentionQueryChunk(qh.shape[0] * opts.heads * kh.shape[2] * 4, nq);
     let attend = attendHeads;
     if (resolveSdpaStrategy(opts.strategy) === 'per-head') {
       const kt = kh.transpose([0, 1, 3, 2]) as tf.Tensor4D;
@@ -104,5 +106,20 @@ export function scaledDotProductAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tens
       parts.push(attend(qs, kh, vh, opts.scale, bs));
     }
     return mergeHeads(tf.concat(parts, 2));
+  });
+}
+
+/**
+ * The attention probabilities softmax(q kᵀ·scale + bias) per head, [B·heads, Nq, Nk] batch-major (diffusers
+ * `Attention.get_attention_scores`). For analysis only: the attention itself never materialises this whole.
+ */
+export function attentionProbs(q: tf.Tensor, k: tf.Tensor, opts: Pick<SdpaOptions, 'heads' | 'scale' | 'bias'>): tf.Tensor3D {
+  return tf.tidy(() => {
+    const qh = splitHeads(q, opts.heads);
+    const kh = splitHeads(k, opts.heads);
+    let s: tf.Tensor = tf.mul(tf.matMul(qh, kh, false, true), opts.scale);
+    if (opts.bias) s = tf.add(s, liftBias(opts.bias));
+    const [b, h, nq, nk] = s.shape;
+    return tf.softmax(s).reshape([b * h, nq, nk]) as tf.Tensor3D;
   });
 }

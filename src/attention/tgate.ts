@@ -11,8 +11,11 @@ import type { Attention } from '../layers/attention.js';
 import type { AttnContext, AttnProcessor } from './processor.js';
 
 export interface TgateOptions {
-  /** First step (0-based) at which cross-attention is reused and guidance dropped. Default 10. */
-  gateStep?: number;
+  /**
+   * First step (0-based) at which cross-attention is reused and guidance dropped. Default 10. 'auto': decided
+   * during the generation from the measured cross-attention change (src/pipelines/auto-gate.ts).
+   */
+  gateStep?: number | 'auto';
   /** Self-attention cache interval before the gate. Default 5. */
   spInterval?: number;
   /** Self-attention cache interval after the gate. Default 1. */
@@ -21,9 +24,34 @@ export interface TgateOptions {
   warmUp?: number;
   /** LCM mode: no classifier-free guidance, caches keep their batch (no averaging). */
   lcm?: boolean;
+  /**
+   * gateStep 'auto' only: gate once the mean relative change of the cross-attention outputs between two
+   * consecutive steps falls below this (default AUTO_GATE_THRESHOLD in src/pipelines/auto-gate.ts).
+   */
+  autoThreshold?: number;
 }
 
-export type ResolvedTgate = Required<TgateOptions>;
+/**
+ * Decides the gate while a generation runs (gateStep 'auto'). The denoising loop asks {@link isCacheStep}
+ * before each step and, once it answers true for step i, runs step i as the cache step (gate = i + 1).
+ */
+export interface GateController {
+  /** Before step i (TGATE's step count): must step i cache the cross-attention (i.e. gate = i + 1)? */
+  isCacheStep(step: number): boolean;
+  /** After step i's denoiser call, while the gate is still open (reads what was measured during the step). */
+  afterStep(step: number): Promise<void>;
+}
+
+export interface ResolvedTgate {
+  /** The gate; Infinity while an automatic gate is undecided. */
+  gateStep: number;
+  spInterval: number;
+  fiInterval: number;
+  warmUp: number;
+  lcm: boolean;
+  /** Set for gateStep 'auto'; the pipeline's TGATE session attaches the controller. */
+  auto: { threshold?: number; controller?: GateController } | null;
+}
 
 /** What the attention processors do at one step (names as in T-GATE's kwargs). */
 export interface TgateFlags {
@@ -40,18 +68,25 @@ export const TGATE_IDLE: TgateFlags = { caCache: false, caReuse: false, saCache:
 
 /** Fills defaults and rejects values that cannot work, naming them. */
 export function resolveTgate(o: TgateOptions, numInferenceSteps: number): ResolvedTgate {
+  const auto = o.gateStep === 'auto';
   const r: ResolvedTgate = {
-    gateStep: o.gateStep ?? 10, spInterval: o.spInterval ?? 5, fiInterval: o.fiInterval ?? 1, warmUp: o.warmUp ?? 2, lcm: o.lcm ?? false,
+    gateStep: auto ? Infinity : (o.gateStep as number | undefined) ?? 10, spInterval: o.spInterval ?? 5, fiInterval: o.fiInterval ?? 1, warmUp: o.warmUp ?? 2,
+    lcm: o.lcm ?? false, auto: auto ? { threshold: o.autoThreshold } : null,
   };
-  const int = (k: keyof ResolvedTgate, min: number) => {
+  if (o.autoThreshold !== undefined && !auto) throw new Error(`tgate.autoThreshold needs gateStep 'auto' (gateStep is ${o.gateStep})`);
+  if (auto && o.autoThreshold !== undefined && !(o.autoThreshold > 0 && Number.isFinite(o.autoThreshold))) {
+    throw new Error(`tgate.autoThreshold must be a positive number, got ${o.autoThreshold}`);
+  }
+  if (typeof r.gateStep !== 'number') throw new Error(`tgate.gateStep must be an integer or 'auto', got ${JSON.stringify(o.gateStep)}`);
+  const int = (k: 'gateStep' | 'spInterval' | 'fiInterval' | 'warmUp', min: number) => {
     const v = r[k] as number;
     if (!Number.isInteger(v) || v < min) throw new Error(`tgate.${k} must be an integer ≥ ${min}, got ${v}`);
   };
-  int('gateStep', 1);
+  if (!auto) int('gateStep', 1);
   int('spInterval', 1);
   int('fiInterval', 1);
   int('warmUp', 0);
-  if (r.gateStep > numInferenceSteps) {
+  if (!auto && r.gateStep > numInferenceSteps) {
     throw new Error(`tgate.gateStep ${r.gateStep} is beyond the ${numInferenceSteps} inference steps (choose 1…${numInferenceSteps})`);
   }
   return r;

@@ -10,7 +10,7 @@ import type { SDXLGenerateOptions } from '../pipelines/stable-diffusion-xl.js';
 
 interface Args {
   dir?: string; prompt?: string; 'negative-prompt'?: string; steps: number; guidance?: number; 'gate-step'?: string;
-  'sp-interval': number; 'fi-interval': number; 'warm-up': number; lcm: boolean; 'deepcache-interval'?: number; seed: number;
+  'auto-threshold'?: number; 'sp-interval': number; 'fi-interval': number; 'warm-up': number; lcm: boolean; 'deepcache-interval'?: number; seed: number;
   height?: number; width?: number; backend: string; output: string; 'prompt-embeds'?: string; latents?: string;
   scheduler?: string; 'output-type': 'image' | 'latent'; variant?: string;
 }
@@ -31,7 +31,8 @@ export const generateCommand: CommandModule<object, Args> = {
     .option('negative-prompt', { type: 'string' })
     .option('steps', { type: 'number', default: 25, describe: 'inference steps' })
     .option('guidance', { type: 'number', describe: 'guidance scale (pipeline default when omitted)' })
-    .option('gate-step', { type: 'string', describe: 'TGATE gate step (number); omit for no TGATE' })
+    .option('gate-step', { type: 'string', describe: 'TGATE gate step (number, or "auto": chosen during the run from the cross-attention change); omit for no TGATE' })
+    .option('auto-threshold', { type: 'number', describe: 'relative cross-attention change below which --gate-step auto closes the gate' })
     .option('sp-interval', { type: 'number', default: 5 })
     .option('fi-interval', { type: 'number', default: 1 })
     .option('warm-up', { type: 'number', default: 2 })
@@ -49,9 +50,12 @@ export const generateCommand: CommandModule<object, Args> = {
     .options(backendOption) as never,
   handler: async (a) => {
     const gate = a['gate-step'];
-    if (gate !== undefined && !/^\d+$/.test(gate)) throw new Error(`--gate-step must be a positive integer, got "${gate}"`);
+    if (gate !== undefined && !/^(\d+|auto)$/.test(gate)) throw new Error(`--gate-step must be a positive integer or "auto", got "${gate}"`);
     if (a.prompt === undefined && !a['prompt-embeds']) throw new Error('give --prompt or --prompt-embeds');
-    const tgate = gate === undefined ? null : { gateStep: Number(gate), spInterval: a['sp-interval'], fiInterval: a['fi-interval'], warmUp: a['warm-up'], lcm: a.lcm };
+    const tgate = gate === undefined ? null : {
+      gateStep: gate === 'auto' ? 'auto' as const : Number(gate), autoThreshold: a['auto-threshold'],
+      spInterval: a['sp-interval'], fiInterval: a['fi-interval'], warmUp: a['warm-up'], lcm: a.lcm,
+    };
     if (tgate) resolveTgate(tgate, a.steps); // fail before loading the model
     await setupBackend(a.backend);
     const dir = a.dir ?? demoModelDir();
@@ -87,13 +91,19 @@ export const generateCommand: CommandModule<object, Args> = {
       }
       const stepBar = progressBar('denoising');
       const t0 = Date.now();
-      opts.onStep = async (s) => { await s.latents.data(); stepBar(s.step + 1, s.numSteps, `batch ${s.batch}`); };
+      let gateUsed: number | null | undefined;
+      opts.onStep = async (s) => {
+        await s.latents.data();
+        gateUsed = s.gateStep;
+        stepBar(s.step + 1, s.numSteps, `batch ${s.batch}`);
+      };
       const { latents, images } = await pipe.generate(opts);
       const secs = ((Date.now() - t0) / 1000).toFixed(2);
       if (a['output-type'] === 'latent') await writeTensors(a.output, { latents });
       else await writeAtomic(a.output, await encodePNG(images[0]));
       latents.dispose();
-      console.log(`wrote ${a.output} (${secs} s${gate ? `, TGATE gate ${gate}` : ''})`);
+      const gateNote = gate === undefined ? '' : `, TGATE gate ${gateUsed ?? 'never closed'}${gate === 'auto' ? ' (auto)' : ''}`;
+      console.log(`wrote ${a.output} (${secs} s${gateNote})`);
     } finally {
       owned.forEach((t) => t.dispose());
       pipe.dispose();

@@ -6,6 +6,7 @@ import { forwardCommand } from './forward.js';
 import { generateCommand } from './generate.js';
 import { tokenizeCommand } from './tokenize.js';
 import { convertCommand } from '../../convert/cli.js';
+import { analyzeCommand } from './analyze.js';
 
 export async function main(argv: string[]): Promise<void> {
   await yargs(argv)
@@ -16,6 +17,7 @@ export async function main(argv: string[]): Promise<void> {
     .command(forwardCommand)
     .command(tokenizeCommand)
     .command(convertCommand)
+    .command(analyzeCommand)
     .demandCommand(1, 'name a command (see --help)')
     .strict()
     .fail((msg, err) => {

@@ -89,7 +89,9 @@ export class Downsample2D extends Module {
 export function upsampleNearest2x(x: tf.Tensor4D): tf.Tensor4D {
   return tf.tidy(() => {
     const [b, h, w, c] = x.shape;
-    return tf.tile(x.reshape([b, h, 1, w, 1, c]), [1, 1, 2, 1, 2, 1]).reshape([b, 2 * h, 2 * w, c]);
+    // Two rank-4 tiles: WebGPU runs a tile of rank ≥ 5 on the CPU through readSync, which Node's Dawn cannot do.
+    const cols = tf.tile(x.reshape([b * h, w, 1, c]), [1, 1, 2, 1]).reshape([b, h, 1, 2 * w * c]);
+    return tf.tile(cols, [1, 1, 2, 1]).reshape([b, 2 * h, 2 * w, c]);
   });
 }
 

@@ -11,11 +11,12 @@
  *
  * Rule: T-GATE caches the cross-attention at step gate − 1 (the mean of the guidance halves), so that step
  * must know it is the cache step before it runs. Before step i only r_1 … r_{i−1} are known; step i becomes the
- * cache step (gate = i + 1) when the last `patience` measured changes are all below the threshold:
+ * cache step (gate = i + 1) when the last `patience` measured changes are all below the threshold T:
  *   r_{i−patience}, …, r_{i−1} < T  ⇒  gate = i + 1.
- * With patience 1 (the default) the gate is therefore two steps after the first step j* whose change r_{j*}
- * falls below T (`tgate analyze` suggests j* itself, the hindsight choice). The earliest possible gate is 3
- * (r_1 needs steps 0 and 1). If the change never falls below T, no gate happens (a plain run with
+ * With the default patience 2, if j is the first step with r_j < T and r_{j+1} < T, the gate is j + 3 (`tgate
+ * analyze`, deciding with hindsight, suggests j + 2). Two consecutive steps because r_i is noisy (on the
+ * tiny-shapes model it dips and spikes by ±50% around a plateau); one dip must not close the gate. The earliest
+ * possible gate is patience + 2. If the change never settles below T, no gate happens (a plain run with
  * self-attention caching).
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -26,16 +27,20 @@ import { attentionModules } from '../attention/registry.js';
 import type { GateController } from '../attention/tgate.js';
 
 /**
- * Default threshold on r_i. Chosen on the bundled tiny-shapes model (25 DDIM steps, guidance 7.5), where r_i
- * falls from ~0.05 at step 1 to ~0.003 at step 24 and this threshold puts the gate near T-GATE's default
- * (step 10 of 25); see bench/auto-gate.ts for the measured accuracy and speed. r_i shrinks roughly in
- * proportion to the timestep spacing, so runs with fewer steps reach it later.
+ * Default threshold on r_i, chosen on the bundled tiny-shapes model (25 DDIM steps, guidance 7.5, 6 prompts of
+ * the evaluation set): r_i falls from 0.06–0.10 at step 1 to a plateau of 0.02–0.04 from step 3–8 on (with
+ * spikes to 0.06 and 0.3 at the last step), so 0.04 detects the plateau and gates at step 6–10. It is
+ * model-specific: run `tgate analyze` on a model to see its curve. r_i also shrinks with the timestep
+ * spacing, so runs with more steps reach a given threshold earlier.
  */
-export const AUTO_GATE_THRESHOLD = 0.01;
+export const AUTO_GATE_THRESHOLD = 0.04;
+
+/** Consecutive measured changes below the threshold that close the gate by default. */
+export const AUTO_GATE_PATIENCE = 2;
 
 export interface AutoGateOptions {
   threshold?: number;
-  /** Consecutive measured changes that must be below the threshold. Default 1. */
+  /** Consecutive measured changes that must be below the threshold. Default AUTO_GATE_PATIENCE (2). */
   patience?: number;
 }
 
@@ -62,7 +67,7 @@ export class AutoGate implements GateController {
 
   constructor(opts: AutoGateOptions = {}) {
     this.threshold = opts.threshold ?? AUTO_GATE_THRESHOLD;
-    this.patience = opts.patience ?? 1;
+    this.patience = opts.patience ?? AUTO_GATE_PATIENCE;
     if (!(this.threshold > 0)) throw new Error(`auto gate: threshold must be positive, got ${this.threshold}`);
     if (!Number.isInteger(this.patience) || this.patience < 1) throw new Error(`auto gate: patience must be an integer ≥ 1, got ${this.patience}`);
   }
