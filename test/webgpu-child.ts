@@ -1,0 +1,43 @@
+/**
+ * Runs the WebGPU (Dawn) half of cross-backend.test.ts and limits.test.ts in a child process: Dawn reads
+ * EGL_PLATFORM from the real environment, which jest's sandboxed `process.env` cannot set, and Dawn keeps
+ * the event loop alive. Usage: node --import tsx test/webgpu-child.ts '<job JSON>' <result file>.
+ * Writes { skip } when Dawn has no adapter, else { details, latents?, split? }.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { writeFile } from 'node:fs/promises';
+import { initBackend } from '../src/backend.js';
+import { loadPipeline } from '../src/pipelines/load.js';
+import type { StableDiffusionPipeline, SDGenerateOptions } from '../src/pipelines/stable-diffusion.js';
+import { splitCheck } from './limits-check.js';
+
+interface Job { asset?: string; call?: SDGenerateOptions; runs?: Record<string, SDGenerateOptions['tgate']>; split?: boolean; splitAsset?: string }
+
+const job = JSON.parse(process.argv[2]!) as Job;
+const outFile = process.argv[3]!;
+let result: Record<string, unknown>;
+try {
+  const r = await initBackend('webgpu', { quiet: true });
+  result = { details: r.details };
+} catch (e) {
+  await writeFile(outFile, JSON.stringify({ skip: (e as Error).message.split('\n')[0] }));
+  process.exit(0);
+}
+if (job.asset && job.call && job.runs) {
+  const pipe = (await loadPipeline(job.asset)) as StableDiffusionPipeline;
+  const latents: Record<string, number[]> = {};
+  const ms: Record<string, number> = {};
+  for (const [key, tgate] of Object.entries(job.runs)) {
+    const t0 = performance.now();
+    const r = await pipe.generate({ ...job.call, tgate, outputType: 'latent' });
+    latents[key] = Array.from(await r.latents.data());
+    ms[key] = performance.now() - t0;
+    r.latents.dispose();
+  }
+  pipe.dispose();
+  Object.assign(result, { latents, ms });
+}
+if (job.split) result.split = await splitCheck(job.splitAsset);
+result.backend = tf.getBackend();
+await writeFile(outFile, JSON.stringify(result));
+process.exit(0);
