@@ -90,6 +90,7 @@ async function trySet(name: BackendName, opts: BackendOptions): Promise<{ tfBack
       await import('@tensorflow/tfjs-backend-cpu');
       installFastCpuKernels();
       await setOrThrow('cpu');
+      quietCpuBackend();
       return { tfBackend: 'cpu' };
     case 'wasm': {
       const wasm = await import('@tensorflow/tfjs-backend-wasm');
@@ -144,6 +145,15 @@ async function setOrThrow(id: string): Promise<void> {
   const ok = await tf.setBackend(id);
   if (!ok) throw new Error(`tf.setBackend('${id}') failed`);
   await tf.ready();
+}
+
+/**
+ * tfjs-backend-cpu prints an "install our node backend" banner on its first tensor in Node; `tgate info`
+ * and the auto fallback already say which backends exist, so the banner is only noise.
+ */
+export function quietCpuBackend(): void {
+  const b = tf.findBackend('cpu') as unknown as { firstUse?: boolean } | null;
+  if (b) b.firstUse = false;
 }
 
 /** The order `auto` tries, per environment. */

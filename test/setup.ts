@@ -2,5 +2,7 @@
 import '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
 import { installFastCpuKernels } from '../src/backend-cpu-fast.js';
+import { quietCpuBackend } from '../src/backend.js';
 installFastCpuKernels();
 await tf.setBackend('cpu');
+quietCpuBackend();
