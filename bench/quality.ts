@@ -14,6 +14,7 @@
  * the last bit); `--noise ours` uses this library's own seeded RNG (`generate({ seed })`) instead.
  * The markdown report is written only for full runs (no --limit) unless --out is given.
  */
+import { TorchGenerator } from '../src/samplers/torch-generator.js';
 import * as tf from '@tensorflow/tfjs-core';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -61,51 +62,8 @@ function parseArgs(argv: string[]): Args {
   return { backend: (get('backend') ?? 'wasm') as BackendName, limit, methods, noise, out, json: get('json') ?? null };
 }
 
-/** torch's mt19937 (32-bit outputs), seeded as `torch.Generator().manual_seed(seed)`. */
-function mt19937(seed: number): () => number {
-  const s = new Uint32Array(624);
-  s[0] = seed >>> 0;
-  for (let i = 1; i < 624; i++) s[i] = (Math.imul(1812433253, s[i - 1] ^ (s[i - 1] >>> 30)) + i) >>> 0;
-  let idx = 624;
-  return () => {
-    if (idx >= 624) {
-      for (let k = 0; k < 624; k++) {
-        const y = (s[k] & 0x80000000) | (s[(k + 1) % 624] & 0x7fffffff);
-        s[k] = s[(k + 397) % 624] ^ (y >>> 1) ^ (y & 1 ? 0x9908b0df : 0);
-      }
-      idx = 0;
-    }
-    let y = s[idx++];
-    y ^= y >>> 11;
-    y ^= (y << 7) & 0x9d2c5680;
-    y ^= (y << 15) & 0xefc60000;
-    y ^= y >>> 18;
-    return y >>> 0;
-  };
-}
-
-/**
- * `torch.randn(n, generator=manual_seed(seed))` on CPU, float32, n a multiple of 16: all uniforms first (24 bits
- * each), then Box–Muller on each block of 16 (u1 = 1 − d[j], u2 = d[j+8]) in float arithmetic.
- */
-export function torchRandn(seed: number, n: number): Float32Array {
-  if (n % 16 !== 0) throw new Error('torchRandn: only sizes that are multiples of 16 are ported');
-  const next = mt19937(seed);
-  const f = Math.fround;
-  const d = new Float32Array(n);
-  for (let i = 0; i < n; i++) d[i] = (next() & 0xffffff) / 16777216;
-  for (let i = 0; i < n; i += 16) {
-    for (let j = 0; j < 8; j++) {
-      const u1 = f(1 - d[i + j]);
-      const u2 = d[i + j + 8];
-      const radius = f(Math.sqrt(f(-2 * f(Math.log(u1)))));
-      const theta = f(2 * Math.PI * u2);
-      d[i + j] = f(radius * f(Math.cos(theta)));
-      d[i + j + 8] = f(radius * f(Math.sin(theta)));
-    }
-  }
-  return d;
-}
+/** `torch.randn(n, generator=manual_seed(seed))`, as the pipelines draw it by default. */
+export const torchRandn = (seed: number, n: number): Float32Array => new TorchGenerator(seed).randnValues(n);
 
 interface DiffusersResults {
   results: Record<string, Record<string, number> & { wall_s: number; mad_vs_baseline: number; per_image: { prompt: string; seed: number; pred: ShapePrediction }[] }>;

@@ -10,7 +10,7 @@ import { fixture, loadFixture, readPythonJson, relL2T, useBackend } from './help
 import { loadPipeline } from '../src/pipelines/load.js';
 import type { StableDiffusionPipeline, SDGenerateOptions } from '../src/pipelines/stable-diffusion.js';
 import type { TgateOptions } from '../src/attention/tgate.js';
-import { torchRandn } from '../bench/quality.js';
+import { TorchGenerator } from '../src/samplers/torch-generator.js';
 
 const ASSET = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'assets', 'tiny-shapes');
 
@@ -83,11 +83,11 @@ describe('final latents match diffusers (baseline) and T-GATE gate 10, from the 
   }, 120_000);
 });
 
-test('bench/quality.ts torch.randn port reproduces the recorded initial latents', () => {
+test('TorchGenerator reproduces torch.randn's recorded initial latents', () => {
   let worstAbs = 0;
   for (const r of index.runs) {
     const want = ref[`${r.key}.init_latents`].dataSync();
-    const got = torchRandn(r.seed, want.length);
+    const got = new TorchGenerator(r.seed).randnValues(want.length);
     for (let i = 0; i < want.length; i++) worstAbs = Math.max(worstAbs, Math.abs(got[i] - want[i]));
   }
   // torch draws with vectorised (SLEEF) log/sin/cos: last-bit differences only.
@@ -115,3 +115,16 @@ describe('three generations in a row: identical images and latents, no tensor le
     }
   }, 120_000);
 });
+
+test('a seed alone reproduces diffusers’ run for that seed (torch-compatible generator)', async () => {
+  await useBackend('wasm');
+  const pipe = (await loadPipeline(ASSET)) as StableDiffusionPipeline;
+  const ref = await loadFixture('tiny-shapes/reference_runs.safetensors');
+  const r = index.runs[0];
+  const { latents } = await pipe.generate({ ...CALL, prompt: r.prompt, seed: r.seed, outputType: 'latent' });
+  const err = relL2T(latents, ref[`${r.key}.baseline_final_latents`]);
+  console.log(`seed ${r.seed} without given latents: rel-L2 ${err.toExponential(2)}`);
+  expect(err).toBeLessThanOrEqual(1e-4);
+  tf.dispose([latents, ...Object.values(ref)]);
+  pipe.dispose();
+}, 120_000);

@@ -38,7 +38,7 @@ export const generateCommand: CommandModule<object, Args> = {
     .option('warm-up', { type: 'number', default: 2 })
     .option('lcm', { type: 'boolean', default: false, describe: 'TGATE LCM mode (no guidance)' })
     .option('deepcache-interval', { type: 'number', describe: 'DeepCache: full UNet every N steps (UNet pipelines)' })
-    .option('seed', { type: 'number', default: 0 })
+    .option('seed', { type: 'number', default: 0, describe: 'noise seed; draws what torch.Generator().manual_seed(seed) gives diffusers' })
     .option('height', { type: 'number' })
     .option('width', { type: 'number' })
     .option('prompt-embeds', { type: 'string', describe: 'safetensors with prompt_embeds, negative_prompt_embeds, … instead of a prompt' })

@@ -1,6 +1,6 @@
 /** Pieces every pipeline shares: latents, guidance embedding, image decoding, option checks. */
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng } from '../samplers/rng.js';
+import type { NoiseSource } from '../samplers/torch-generator.js';
 import type { AutoencoderKL } from '../models/autoencoder-kl.js';
 import type { TruncationReport } from '../tokenizers/index.js';
 
@@ -13,15 +13,15 @@ export interface RGBImage {
   data: Uint8Array;
 }
 
-/** Initial latents: the user's (NCHW, unscaled, checked) or seeded Gaussian noise, times initNoiseSigma. */
-export function prepareLatents(shape: [number, number, number, number], initNoiseSigma: number, latents?: tf.Tensor, seed?: number): tf.Tensor {
+/** Initial latents: the user's (NCHW, unscaled, checked) or drawn from `generator`, times initNoiseSigma. */
+export function prepareLatents(shape: [number, number, number, number], initNoiseSigma: number, latents: tf.Tensor | undefined, generator: NoiseSource): tf.Tensor {
   if (latents) {
     if (latents.shape.length !== 4 || latents.shape.some((d, i) => d !== shape[i])) {
       throw new Error(`latents must have shape [${shape}] (NCHW), got [${latents.shape}]`);
     }
     return tf.mul(latents, initNoiseSigma);
   }
-  return tf.tidy(() => tf.mul(new Rng(seed ?? Math.floor(Math.random() * 2 ** 31)).randn(shape), initNoiseSigma));
+  return tf.tidy(() => tf.mul(generator.randn(shape), initNoiseSigma));
 }
 
 /**
@@ -94,7 +94,10 @@ export function warnTruncated(reports: TruncationReport[], warn: (msg: string) =
 }
 
 /** Steps and guidance checks shared by the pipelines. */
-export function checkCommon(o: { numInferenceSteps?: number; guidanceScale?: number; guidanceRescale?: number }): void {
+export function checkCommon(o: { numInferenceSteps?: number; guidanceScale?: number; guidanceRescale?: number; seed?: number }): void {
+  if (o.seed !== undefined && !(Number.isInteger(o.seed) && o.seed >= 0 && o.seed <= 0xffffffff)) {
+    throw new Error(`seed must be an integer in 0…2^32−1, got ${o.seed}`);
+  }
   if (o.numInferenceSteps !== undefined && (!Number.isInteger(o.numInferenceSteps) || o.numInferenceSteps < 1)) {
     throw new Error(`numInferenceSteps must be a positive integer, got ${o.numInferenceSteps}`);
   }

@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Scheduler } from '../samplers/index.js';
-import type { Rng } from '../samplers/rng.js';
+import type { NoiseSource } from '../samplers/torch-generator.js';
 import { TGATE_IDLE, tgateFlags, type ResolvedTgate, type TgateContext, type TgateFlags } from '../attention/tgate.js';
 
 /** Which conditioning a denoiser call gets: both halves for guidance, or one branch alone. */
@@ -42,7 +42,7 @@ export interface DenoiseArgs {
   /** Called before each denoiser call (DeepCache decides full/partial steps here). */
   beforeStep?(step: number): void;
   eta?: number;
-  generator?: Rng;
+  generator?: NoiseSource;
   /** Recorded scheduler noise to inject at a step (replays diffusers runs exactly). */
   stepNoise?(step: number): tf.Tensor | undefined;
   onStep?(info: StepInfo): void | Promise<void>;

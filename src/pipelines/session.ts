@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { Module } from '../nn/module.js';
 import type { Scheduler } from '../samplers/index.js';
 import { Rng } from '../samplers/rng.js';
+import { TorchGenerator } from '../samplers/torch-generator.js';
 import type { AutoencoderKL } from '../models/autoencoder-kl.js';
 import { UNet2DConditionModel, type UNetForwardOptions } from '../models/unet-2d-condition.js';
 import type { TgateOptions } from '../attention/tgate.js';
@@ -26,7 +27,13 @@ export interface GenerateOptionsBase {
   guidanceRescale?: number;
   /** Initial latents, NCHW, unscaled (the pipeline multiplies by the scheduler's initNoiseSigma). */
   latents?: tf.Tensor;
+  /**
+   * Seed of the noise generator (random when omitted). With `rng` 'torch' (the default) it draws exactly what
+   * `torch.Generator().manual_seed(seed)` gives diffusers: the same seed, the same initial latents.
+   */
   seed?: number;
+  /** 'torch' (default): torch-compatible mt19937 stream; 'pcg': our own PCG32 stream. */
+  rng?: 'torch' | 'pcg';
   eta?: number;
   outputType?: 'latent' | 'image';
   tgate?: TgateOptions | null;
@@ -75,11 +82,14 @@ export async function runGeneration(o: GenerateOptionsBase, s: SessionSpec): Pro
     const unet = (args: UNetForwardOptions) => (dc ? dc.forward(args) : (s.denoiser as UNet2DConditionModel).forward(args));
     const denoise = s.condition(own, unet);
     s.scheduler.setTimesteps(s.steps);
-    const latents = prepareLatents(s.latentShape, s.scheduler.initNoiseSigma, o.latents, o.seed);
+    // One stream for the initial latents and then the samplers' noise, as diffusers passes one generator.
+    const seed = o.seed ?? Math.floor(Math.random() * 2 ** 31);
+    const generator = o.rng === 'pcg' ? new Rng(seed) : new TorchGenerator(seed);
+    const latents = prepareLatents(s.latentShape, s.scheduler.initNoiseSigma, o.latents, generator);
     const final = await denoiseLoop({
       scheduler: s.scheduler, latents, numInferenceSteps: s.steps, guidanceScale: s.guidance, doCfg: s.doCfg,
       guidanceRescale: o.guidanceRescale, tgate: tg.settings, eta: o.eta, stepNoise: o.stepNoise, onStep: o.onStep,
-      generator: new Rng(o.seed ?? 0), beforeStep: dc ? (i) => dc!.beforeStep(i) : undefined, denoise,
+      generator, beforeStep: dc ? (i) => dc!.beforeStep(i) : undefined, denoise,
     });
     if (o.outputType === 'latent') return { latents: final, images: [] };
     const img = decodeLatents(s.vae, final);

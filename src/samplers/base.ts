@@ -4,6 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from './rng.js';
+import type { NoiseSource } from './torch-generator.js';
 import { alphasCumprod, makeBetas, type BetaConfig } from './schedule.js';
 
 /** Per-call options of `step`. */
@@ -13,7 +14,7 @@ export interface StepOptions {
   /** DDIM only: weight of the noise (η). Defaults to 0. */
   eta?: number;
   /** Generator for the noise when `noise` is not given; defaults to the scheduler's own seeded `Rng`. */
-  generator?: Rng;
+  generator?: NoiseSource;
 }
 
 /** What `step` returns; the caller owns (and disposes) these tensors. */

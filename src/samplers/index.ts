@@ -9,6 +9,7 @@ import { PNDMScheduler } from './pndm.js';
 
 export type { Scheduler, StepOptions, StepOutput } from './base.js';
 export { Rng } from './rng.js';
+export { TorchGenerator, type NoiseSource } from './torch-generator.js';
 export {
   DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, LCMScheduler,
   PNDMScheduler,

@@ -1,14 +1,13 @@
 /**
- * Small deterministic Gaussian RNG for the stochastic samplers.
- *
- * It is not torch's generator (that cannot be reproduced cheaply in JS); recorded diffusers runs are replayed by
- * injecting their noise tensors into `step`. What matters here is that a seed gives the same stream on every
- * platform and backend, so the numbers are drawn on the CPU in plain JS and only then uploaded.
+ * Small deterministic Gaussian RNG (PCG32 + Box–Muller): a seed gives the same stream on every platform and
+ * backend, drawn on the CPU in plain JS and only then uploaded. Pipelines default to the torch-compatible
+ * TorchGenerator instead, so seeds match diffusers'.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import type { NoiseSource } from './torch-generator.js';
 
 /** PCG32 (XSH-RR) uniform generator + Box–Muller normals. */
-export class Rng {
+export class Rng implements NoiseSource {
   private state: bigint;
   private readonly inc: bigint;
   private spare: number | null = null;
