@@ -83,7 +83,7 @@ describe('final latents match diffusers (baseline) and T-GATE gate 10, from the 
   }, 120_000);
 });
 
-test('TorchGenerator reproduces torch.randn's recorded initial latents', () => {
+test('TorchGenerator reproduces the recorded torch.randn initial latents', () => {
   let worstAbs = 0;
   for (const r of index.runs) {
     const want = ref[`${r.key}.init_latents`].dataSync();
