@@ -250,7 +250,7 @@ describe('sources', () => {
     const g = globalThis as { caches?: unknown };
     g.caches = {
       open: async () => ({
-        match: async (u: string) => (store.has(u) ? new Response(store.get(u)!) : undefined),
+        match: async (u: string) => (store.has(u) ? new Response(store.get(u)! as Uint8Array<ArrayBuffer>) : undefined),
         put: async (u: string, r: Response) => { store.set(u, new Uint8Array(await r.arrayBuffer())); },
       }),
     };

@@ -135,7 +135,7 @@ async function runCase(c: Case, backend = 'cpu'): Promise<void> {
   expect(finalErr).toBeLessThanOrEqual(1e-4);
   const wantBatch = c.flags?.unet_batch_per_step
     ?? (c.flags?.flags ? c.flags.flags.map((f) => (f.cfg ? 2 : 1))
-      : Array.from({ length: c.steps }, (_, i) => (c.guidance > 1 && (!c.tgate || i < c.tgate.gateStep!) ? 2 : 1)));
+      : Array.from({ length: c.steps }, (_, i) => (c.guidance > 1 && (!c.tgate || i < (c.tgate.gateStep as number)) ? 2 : 1)));
   expect(batches).toEqual(wantBatch);
   Object.keys(g).filter((k) => /^(unet|transformer)_out\.\d+$/.test(k)).forEach((k) => {
     expect(batches[Number(k.split('.')[1])]).toBe(g[k].shape[0]);
@@ -168,7 +168,7 @@ describe('DeepCache runs the full UNet exactly on the recorded steps', () => {
   test.each(CASES.filter((c) => c.full).map((c) => [c.file, c] as const))('%s', async (_f, c) => {
     const { DeepCache } = await import('../src/pipelines/deepcache.js');
     const pipe = (await pipeline('sd15_tiny')) as StableDiffusionPipeline;
-    const dc = new DeepCache(pipe.unet, c.deepcache!, c.tgate?.gateStep);
+    const dc = new DeepCache(pipe.unet, c.deepcache!, c.tgate?.gateStep as number | undefined);
     const full: boolean[] = [];
     for (let i = 0; i < c.steps; i++) {
       dc.beforeStep(i);
