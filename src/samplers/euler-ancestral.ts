@@ -1,7 +1,7 @@
 /** EulerAncestralDiscreteScheduler (diffusers v0.30.3): Euler step to σ_down plus fresh noise of size σ_up. */
 import * as tf from '@tensorflow/tfjs-core';
-import { SchedulerBase, type StepOptions, type StepOutput } from './base.js';
-import { inputScale, predictX0, sigmaSchedule } from './euler.js';
+import { type StepOptions, type StepOutput } from './base.js';
+import { predictX0, SigmaScheduler } from './euler.js';
 import { f32 } from './schedule.js';
 
 export const EULER_ANCESTRAL_DEFAULTS: Record<string, unknown> = {
@@ -17,9 +17,7 @@ export const EULER_ANCESTRAL_DEFAULTS: Record<string, unknown> = {
 };
 
 /** Ancestral Euler sampler (k-diffusion `sample_euler_ancestral`, η = 1). */
-export class EulerAncestralDiscreteScheduler extends SchedulerBase {
-  sigmas: number[] = [];
-
+export class EulerAncestralDiscreteScheduler extends SigmaScheduler {
   constructor(config: Record<string, unknown> = {}) {
     super('EulerAncestralDiscreteScheduler', EULER_ANCESTRAL_DEFAULTS, config);
     if (this.config.rescale_betas_zero_snr) this.alphasCumprod[this.alphasCumprod.length - 1] = 2 ** -24;
@@ -29,22 +27,9 @@ export class EulerAncestralDiscreteScheduler extends SchedulerBase {
     return ['epsilon', 'v_prediction'];
   }
 
-  setTimesteps(n: number): void {
-    this.checkSteps(n);
-    this.reset();
-    this.numInferenceSteps = n;
-    // This class has no karras/final-sigma options in v0.30.3: always linear interpolation and a final 0.
-    const cfg = { ...this.config, final_sigmas_type: 'zero' };
-    const { timesteps, sigmas } = sigmaSchedule(cfg, this.alphasCumprod, n, false);
-    this.timesteps = timesteps;
-    this.sigmas = sigmas;
-    const maxSigma = Math.max(...sigmas);
-    const sp = this.config.timestep_spacing;
-    this.initNoiseSigma = sp === 'linspace' || sp === 'trailing' ? maxSigma : inputScale(maxSigma);
-  }
-
-  override scaleModelInput(x: tf.Tensor, t: number): tf.Tensor {
-    return tf.div(x, inputScale(this.sigmas[this.currentStepIndex(t)]));
+  /** This class has no Karras or final-sigma options in v0.30.3: linear interpolation and a final 0. */
+  protected scheduleOptions(): { config: Record<string, unknown>; karras: boolean } {
+    return { config: { ...this.config, final_sigmas_type: 'zero' }, karras: false };
   }
 
   step(modelOutput: tf.Tensor, t: number, sample: tf.Tensor, opts?: StepOptions): StepOutput {

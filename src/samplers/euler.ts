@@ -52,10 +52,33 @@ export function sigmaSchedule(
 /** sqrt(σ² + 1) in float32, the input scaling of the sigma-based samplers. */
 export const inputScale = (sigma: number): number => f32(Math.sqrt(f32(f32(sigma * sigma) + 1)));
 
-/** Euler method for the probability-flow ODE (Karras et al. 2022, Alg. 2 without churn). */
-export class EulerDiscreteScheduler extends SchedulerBase {
+/** What the Euler samplers share: the sigma schedule, the initial noise scale and the input scaling. */
+export abstract class SigmaScheduler extends SchedulerBase {
   sigmas: number[] = [];
 
+  /** The config and Karras flag the schedule is built from (subclasses pin options they lack). */
+  protected abstract scheduleOptions(): { config: Record<string, unknown>; karras: boolean };
+
+  setTimesteps(n: number): void {
+    this.checkSteps(n);
+    this.reset();
+    this.numInferenceSteps = n;
+    const { config, karras } = this.scheduleOptions();
+    const { timesteps, sigmas } = sigmaSchedule(config, this.alphasCumprod, n, karras);
+    this.timesteps = timesteps;
+    this.sigmas = sigmas;
+    const maxSigma = Math.max(...sigmas);
+    const sp = this.config.timestep_spacing;
+    this.initNoiseSigma = sp === 'linspace' || sp === 'trailing' ? maxSigma : inputScale(maxSigma);
+  }
+
+  override scaleModelInput(x: tf.Tensor, t: number): tf.Tensor {
+    return tf.div(x, inputScale(this.sigmas[this.currentStepIndex(t)]));
+  }
+}
+
+/** Euler method for the probability-flow ODE (Karras et al. 2022, Alg. 2 without churn). */
+export class EulerDiscreteScheduler extends SigmaScheduler {
   constructor(config: Record<string, unknown> = {}) {
     super('EulerDiscreteScheduler', EULER_DEFAULTS, config);
     const c = this.config;
@@ -67,21 +90,8 @@ export class EulerDiscreteScheduler extends SchedulerBase {
     if (c.rescale_betas_zero_snr) this.alphasCumprod[this.alphasCumprod.length - 1] = 2 ** -24;
   }
 
-  setTimesteps(n: number): void {
-    this.checkSteps(n);
-    this.reset();
-    this.numInferenceSteps = n;
-    const { timesteps, sigmas } = sigmaSchedule(this.config, this.alphasCumprod, n, this.config.use_karras_sigmas === true);
-    this.timesteps = timesteps;
-    this.sigmas = sigmas;
-    const maxSigma = Math.max(...sigmas);
-    const sp = this.config.timestep_spacing;
-    this.initNoiseSigma = sp === 'linspace' || sp === 'trailing' ? maxSigma : inputScale(maxSigma);
-  }
-
-  override scaleModelInput(x: tf.Tensor, t: number): tf.Tensor {
-    const sigma = this.sigmas[this.currentStepIndex(t)];
-    return tf.div(x, inputScale(sigma));
+  protected scheduleOptions(): { config: Record<string, unknown>; karras: boolean } {
+    return { config: this.config, karras: this.config.use_karras_sigmas === true };
   }
 
   step(modelOutput: tf.Tensor, t: number, sample: tf.Tensor, _opts?: StepOptions): StepOutput {
