@@ -60,3 +60,10 @@ test('the SD baseline decodes to diffusers’ image', async () => {
   sd.scheduler = shipped;
   tf.dispose([latents, img, ...Object.values(g)]);
 }, 120_000);
+
+test('an error thrown from onStep mid-run leaves no tensor behind', async () => {
+  const before = tf.memory().numTensors;
+  await expect(sd.generate({ ...base, numInferenceSteps: 3, tgate: { gateStep: 2 }, onStep: ({ step }) => { if (step === 1) throw new Error('stop here'); } }))
+    .rejects.toThrow('stop here');
+  expect(tf.memory().numTensors).toBe(before);
+}, 60_000);

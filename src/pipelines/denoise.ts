@@ -72,9 +72,20 @@ export async function denoiseLoop(a: DenoiseArgs): Promise<tf.Tensor> {
   // step as the cache step; flags before gate − 1 do not depend on the gate, so deciding late is exact.
   let tg = a.tgate ?? null;
   const auto = tg?.auto?.controller;
-  if (tg?.auto && !auto) throw new Error("tgate.gateStep 'auto' needs the TGATE session's gate controller (use beginTgate)");
-  if (auto && a.beforeStep) throw new Error("tgate.gateStep 'auto' cannot be combined with DeepCache yet (its cache resets need the gate in advance)");
-  for (let i = 0; i < timesteps.length; i++) {
+  try {
+    if (tg?.auto && !auto) throw new Error("tgate.gateStep 'auto' needs the TGATE session's gate controller (use beginTgate)");
+    if (auto && a.beforeStep) throw new Error("tgate.gateStep 'auto' cannot be combined with DeepCache yet (its cache resets need the gate in advance)");
+    for (let i = 0; i < timesteps.length; i++) await step(i);
+  } catch (e) {
+    latents.dispose(); // a failing step (or onStep callback) must not leak the loop's latents
+    s.reset();
+    throw e;
+  }
+  // Multistep history belongs to this run only.
+  s.reset();
+  return latents;
+
+  async function step(i: number): Promise<void> {
     const t = timesteps[i];
     const cur = i - numWarmup;
     const update = i === timesteps.length - 1 || (i + 1 > numWarmup && (i + 1) % order === 0);
@@ -113,7 +124,4 @@ export async function denoiseLoop(a: DenoiseArgs): Promise<tf.Tensor> {
     }
     if (auto && tg!.gateStep === Infinity && cur >= 0) await auto.afterStep(cur);
   }
-  // Multistep history belongs to this run only.
-  s.reset();
-  return latents;
 }

@@ -92,11 +92,16 @@ export async function runGeneration(o: GenerateOptionsBase, s: SessionSpec): Pro
       generator, beforeStep: dc ? (i) => dc!.beforeStep(i) : undefined, denoise,
     });
     if (o.outputType === 'latent') return { latents: final, images: [] };
-    const img = decodeLatents(s.vae, final);
     try {
-      return { latents: final, images: await toRGBImages(img) };
-    } finally {
-      img.dispose();
+      const img = decodeLatents(s.vae, final);
+      try {
+        return { latents: final, images: await toRGBImages(img) };
+      } finally {
+        img.dispose();
+      }
+    } catch (e) {
+      final.dispose();
+      throw e;
     }
   } finally {
     owned.forEach((t) => t.dispose());
