@@ -1,8 +1,12 @@
 /**
- * Denoiser speed benchmark: full-size architectures with random seeded weights (nothing downloaded).
+ * Denoiser speed benchmark: full-size architectures with random seeded weights (nothing downloaded), or the
+ * bundled demo model `tiny-shapes` (assets/tiny-shapes/unet, its real weights; VAE factor 4, so 64² = 16² latents).
  *
- *   npm run bench -- --model sd15|sd21|sdxl|pixart --height H --width W --steps 25 --gate-step G \
- *     --backend cpu|wasm|webgpu [--offload] [--reps N (0: no separate forward timing)] [--no-profile] [--json]
+ *   npm run bench -- --model sd15|sd21|sdxl|pixart|tiny-shapes --height H --width W --steps 25 --gate-step G \
+ *     --backend cpu|wasm|webgpu [--offload] [--reps N (0: no separate forward timing)] [--loops N] [--random] \
+ *     [--no-profile] [--json]
+ *
+ * `--loops N` runs the baseline and TGATE loops N times each (alternating) and reports the medians.
  *
  * Reports seconds per denoiser forward (batch 2 and 1), the whole `steps`-step denoiser loop without and with
  * TGATE (the real TgateProcessor; batch 2 with guidance before the gate, batch 1 from it on), the backend's
@@ -20,11 +24,12 @@ import type { AttnContext } from '../src/attention/processor.js';
 import { AttnProcessorDefault } from '../src/attention/processor.js';
 import { setAttnProcessor } from '../src/attention/registry.js';
 import { TgateProcessor, resolveTgate, tgateFlags } from '../src/attention/tgate.js';
-import { PAPER, forwardMacs, generationMacs, loadConfig, totalMacs, type ModelKey } from './macs.js';
+import { loadModel } from '../src/pipelines/load.js';
+import { PAPER, forwardMacs, generationMacs, loadConfig, modelDir, totalMacs, type ModelKey } from './macs.js';
 
 interface Args {
   model: ModelKey; height: number; width: number; steps: number; gateStep: number; backend: BackendName;
-  json: boolean; offload: boolean; reps: number; profile: boolean; seed: number;
+  json: boolean; offload: boolean; reps: number; profile: boolean; seed: number; loops: number; random: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -39,8 +44,10 @@ function parseArgs(argv: string[]): Args {
     backend: (get('backend') ?? 'wasm') as BackendName,
     json: argv.includes('--json'), offload: argv.includes('--offload'), profile: !argv.includes('--no-profile'),
     reps: Number(get('reps') ?? 2), seed: Number(get('seed') ?? 0),
+    loops: Math.max(1, Number(get('loops') ?? 1)), random: argv.includes('--random'),
   };
-  const mult = model === 'pixart' ? 16 : (model === 'sdxl' ? 32 : 64);
+  // Latents must survive every 2× downsampling: SD 3 times (×8 VAE), SDXL twice, PixArt patch 2, tiny-shapes twice (×4 VAE).
+  const mult = model === 'pixart' ? 16 : (model === 'sdxl' ? 32 : (model === 'tiny-shapes' ? 16 : 64));
   if (a.height % mult || a.width % mult) throw new Error(`--height/--width must be multiples of ${mult} for ${model}`);
   return a;
 }
@@ -109,7 +116,10 @@ async function main(): Promise<void> {
   log(`matMul 1024³: ${mm.toFixed(1)} GFLOP/s`);
 
   const cfg = loadConfig(a.model);
-  const model = modelFromConfig(cfg) as Module & { forward(o: Record<string, unknown>): tf.Tensor4D };
+  const dir = a.random ? null : modelDir(a.model);
+  type Denoiser = Module & { forward(o: Record<string, unknown>): tf.Tensor4D };
+  let t0 = performance.now();
+  const model = (dir ? await loadModel(dir) : modelFromConfig(cfg)) as Denoiser;
   const params = model.numParameters();
   // XNNPACK keeps a packed copy of every weight it has used, so resident weights cost twice their size on wasm.
   if (report.name === 'wasm' && !a.offload && params * 8 > WASM_HEAP_LIMIT_BYTES) {
@@ -118,9 +128,11 @@ async function main(): Promise<void> {
   if (report.name === 'wasm' && params * 4 > WASM_HEAP_LIMIT_BYTES) {
     throw new Error(`${a.model} has ${(params * 4 / 1024 ** 3).toFixed(2)} GiB of fp32 weights: random init alone exceeds the wasm heap (~3.9 GiB)`);
   }
-  let t0 = performance.now();
-  model.initRandom(a.seed);
-  log(`${a.model}: ${(params / 1e6).toFixed(1)}M parameters, random init ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  if (!dir) {
+    t0 = performance.now();
+    model.initRandom(a.seed);
+  }
+  log(`${a.model}: ${(params / 1e6).toFixed(1)}M parameters, ${dir ? `weights loaded from ${dir}` : 'random init'} ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   let offload: ReturnType<typeof offloadWeights> | null = null;
   if (a.offload) {
     t0 = performance.now();
@@ -131,8 +143,9 @@ async function main(): Promise<void> {
 
   // Inputs: one latent, unconditional and conditional text states (random), SDXL/PixArt extra conditions.
   const isPixart = a.model === 'pixart';
-  const lh = a.height / 8;
-  const lw = a.width / 8;
+  const scale = PAPER[a.model].latentScale;
+  const lh = a.height / scale;
+  const lw = a.width / scale;
   const textLen = isPixart ? 120 : 77;
   const textDim = isPixart ? (cfg.caption_channels as number) : (cfg.cross_attention_dim as number);
   const x0 = tf.randomNormal([1, cfg.in_channels as number, lh, lw], 0, 1, 'float32', 11);
@@ -160,7 +173,7 @@ async function main(): Promise<void> {
   });
 
   // One profiled batch-2 forward: warm-up, the backend's peak bytes and the executed conv/matMul MACs.
-  const fm = forwardMacs(cfg, { height: a.height, width: a.width, textLen });
+  const fm = forwardMacs(cfg, { height: a.height, width: a.width, textLen, latentScale: scale });
   const fwdMacs = totalMacs(fm, true);
   let profilePeak = NaN;
   let executedMacs = NaN;
@@ -224,12 +237,26 @@ async function main(): Promise<void> {
     log(`${a.steps}-step loop ${useTgate ? `with TGATE (gate ${t.gateStep}, sp ${t.spInterval}, fi ${t.fiInterval}, warm-up ${t.warmUp})` : 'baseline'}: ${s.toFixed(2)} s wall, ${loopCpu[loopCpu.length - 1].toFixed(2)} s CPU`);
     return s;
   };
-  const baselineSeconds = await loop(false);
-  const tgateSeconds = await loop(true);
+  // Alternate baseline and TGATE loops so that load changes on a shared machine hit both alike; medians.
+  const wallB: number[] = [];
+  const wallG: number[] = [];
+  const cpuB: number[] = [];
+  const cpuG: number[] = [];
+  for (let r = 0; r < a.loops; r++) {
+    wallB.push(await loop(false));
+    cpuB.push(loopCpu[loopCpu.length - 1]);
+    wallG.push(await loop(true));
+    cpuG.push(loopCpu[loopCpu.length - 1]);
+  }
+  const median = (v: number[]): number => { const w = [...v].sort((p, q) => p - q); return w[Math.floor((w.length - 1) / 2)]; };
+  const baselineSeconds = median(wallB);
+  const tgateSeconds = median(wallG);
+  const baselineCpu = median(cpuB);
+  const tgateCpu = median(cpuG);
   const leaked = tf.memory().numTensors - tensorsBefore;
 
   const p = PAPER[a.model];
-  const full = forwardMacs(cfg, { height: p.size, width: p.size });
+  const full = forwardMacs(cfg, { height: p.size, width: p.size, latentScale: p.latentScale });
   const macsBaseline = generationMacs(full, 25, null);
   const macsTgate = generationMacs(full, 25, p.tgate);
   const result = {
@@ -238,14 +265,17 @@ async function main(): Promise<void> {
     forwardSecondsBatch2: fwd[2], forwardSecondsBatch1: fwd[1],
     baselineSeconds, tgateSeconds, speedup: baselineSeconds / tgateSeconds,
     forwardCpuSecondsBatch2: fwdCpu[2], forwardCpuSecondsBatch1: fwdCpu[1],
-    baselineCpuSeconds: loopCpu[0], tgateCpuSeconds: loopCpu[1], speedupCpu: loopCpu[0] / loopCpu[1],
+    baselineCpuSeconds: baselineCpu, tgateCpuSeconds: tgateCpu, speedupCpu: baselineCpu / tgateCpu,
+    loops: a.loops, baselineSecondsAll: wallB, tgateSecondsAll: wallG, baselineCpuSecondsAll: cpuB, tgateCpuSecondsAll: cpuG,
     loadAverage: os.loadavg()[0],
     forwardMacsPerSample: fwdMacs, executedMacsBatch2: executedMacs,
     forwardGflops: (2 * 2 * fwdMacs) / fwd[2] / 1e9, forwardGflopsBatch1: (2 * fwdMacs) / fwd[1] / 1e9, matmulGflops: mm,
     uploadSecondsPerForward: offload ? offload.stats.uploadSeconds / offload.stats.uploadBytes * offload.hostBytes : 0,
     peakBytes: Number.isFinite(profilePeak) ? Math.max(profilePeak, peakSampled) : peakSampled, peakBytesBetweenSteps: peakSampled,
     loopMacsBaseline: generationMacs(fm, a.steps, null, true), loopMacsTgate: generationMacs(fm, a.steps, { ...p.tgate, gateStep: a.gateStep }, true),
-    macsBaseline, macsTgate, paperMacsBaseline: p.baseline, paperMacsTgate: p.tgated, leakedTensors: leaked,
+    macsBaseline, macsTgate, macRatio: macsBaseline / macsTgate,
+    speedupOverMacRatio: baselineSeconds / tgateSeconds / (macsBaseline / macsTgate),
+    speedupCpuOverMacRatio: baselineCpu / tgateCpu / (macsBaseline / macsTgate), paperMacsBaseline: p.baseline, paperMacsTgate: p.tgated, leakedTensors: leaked,
   };
   model.dispose();
   tf.dispose([x0, text, pooled, timeIds].filter((v): v is tf.Tensor => v !== null));
@@ -254,13 +284,16 @@ async function main(): Promise<void> {
     return;
   }
   const G = (b: number) => `${(b / 1024 ** 3).toFixed(2)} GiB`;
-  const T = (m: number) => (Number.isFinite(m) ? `${(m / 1e12).toFixed(3)}T` : '—');
+  const T = (m: number) => (!Number.isFinite(m) ? '—' : m < 1e11 ? `${(m / 1e9).toFixed(3)}G` : `${(m / 1e12).toFixed(3)}T`);
+  const med = a.loops > 1 ? `, median of ${a.loops}` : '';
   console.log(`\nmachine: ${machine}\nbackend: ${backendLine}\n`);
   console.log(`| ${a.model} ${a.height}×${a.width}, ${report.name} | value |\n|---|---|`);
   console.log(`| forward batch 2 / batch 1, wall (CPU) | ${fwd[2].toFixed(3)} s (${fwdCpu[2].toFixed(3)}) / ${fwd[1].toFixed(3)} s (${fwdCpu[1].toFixed(3)}) |`);
-  console.log(`| ${a.steps}-step loop baseline, wall (CPU) | ${baselineSeconds.toFixed(2)} s (${loopCpu[0].toFixed(2)}) |`);
-  console.log(`| ${a.steps}-step loop TGATE (gate ${a.gateStep}), wall (CPU) | ${tgateSeconds.toFixed(2)} s (${loopCpu[1].toFixed(2)}) |`);
+  console.log(`| ${a.steps}-step loop baseline, wall (CPU)${med} | ${baselineSeconds.toFixed(2)} s (${baselineCpu.toFixed(2)}) |`);
+  console.log(`| ${a.steps}-step loop TGATE (gate ${a.gateStep}), wall (CPU)${med} | ${tgateSeconds.toFixed(2)} s (${tgateCpu.toFixed(2)}) |`);
   console.log(`| speed-up, wall (CPU) | ${result.speedup.toFixed(2)}× (${result.speedupCpu.toFixed(2)}×); loop MACs ratio ${(result.loopMacsBaseline / result.loopMacsTgate).toFixed(2)}× |`);
+  console.log(`| MAC ratio, 25-step baseline ÷ TGATE at ${p.size}² (thop-style) | ${result.macRatio.toFixed(3)}× |`);
+  console.log(`| speed-up ÷ MAC ratio, wall (CPU) | ${result.speedupOverMacRatio.toFixed(3)} (${result.speedupCpuOverMacRatio.toFixed(3)}) |`);
   console.log(`| 1-min load average at the end | ${result.loadAverage.toFixed(2)} |`);
   console.log(`| forward GFLOP/s (analytic, batch 2 / 1) | ${result.forwardGflops.toFixed(2)} / ${result.forwardGflopsBatch1.toFixed(2)} |`);
   if (offload) console.log(`| weight upload per forward (tf.tensor from host; XNNPACK repack not included) | ${result.uploadSecondsPerForward.toFixed(2)} s |`);

@@ -28,9 +28,11 @@ export interface ForwardMacs {
 }
 
 export interface MacOptions {
-  /** Image size in pixels (latents are /8). */
+  /** Image size in pixels (latents are /latentScale). */
   height: number;
   width: number;
+  /** VAE downsampling factor, pixels per latent: 8 for SD/SDXL/PixArt, 4 for the bundled tiny-shapes model. */
+  latentScale?: number;
   /** Text tokens: 77 for CLIP, 120 for PixArt's T5. */
   textLen?: number;
 }
@@ -69,8 +71,8 @@ export function unetMacs(cfg: Cfg, o: MacOptions): ForwardMacs {
   const tlpb = perBlock(cfg.transformer_layers_per_block, nb);
   const rtlpb = cfg.reverse_transformer_layers_per_block ? (cfg.reverse_transformer_layers_per_block as number[]).flat() : [...tlpb].reverse();
   const temb = (cfg.time_embedding_dim as number | null) ?? 4 * boc[0];
-  const h0 = o.height / 8;
-  const w0 = o.width / 8;
+  const h0 = o.height / (o.latentScale ?? 8);
+  const w0 = o.width / (o.latentScale ?? 8);
   const tokens = (level: number) => (h0 / 2 ** level) * (w0 / 2 ** level);
   m.rest += lin(1, boc[0], temb) + lin(1, temb, temb);
   if (cfg.addition_embed_type === 'text_time') m.rest += lin(1, cfg.projection_class_embeddings_input_dim as number, temb) + lin(1, temb, temb);
@@ -115,7 +117,7 @@ export function pixartMacs(cfg: Cfg, o: MacOptions): ForwardMacs {
   const m = zero();
   const d = (cfg.num_attention_heads as number) * (cfg.attention_head_dim as number);
   const p = cfg.patch_size as number;
-  const n = (o.height / 8 / p) * (o.width / 8 / p);
+  const n = (o.height / (o.latentScale ?? 8) / p) * (o.width / (o.latentScale ?? 8) / p);
   const l = o.textLen ?? 120;
   const caption = cfg.caption_channels as number;
   const outCh = cfg.out_channels as number;
@@ -174,21 +176,36 @@ export function generationMacs(f: ForwardMacs, steps: number, tgate: TgateOption
   return sum;
 }
 
-/** T-GATE README / paper settings and MACs (25 steps). */
+/**
+ * T-GATE README / paper settings and MACs (25 steps). `tiny-shapes` is the bundled demo UNet
+ * (assets/tiny-shapes/unet, 4.1 M parameters, VAE factor 4: 64² pixels = 16² latents) at the SD settings; not in the paper.
+ */
 export const PAPER = {
-  sd15: { config: 'sd15_unet', size: 512, tgate: { gateStep: 10, spInterval: 5, fiInterval: 1, warmUp: 2 }, baseline: 16.938e12, tgated: 9.875e12 },
-  sd21: { config: 'sd21_unet', size: 768, tgate: { gateStep: 10, spInterval: 5, fiInterval: 1, warmUp: 2 }, baseline: NaN, tgated: NaN },
-  sdxl: { config: 'sdxl_unet', size: 1024, tgate: { gateStep: 10, spInterval: 5, fiInterval: 1, warmUp: 2 }, baseline: 149.438e12, tgated: 84.438e12 },
-  pixart: { config: 'pixart_alpha_1024_transformer', size: 1024, tgate: { gateStep: 15, spInterval: 3, fiInterval: 1, warmUp: 2 }, baseline: 107.031e12, tgated: 65.318e12 },
+  sd15: { config: 'sd15_unet', size: 512, latentScale: 8, tgate: { gateStep: 10, spInterval: 5, fiInterval: 1, warmUp: 2 }, baseline: 16.938e12, tgated: 9.875e12 },
+  sd21: { config: 'sd21_unet', size: 768, latentScale: 8, tgate: { gateStep: 10, spInterval: 5, fiInterval: 1, warmUp: 2 }, baseline: NaN, tgated: NaN },
+  sdxl: { config: 'sdxl_unet', size: 1024, latentScale: 8, tgate: { gateStep: 10, spInterval: 5, fiInterval: 1, warmUp: 2 }, baseline: 149.438e12, tgated: 84.438e12 },
+  pixart: { config: 'pixart_alpha_1024_transformer', size: 1024, latentScale: 8, tgate: { gateStep: 15, spInterval: 3, fiInterval: 1, warmUp: 2 }, baseline: 107.031e12, tgated: 65.318e12 },
+  'tiny-shapes': { config: 'tiny-shapes', size: 64, latentScale: 4, tgate: { gateStep: 10, spInterval: 5, fiInterval: 1, warmUp: 2 }, baseline: NaN, tgated: NaN },
 } as const;
 export type ModelKey = keyof typeof PAPER;
 
-export function loadConfig(model: ModelKey): Cfg {
-  const dir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'test', 'fixtures', 'configs');
-  return JSON.parse(readFileSync(path.join(dir, `${PAPER[model].config}.json`), 'utf8')) as Cfg;
+const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** Component folder holding real weights, for models that ship them (the bundled demo model). */
+export function modelDir(model: ModelKey): string | null {
+  return model === 'tiny-shapes' ? path.join(ROOT, 'assets', 'tiny-shapes', 'unet') : null;
 }
 
-const T = (x: number) => (Number.isFinite(x) ? `${(x / 1e12).toFixed(3)}T` : '—');
+export function loadConfig(model: ModelKey): Cfg {
+  const dir = modelDir(model);
+  const file = dir ? path.join(dir, 'config.json') : path.join(ROOT, 'test', 'fixtures', 'configs', `${PAPER[model].config}.json`);
+  return JSON.parse(readFileSync(file, 'utf8')) as Cfg;
+}
+
+const T = (x: number) => (!Number.isFinite(x) ? '—' : x < 1e11 ? `${(x / 1e9).toFixed(3)}G` : `${(x / 1e12).toFixed(3)}T`);
+
+/** GMACs: two decimals, or three significant digits below 1 G (the tiny-shapes model). */
+const g9 = (x: number) => (x < 1e9 ? (x / 1e9).toPrecision(3) : (x / 1e9).toFixed(2));
 
 /** Markdown table: ours (thop-style, and with attention matmuls) beside the paper's. */
 export function macTable(steps = 25): string {
@@ -198,13 +215,13 @@ export function macTable(steps = 25): string {
   ];
   for (const key of Object.keys(PAPER) as ModelKey[]) {
     const p = PAPER[key];
-    const f = forwardMacs(loadConfig(key), { height: p.size, width: p.size });
+    const f = forwardMacs(loadConfig(key), { height: p.size, width: p.size, latentScale: p.latentScale });
     const b = generationMacs(f, steps, null);
     const g = generationMacs(f, steps, p.tgate);
     const bm = generationMacs(f, steps, null, true);
     const gm = generationMacs(f, steps, p.tgate, true);
     const r = (a: number, q: number) => (Number.isFinite(q) ? (a / q).toFixed(3) : '—');
-    rows.push(`| ${key} | ${p.size}² | ${(totalMacs(f) / 1e9).toFixed(2)}G | ${T(b)} / ${T(p.baseline)} / ${r(b, p.baseline)} | ${T(g)} / ${T(p.tgated)} / ${r(g, p.tgated)} | ${(g / b).toFixed(3)} (${Number.isFinite(p.tgated) ? (p.tgated / p.baseline).toFixed(3) : '—'}) | ${T(bm)} → ${T(gm)} |`);
+    rows.push(`| ${key} | ${p.size}² | ${g9(totalMacs(f))}G | ${T(b)} / ${T(p.baseline)} / ${r(b, p.baseline)} | ${T(g)} / ${T(p.tgated)} / ${r(g, p.tgated)} | ${(g / b).toFixed(3)} (${Number.isFinite(p.tgated) ? (p.tgated / p.baseline).toFixed(3) : '—'}) | ${T(bm)} → ${T(gm)} |`);
   }
   return rows.join('\n');
 }
@@ -214,8 +231,8 @@ export function breakdownTable(): string {
   const rows = ['| model | size | rest | self-attn linear | cross-attn linear | self-attn matmul | cross-attn matmul |', '|---|---|---|---|---|---|---|'];
   for (const key of Object.keys(PAPER) as ModelKey[]) {
     const p = PAPER[key];
-    const f = forwardMacs(loadConfig(key), { height: p.size, width: p.size });
-    const g = (x: number) => (x / 1e9).toFixed(2);
+    const f = forwardMacs(loadConfig(key), { height: p.size, width: p.size, latentScale: p.latentScale });
+    const g = g9;
     rows.push(`| ${key} | ${p.size}² | ${g(f.rest)} | ${g(f.selfLinear)} | ${g(f.crossLinear)} | ${g(f.selfMatmul)} | ${g(f.crossMatmul)} |`);
   }
   return rows.join('\n');
