@@ -1,4 +1,5 @@
 /** attnProcessors() / setAttnProcessor() over any Module tree, keyed `<module path>.processor`. */
+import type * as tf from '@tensorflow/tfjs-core';
 import type { Module } from '../nn/module.js';
 import { Attention } from '../layers/attention.js';
 import type { AttnProcessor } from './processor.js';
@@ -35,4 +36,29 @@ export function setAttnProcessor(root: Module, p: AttnProcessor | Record<string,
       (missing.length ? `; missing: ${missing.join(', ')}` : '') + (extra.length ? `; extra: ${extra.join(', ')}` : ''));
   }
   for (const [path, m] of mods) m.processor = rec[`${path}.processor`];
+}
+
+/**
+ * Runs `fn` with every attention's processor wrapped so its output (the Attention module's output, as a
+ * diffusers forward hook sees it) is reported under the module path; the processors are restored after.
+ */
+export function withRecordedAttention<T>(root: Module, record: (name: string, t: tf.Tensor) => void, fn: () => T): T {
+  const saved = new Map<Attention, AttnProcessor>();
+  for (const [path, m] of attentionModules(root)) {
+    const inner = m.processor;
+    saved.set(m, inner);
+    m.processor = {
+      call: (attn, hidden, enc, bias, ctx) => {
+        const y = inner.call(attn, hidden, enc, bias, ctx);
+        record(path, y);
+        return y;
+      },
+      reset: inner.reset ? () => inner.reset!() : undefined,
+    };
+  }
+  try {
+    return fn();
+  } finally {
+    for (const [m, p] of saved) m.processor = p;
+  }
 }

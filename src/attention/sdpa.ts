@@ -41,6 +41,14 @@ function mergeHeads(x: tf.Tensor4D): tf.Tensor3D {
   return x.transpose([0, 2, 1, 3]).reshape([b, n, h * d]);
 }
 
+/**
+ * diffusers' encoder attention mask as an additive bias: a [B, L] keep-mask (1 keep, 0 drop) becomes
+ * (1 − mask)·−10000 shaped [B, 1, L]; a tensor of higher rank is taken to be a bias already.
+ */
+export function maskToBias(mask: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => (mask.rank === 2 ? tf.mul(tf.sub(1, tf.cast(mask, 'float32')), -10000).expandDims(1) : tf.cast(mask, 'float32')));
+}
+
 /** Lifts a bias to rank 4 ([B|1, heads|1, Nq|1, Nk]). */
 export function liftBias(bias: tf.Tensor): tf.Tensor {
   if (bias.rank === 4) return bias;

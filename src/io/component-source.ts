@@ -4,7 +4,7 @@
  */
 import type { Module, WeightSource } from '../nn/module.js';
 import { TfjsWeightSource, type TfjsOpenOptions } from './tfjs-format.js';
-import { parseJson } from './json.js';
+import { isRemote, joinLocation, readJsonAt } from './location.js';
 
 export type ClosableWeightSource = WeightSource & { close(): Promise<void> };
 
@@ -13,24 +13,22 @@ export interface OpenWeightsOptions extends TfjsOpenOptions {
   variant?: string;
 }
 
+export { joinLocation } from './location.js';
+
 // A variable specifier: bundlers leave node:fs out of the browser build.
 const NODE_FS = 'node:fs/promises';
-const isUrl = (s: string): boolean => /^(https?|blob|data|file):/i.test(s);
-const inBrowser = (): boolean => typeof window !== 'undefined';
-
-/** Joins a pipeline location and a component name, for paths and URLs alike. */
-export function joinLocation(base: string, name: string): string {
-  return `${base.replace(/[\\/]+$/, '')}/${name}`;
-}
-
-async function localExists(p: string): Promise<boolean> {
-  const { stat } = (await import(/* webpackIgnore: true */ /* @vite-ignore */ NODE_FS)) as typeof import('node:fs/promises');
-  try { await stat(p); return true; } catch { return false; }
-}
 
 /** Whether a local folder is a converted one (has `model.json`). */
 export async function isConvertedFolder(dir: string): Promise<boolean> {
-  return localExists(joinLocation(dir, 'model.json'));
+  const { stat } = (await import(/* webpackIgnore: true */ /* @vite-ignore */ NODE_FS)) as typeof import('node:fs/promises');
+  try { await stat(joinLocation(dir, 'model.json')); return true; } catch { return false; }
+}
+
+/** Reads `<dir>/<name>` as JSON, or fails naming the location when it is missing. */
+async function requireJson(dir: string, name: string, fetchFn?: typeof fetch): Promise<Record<string, unknown>> {
+  const j = await readJsonAt(dir, name, fetchFn);
+  if (!j) throw new Error(`${joinLocation(dir, name)} not found`);
+  return j;
 }
 
 /**
@@ -39,16 +37,10 @@ export async function isConvertedFolder(dir: string): Promise<boolean> {
  * Close the source after loading.
  */
 export async function openWeights(dirOrUrl: string, opts: OpenWeightsOptions = {}): Promise<ClosableWeightSource> {
-  if (opts.fetch || isUrl(dirOrUrl) || inBrowser() || /\.json$/i.test(dirOrUrl)) return TfjsWeightSource.open(dirOrUrl, opts);
+  if (isRemote(dirOrUrl, opts.fetch) || /\.json$/i.test(dirOrUrl)) return TfjsWeightSource.open(dirOrUrl, opts);
   if (await isConvertedFolder(dirOrUrl)) return TfjsWeightSource.open(dirOrUrl, opts);
   const { openComponentWeights } = await import('./diffusers-folder.js');
   return openComponentWeights(dirOrUrl, opts.variant);
-}
-
-async function fetchJson(url: string, f: typeof fetch): Promise<Record<string, unknown>> {
-  const r = await f(url);
-  if (!r.ok) throw new Error(`fetching ${url} failed: HTTP ${r.status}`);
-  return parseJson(await r.text(), url);
 }
 
 /**
@@ -56,8 +48,8 @@ async function fetchJson(url: string, f: typeof fetch): Promise<Record<string, u
  * for a URL the config stored in `model.json`.
  */
 export async function readConfig(dirOrUrl: string, opts: { fetch?: typeof fetch } = {}): Promise<Record<string, unknown>> {
-  if (opts.fetch || isUrl(dirOrUrl) || inBrowser()) {
-    const j = await fetchJson(joinLocation(dirOrUrl, 'model.json'), opts.fetch ?? fetch);
+  if (isRemote(dirOrUrl, opts.fetch)) {
+    const j = await requireJson(dirOrUrl, 'model.json', opts.fetch);
     const meta = (j.userDefinedMetadata as { tgate?: { config?: Record<string, unknown>; className?: string } } | undefined)?.tgate;
     if (!meta?.config) throw new Error(`${joinLocation(dirOrUrl, 'model.json')} has no tgate config (not written by tgate convert?)`);
     return { _class_name: meta.className, ...meta.config };
@@ -68,9 +60,7 @@ export async function readConfig(dirOrUrl: string, opts: { fetch?: typeof fetch 
 
 /** Reads a pipeline's `model_index.json` from a folder or URL. */
 export async function readModelIndex(dirOrUrl: string, opts: { fetch?: typeof fetch } = {}): Promise<Record<string, unknown>> {
-  if (opts.fetch || isUrl(dirOrUrl) || inBrowser()) return fetchJson(joinLocation(dirOrUrl, 'model_index.json'), opts.fetch ?? fetch);
-  const { readJson } = await import('./diffusers-folder.js');
-  return readJson(joinLocation(dirOrUrl, 'model_index.json'));
+  return requireJson(dirOrUrl, 'model_index.json', opts.fetch);
 }
 
 /**

@@ -10,6 +10,7 @@
  * the reader sets `layoutConverted` and loading needs no transposes. This file has no static Node imports:
  * the browser bundle must not pull in `fs`.
  */
+import { isRemote } from './location.js';
 import type { WeightSource } from '../nn/module.js';
 
 /** How weights are stored: float32 as is, or quantized. */
@@ -423,8 +424,6 @@ class FetchShardStore implements ShardStore {
 
 interface Located { entry: TfjsWeightEntry; group: number; offset: number; length: number }
 
-const isUrl = (s: string): boolean => /^(https?|blob|data|file):/i.test(s);
-
 /**
  * A converted component (`model.json` + shards) as a {@link WeightSource}, from a local path (Node) or a
  * URL (any `fetch`). Tensors are assembled from the shard bytes they occupy; all shards are never joined.
@@ -454,7 +453,7 @@ export class TfjsWeightSource implements WeightSource {
    * Opens `location`: a folder or its `model.json`, as a local path (Node) or a URL.
    */
   static async open(location: string, opts: TfjsOpenOptions = {}): Promise<TfjsWeightSource> {
-    const url = !!opts.fetch || isUrl(location) || typeof window !== 'undefined';
+    const url = isRemote(location, opts.fetch);
     const jsonLoc = /\.json$/i.test(location) ? location : url ? `${location.replace(/\/+$/, '')}/model.json` : `${location.replace(/[\\/]+$/, '')}/model.json`;
     let json: TfjsModelJson;
     let stores: ShardStore[];

@@ -10,7 +10,8 @@ import { BasicTransformerBlock } from '../layers/transformer.js';
 import { timestepsToArray } from '../layers/embeddings.js';
 import { AdaLayerNormSingle, PatchEmbed, PixArtAlphaTextProjection } from '../layers/pixart-embeddings.js';
 import type { AttnContext, AttnProcessor } from '../attention/processor.js';
-import { attentionModules, attnProcessors, setAttnProcessor } from '../attention/registry.js';
+import { attnProcessors, setAttnProcessor, withRecordedAttention } from '../attention/registry.js';
+import { maskToBias } from '../attention/sdpa.js';
 import { loadWeightsInto, readConfig, type LoadWeightsOptions } from '../io/component-source.js';
 
 export interface PixArtTransformerConfig {
@@ -211,9 +212,7 @@ export class PixArtTransformer2DModel extends Module {
         enc = this.caption_projection.forward(enc).reshape([b, -1, d]);
         record?.('caption_projection', enc);
       }
-      let bias: tf.Tensor | null = null;
-      const m = o.encoderAttentionMask;
-      if (m) bias = m.rank === 2 ? tf.mul(tf.sub(1, m.toFloat()), -10000).expandDims(1) : m.toFloat();
+      const bias = o.encoderAttentionMask ? maskToBias(o.encoderAttentionMask) : null;
       this.transformer_blocks.items.forEach((blk, i) => {
         h = blk.forward(h, enc, bias, ctx, t);
         record?.(`transformer_blocks.${i}`, h);
@@ -231,28 +230,4 @@ export class PixArtTransformer2DModel extends Module {
 
   attnProcessors(): Map<string, AttnProcessor> { return attnProcessors(this); }
   setAttnProcessor(p: AttnProcessor | Record<string, AttnProcessor>): void { setAttnProcessor(this, p); }
-}
-
-/**
- * Runs `fn` with every attention's processor wrapped so its output (the Attention module's output, as a
- * diffusers forward hook sees it) is recorded under the module path; the processors are restored after.
- */
-function withRecordedAttention<T>(root: Module, record: (name: string, t: tf.Tensor) => void, fn: () => T): T {
-  const saved: [{ processor: AttnProcessor }, AttnProcessor][] = [];
-  for (const [path, m] of attentionModules(root)) {
-    const inner = m.processor;
-    saved.push([m, inner]);
-    m.processor = {
-      call(a, h, e, bias, ctx) {
-        const out = inner.call(a, h, e, bias, ctx);
-        record(path, out);
-        return out;
-      },
-    };
-  }
-  try {
-    return fn();
-  } finally {
-    for (const [m, p] of saved) m.processor = p;
-  }
 }

@@ -8,9 +8,9 @@ import { Conv2d } from '../layers/conv.js';
 import { GroupNorm } from '../layers/norm.js';
 import { activation } from '../layers/activations.js';
 import { timestepEmbedding, timestepsToArray, TimestepEmbeddingMLP } from '../layers/embeddings.js';
-import type { Attention } from '../layers/attention.js';
 import type { AttnContext, AttnProcessor } from '../attention/processor.js';
-import { attentionModules, attnProcessors, setAttnProcessor } from '../attention/registry.js';
+import { attnProcessors, setAttnProcessor, withRecordedAttention } from '../attention/registry.js';
+import { maskToBias } from '../attention/sdpa.js';
 import { loadWeightsInto, readConfig, type LoadWeightsOptions } from '../io/component-source.js';
 import {
   CrossAttnDownBlock2D, CrossAttnUpBlock2D, DownBlock2D, UNetMidBlock2DCrossAttn, UpBlock2D,
@@ -360,43 +360,37 @@ export class UNet2DConditionModel extends Module {
   forward(o: UNetForwardOptions): tf.Tensor4D {
     this.validateInputs(o);
     const record = o.record;
-    const restore = record ? this.recordAttention(record) : null;
-    try {
-      return tf.tidy(() => {
-        const rec = (name: string, t: tf.Tensor) => record?.(name, t.rank === 4 ? t.transpose([0, 3, 1, 2]) : t);
-        const b = o.sample.shape[0];
-        let x = o.sample.transpose([0, 2, 3, 1]) as tf.Tensor4D;
-        if (this.config.centerInputSample) x = tf.sub(tf.mul(x, 2), 1);
-        const temb = this.embed({ ...o, record: record ? rec : undefined }, b);
-        // diffusers turns the keep-mask into an additive bias: (1 − mask)·−10000, one row per batch item.
-        const encBias = o.encoderAttentionMask
-          ? tf.mul(tf.sub(1, tf.cast(o.encoderAttentionMask, 'float32')), -10000).expandDims(1) : null;
-        const a: BlockInputs = { temb, enc: o.encoderHiddenStates, encBias, ctx: o.attnContext ?? {} };
+    const run = () => tf.tidy(() => {
+      const rec = (name: string, t: tf.Tensor) => record?.(name, t.rank === 4 ? t.transpose([0, 3, 1, 2]) : t);
+      const b = o.sample.shape[0];
+      let x = o.sample.transpose([0, 2, 3, 1]) as tf.Tensor4D;
+      if (this.config.centerInputSample) x = tf.sub(tf.mul(x, 2), 1);
+      const temb = this.embed({ ...o, record: record ? rec : undefined }, b);
+      const encBias = o.encoderAttentionMask ? maskToBias(o.encoderAttentionMask) : null;
+      const a: BlockInputs = { temb, enc: o.encoderHiddenStates, encBias, ctx: o.attnContext ?? {} };
 
-        let h = this.conv_in.forward(x);
-        rec('conv_in', h);
-        const skips: tf.Tensor4D[] = [h];
-        this.down_blocks.items.forEach((blk, i) => {
-          const r = blk.forward(h, a);
-          h = r.hidden;
-          skips.push(...r.residuals);
-          rec(`down_blocks.${i}`, h);
-        });
-        if (this.mid_block) {
-          h = this.mid_block.forward(h, a);
-          rec('mid_block', h);
-        }
-        this.up_blocks.items.forEach((blk, i) => {
-          const mine = skips.splice(skips.length - blk.resnets.length);
-          const next = skips[skips.length - 1];
-          h = blk.forward(h, mine, a, next ? [next.shape[1], next.shape[2]] : undefined);
-          rec(`up_blocks.${i}`, h);
-        });
-        return this.head(h, rec).transpose([0, 3, 1, 2]) as tf.Tensor4D;
+      let h = this.conv_in.forward(x);
+      rec('conv_in', h);
+      const skips: tf.Tensor4D[] = [h];
+      this.down_blocks.items.forEach((blk, i) => {
+        const r = blk.forward(h, a);
+        h = r.hidden;
+        skips.push(...r.residuals);
+        rec(`down_blocks.${i}`, h);
       });
-    } finally {
-      restore?.();
-    }
+      if (this.mid_block) {
+        h = this.mid_block.forward(h, a);
+        rec('mid_block', h);
+      }
+      this.up_blocks.items.forEach((blk, i) => {
+        const mine = skips.splice(skips.length - blk.resnets.length);
+        const next = skips[skips.length - 1];
+        h = blk.forward(h, mine, a, next ? [next.shape[1], next.shape[2]] : undefined);
+        rec(`up_blocks.${i}`, h);
+      });
+      return this.head(h, rec).transpose([0, 3, 1, 2]) as tf.Tensor4D;
+    });
+    return record ? withRecordedAttention(this, record, run) : run();
   }
 
   /** The output head on NHWC features: conv_norm_out → act → conv_out. */
@@ -408,24 +402,4 @@ export class UNet2DConditionModel extends Module {
     });
   }
 
-  /**
-   * Wraps every attention processor so its output is reported under the module path (what a forward hook on
-   * the diffusers Attention module sees); returns the function that puts the original processors back.
-   */
-  private recordAttention(record: (name: string, t: tf.Tensor) => void): () => void {
-    const saved = new Map<Attention, AttnProcessor>();
-    for (const [path, m] of attentionModules(this)) {
-      const inner = m.processor;
-      saved.set(m, inner);
-      m.processor = {
-        call: (attn, hidden, enc, bias, ctx) => {
-          const y = inner.call(attn, hidden, enc, bias, ctx);
-          record(path, y);
-          return y;
-        },
-        reset: inner.reset ? () => inner.reset!() : undefined,
-      };
-    }
-    return () => { for (const [m, p] of saved) m.processor = p; };
-  }
 }

@@ -8,6 +8,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { UNet2DConditionModel, UNetForwardOptions } from '../models/unet-2d-condition.js';
 import type { ResnetBlock2D } from '../layers/resnet.js';
+import { maskToBias } from '../attention/sdpa.js';
 
 export interface DeepCacheOptions {
   /** Run the full UNet every `cacheInterval` steps. */
@@ -67,8 +68,7 @@ export class DeepCache {
       const skip = u.conv_in.forward(u.config.centerInputSample ? tf.sub(tf.mul(x, 2), 1) as tf.Tensor4D : x);
       let h = resnet.forward(tf.concat([this.cached!, skip], 3) as tf.Tensor4D, temb);
       if (last.attentions) {
-        const encBias = o.encoderAttentionMask
-          ? tf.mul(tf.sub(1, tf.cast(o.encoderAttentionMask, 'float32')), -10000).expandDims(1) : null;
+        const encBias = o.encoderAttentionMask ? maskToBias(o.encoderAttentionMask) : null;
         h = last.attentions.at(last.attentions.length - 1).forward(h, o.encoderHiddenStates, encBias, o.attnContext ?? {});
       }
       return u.head(h).transpose([0, 3, 1, 2]) as tf.Tensor4D;

@@ -4,9 +4,9 @@
  * http(s) URL). Nothing is fetched but the location given.
  */
 import type { Module } from '../nn/module.js';
-import { joinLocation, loadComponent, readModelIndex } from '../io/component-source.js';
+import { loadComponent, readModelIndex } from '../io/component-source.js';
+import { joinLocation, readJsonAt } from '../io/location.js';
 import { loadTokenizer } from '../tokenizers/index.js';
-import { readDirJson } from '../tokenizers/common.js';
 import { schedulerFromConfig } from '../samplers/index.js';
 import type { CLIPTokenizer, T5Tokenizer } from '../tokenizers/index.js';
 import type { UNet2DConditionModel } from '../models/unet-2d-condition.js';
@@ -67,7 +67,7 @@ export async function loadPipeline(dir: string, opts: LoadOptions = {}): Promise
       const sub = joinLocation(dir, name);
       if (name.startsWith('tokenizer')) parts[name] = await loadTokenizer(sub);
       else if (name === 'scheduler') {
-        const sc = await readDirJson(sub, 'scheduler_config.json');
+        const sc = await readJsonAt(sub, 'scheduler_config.json', opts.fetch);
         if (!sc) throw new Error(`${dir}: component "scheduler" has no ${joinLocation(sub, 'scheduler_config.json')}`);
         parts[name] = schedulerFromConfig(sc);
       } else {

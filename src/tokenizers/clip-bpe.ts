@@ -3,9 +3,10 @@
  * (then transformers cleans text with a BasicTokenizer: control-char removal, whitespace collapse, CJK spacing,
  * NFC, lower-casing, no accent stripping, no punctuation split). Pure TypeScript: works in Node and browsers.
  */
+import { readFileAt, readJsonAt } from '../io/location.js';
 import {
   type AddedToken, type BatchEncoding, type JsonObject, type TokenizeOptions, type TruncationReport,
-  addedTokensFromConfig, batchEncode, readDirFile, readDirJson, specialToken, splitOnAddedTokens, truncationReport,
+  addedTokensFromConfig, batchEncode, specialToken, splitOnAddedTokens, truncationReport,
 } from './common.js';
 
 /** Parsed tokenizer files; what {@link CLIPTokenizer.fromDir} reads from a diffusers `tokenizer/` folder. */
@@ -125,14 +126,14 @@ export class CLIPTokenizer {
 
   /** Loads vocab.json, merges.txt, tokenizer_config.json and special_tokens_map.json from a folder (Node). */
   static async fromDir(dir: string): Promise<CLIPTokenizer> {
-    const vocab = await readDirJson(dir, 'vocab.json');
-    const merges = await readDirFile(dir, 'merges.txt');
+    const vocab = await readJsonAt<JsonObject>(dir, 'vocab.json');
+    const merges = await readFileAt(dir, 'merges.txt');
     if (!vocab || !merges) throw new Error(`${dir}: a CLIP tokenizer needs vocab.json and merges.txt`);
     return new CLIPTokenizer({
       vocab: vocab as Record<string, number>,
       merges: new TextDecoder().decode(merges),
-      config: await readDirJson(dir, 'tokenizer_config.json'),
-      specialTokensMap: await readDirJson(dir, 'special_tokens_map.json'),
+      config: await readJsonAt<JsonObject>(dir, 'tokenizer_config.json'),
+      specialTokensMap: await readJsonAt<JsonObject>(dir, 'special_tokens_map.json'),
     });
   }
 

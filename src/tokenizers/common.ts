@@ -2,7 +2,6 @@
  * Pieces shared by the CLIP and T5 tokenizers: config parsing, added-token splitting (as transformers'
  * slow `PreTrainedTokenizer.tokenize` does before calling the model-specific `_tokenize`), truncation and padding.
  */
-import { parseJson } from '../io/json.js';
 
 /** JSON object as parsed from tokenizer_config.json / special_tokens_map.json. */
 export type JsonObject = Record<string, unknown>;
@@ -158,32 +157,4 @@ export function truncationReport(
     ? `prompt is too long for ${what}: ${tokenCount} tokens > ${maxLength}; this part was truncated: "${removedText}"`
     : '';
   return { tokenCount, maxLength, truncated, removedText, message };
-}
-
-/**
- * Reads a folder's file: over fetch for http(s) URLs and in browsers, with Node fs otherwise (imported
- * lazily so browser bundles never pull node:fs). `undefined` when the file does not exist.
- */
-export async function readDirFile(dir: string, name: string): Promise<Uint8Array | undefined> {
-  if (/^https?:/i.test(dir) || typeof window !== 'undefined') {
-    const url = `${dir.replace(/\/+$/, '')}/${name}`;
-    const r = await fetch(url);
-    if (r.status === 404) return undefined;
-    if (!r.ok) throw new Error(`fetching ${url} failed: HTTP ${r.status}`);
-    return new Uint8Array(await r.arrayBuffer());
-  }
-  const NODE_FS = 'node:fs/promises';
-  const { readFile } = (await import(/* @vite-ignore */ NODE_FS)) as typeof import('node:fs/promises');
-  try {
-    return new Uint8Array(await readFile(`${dir.replace(/[\\/]+$/, '')}/${name}`));
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw e;
-  }
-}
-
-/** Reads and parses a JSON file of a folder; `undefined` when it does not exist. */
-export async function readDirJson(dir: string, name: string): Promise<JsonObject | undefined> {
-  const b = await readDirFile(dir, name);
-  return b ? parseJson<JsonObject>(new TextDecoder().decode(b), `${dir}/${name}`) : undefined;
 }

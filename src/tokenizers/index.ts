@@ -1,6 +1,6 @@
 /** Tokenizers for the text encoders of the supported pipelines (CLIP BPE, T5 SentencePiece unigram). */
+import { readFileAt, readJsonAt } from '../io/location.js';
 import { CLIPTokenizer } from './clip-bpe.js';
-import { readDirFile, readDirJson } from './common.js';
 import { T5Tokenizer } from './t5-unigram.js';
 
 export { CLIPTokenizer, clipBasicClean, type CLIPTokenizerFiles } from './clip-bpe.js';
@@ -16,7 +16,7 @@ export type Tokenizer = CLIPTokenizer | T5Tokenizer;
  * without it, from the files present (spiece.model → T5, vocab.json + merges.txt → CLIP).
  */
 export async function loadTokenizer(dir: string): Promise<Tokenizer> {
-  const config = await readDirJson(dir, 'tokenizer_config.json');
+  const config = await readJsonAt(dir, 'tokenizer_config.json');
   const cls = config?.tokenizer_class;
   if (typeof cls === 'string' && cls.length > 0) {
     const base = cls.endsWith('Fast') ? cls.slice(0, -'Fast'.length) : cls;
@@ -26,7 +26,7 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
       `${dir}/tokenizer_config.json: unsupported tokenizer_class "${cls}" (supported: CLIPTokenizer, T5Tokenizer)`,
     );
   }
-  if (await readDirFile(dir, 'spiece.model')) return T5Tokenizer.fromDir(dir);
-  if ((await readDirFile(dir, 'vocab.json')) && (await readDirFile(dir, 'merges.txt'))) return CLIPTokenizer.fromDir(dir);
+  if (await readFileAt(dir, 'spiece.model')) return T5Tokenizer.fromDir(dir);
+  if ((await readFileAt(dir, 'vocab.json')) && (await readFileAt(dir, 'merges.txt'))) return CLIPTokenizer.fromDir(dir);
   throw new Error(`${dir}: no tokenizer_class in tokenizer_config.json and no spiece.model or vocab.json + merges.txt`);
 }

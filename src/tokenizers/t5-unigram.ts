@@ -3,9 +3,10 @@
  * `T5Tokenizer` in its default `legacy` mode: added tokens (`</s>`, `<extra_id_N>`, ...) are split out of the
  * raw text first, each remaining piece is normalized and segmented by SentencePiece, and `</s>` is appended.
  */
+import { readFileAt, readJsonAt } from '../io/location.js';
 import {
   type AddedToken, type BatchEncoding, type JsonObject, type TokenizeOptions, type TruncationReport,
-  addedTokensFromConfig, batchEncode, readDirFile, readDirJson, specialToken, splitOnAddedTokens, truncationReport,
+  addedTokensFromConfig, batchEncode, specialToken, splitOnAddedTokens, truncationReport,
 } from './common.js';
 import { PieceType, SpNormalizer, type SpModelProto, parseSpModel } from './sentencepiece.js';
 
@@ -117,13 +118,13 @@ export class T5Tokenizer {
 
   /** Loads spiece.model, tokenizer_config.json, special_tokens_map.json and added_tokens.json (Node). */
   static async fromDir(dir: string): Promise<T5Tokenizer> {
-    const spModel = await readDirFile(dir, 'spiece.model');
+    const spModel = await readFileAt(dir, 'spiece.model');
     if (!spModel) throw new Error(`${dir}: a T5 tokenizer needs spiece.model`);
     return new T5Tokenizer({
       spModel,
-      config: await readDirJson(dir, 'tokenizer_config.json'),
-      specialTokensMap: await readDirJson(dir, 'special_tokens_map.json'),
-      addedTokens: (await readDirJson(dir, 'added_tokens.json')) as Record<string, number> | undefined,
+      config: await readJsonAt<JsonObject>(dir, 'tokenizer_config.json'),
+      specialTokensMap: await readJsonAt<JsonObject>(dir, 'special_tokens_map.json'),
+      addedTokens: (await readJsonAt<JsonObject>(dir, 'added_tokens.json')) as Record<string, number> | undefined,
     });
   }
 
