@@ -10,75 +10,67 @@ import type { Module, WeightSource } from '../src/nn/module.js';
 import { modelClasses, modelFromConfig } from '../src/models/registry.js';
 import { openComponentWeights, readComponentConfig, readJson } from '../src/io/diffusers-folder.js';
 import { openWeights } from '../src/io/component-source.js';
+import { runComponent, type NamedTensors } from '../src/models/run-component.js';
+import type { UNet2DConditionModel } from '../src/models/unet-2d-condition.js';
+import type { PixArtTransformer2DModel } from '../src/models/pixart-transformer.js';
+import type { AutoencoderKL } from '../src/models/autoencoder-kl.js';
+import type { CLIPTextModel } from '../src/models/clip-text.js';
+import type { T5EncoderModel } from '../src/models/t5-encoder.js';
 
-/** Runs a model on fixed random inputs; returns its outputs (caller disposes). */
-type InputRunner = (model: Module, cfg: Record<string, unknown>) => tf.Tensor[];
+/** Fixed random inputs for a model, named as diffusers' forward arguments (caller disposes). */
+type InputBuilder = (model: Module) => NamedTensors;
 
 /** Deterministic token ids in [0, vocab). */
-function ids(batch: number, length: number, vocab: number, seed: number): number[][] {
+function ids(batch: number, length: number, vocab: number, seed: number): tf.Tensor2D {
   let s = seed >>> 0;
-  return Array.from({ length: batch }, () => Array.from({ length }, () => {
+  const rows = Array.from({ length: batch }, () => Array.from({ length }, () => {
     s = (s * 1664525 + 1013904223) >>> 0;
     return s % vocab;
   }));
+  return tf.tensor2d(rows, [batch, length], 'int32');
 }
 
-// The forward signatures live with each model class; this table only knows which random inputs to feed.
-interface UNetLike { config: { inChannels: number; crossAttentionDim: number[]; additionEmbedType: string | null; additionTimeEmbedDim: number | null; projectionClassEmbeddingsInputDim: number | null; timeCondProjDim: number | null }; downscaleFactor: number; forward(o: Record<string, unknown>): tf.Tensor }
-interface PixArtLike { config: { inChannels: number; patchSize: number; captionChannels: number | null; crossAttentionDim: number; useAdditionalConditions: boolean }; forward(o: Record<string, unknown>): tf.Tensor }
-interface VaeLike { config: { latentChannels: number }; decode(z: tf.Tensor): tf.Tensor }
-interface TextLike { config: { vocabSize: number }; forward(o: Record<string, unknown>): { lastHiddenState: tf.Tensor; hiddenStates?: tf.Tensor[]; pooledOutput?: tf.Tensor; textEmbeds?: tf.Tensor } }
+const randn = (shape: number[], seed: number): tf.Tensor => tf.randomNormal(shape, 0, 1, 'float32', seed);
 
-const unet: InputRunner = (m) => {
-  const u = m as unknown as UNetLike;
+const unet: InputBuilder = (m) => {
+  const u = m as UNet2DConditionModel;
   const c = u.config;
   const s = 2 * u.downscaleFactor;
-  const o: Record<string, unknown> = {
-    sample: tf.randomNormal([1, c.inChannels, s, s], 0, 1, 'float32', 1),
-    timestep: 500,
-    encoderHiddenStates: tf.randomNormal([1, 8, c.crossAttentionDim[0]], 0, 1, 'float32', 2),
+  const o: NamedTensors = {
+    sample: randn([1, c.inChannels, s, s], 1), timestep: tf.scalar(500, 'int32'),
+    encoder_hidden_states: randn([1, 8, c.crossAttentionDim[0]], 2),
   };
   if (c.additionEmbedType === 'text_time') {
-    o.textEmbeds = tf.randomNormal([1, (c.projectionClassEmbeddingsInputDim ?? 0) - 6 * (c.additionTimeEmbedDim ?? 0)], 0, 1, 'float32', 3);
-    o.timeIds = tf.tensor2d([[8 * s, 8 * s, 0, 0, 8 * s, 8 * s]]);
+    o.text_embeds = randn([1, c.projectionClassEmbeddingsInputDim! - 6 * c.additionTimeEmbedDim!], 3);
+    o.time_ids = tf.tensor2d([[8 * s, 8 * s, 0, 0, 8 * s, 8 * s]]);
   }
-  if (c.timeCondProjDim) o.timestepCond = tf.randomNormal([1, c.timeCondProjDim], 0, 1, 'float32', 4);
-  return [u.forward(o)];
+  if (c.timeCondProjDim) o.timestep_cond = randn([1, c.timeCondProjDim], 4);
+  return o;
 };
 
-const pixart: InputRunner = (m) => {
-  const p = m as unknown as PixArtLike;
+const pixart: InputBuilder = (m) => {
+  const p = m as PixArtTransformer2DModel;
   const c = p.config;
   const s = 4 * c.patchSize;
-  const o: Record<string, unknown> = {
-    hiddenStates: tf.randomNormal([1, c.inChannels, s, s], 0, 1, 'float32', 1),
-    timestep: 500,
-    encoderHiddenStates: tf.randomNormal([1, 6, c.captionChannels ?? c.crossAttentionDim], 0, 1, 'float32', 2),
+  const o: NamedTensors = {
+    hidden_states: randn([1, c.inChannels, s, s], 1), timestep: tf.scalar(500, 'int32'),
+    encoder_hidden_states: randn([1, 6, c.captionChannels ?? p.innerDim], 2),
   };
   if (c.useAdditionalConditions) {
-    o.resolution = [[8 * s, 8 * s]];
-    o.aspectRatio = [[1]];
+    o.resolution = tf.tensor2d([[8 * s, 8 * s]]);
+    o.aspect_ratio = tf.tensor2d([[1]]);
   }
-  return [p.forward(o)];
+  return o;
 };
 
-const vaeDecode: InputRunner = (m) => {
-  const v = m as unknown as VaeLike;
-  return [v.decode(tf.randomNormal([1, v.config.latentChannels, 4, 4], 0, 1, 'float32', 1))];
-};
+const vae: InputBuilder = (m) => ({ latents: randn([1, (m as AutoencoderKL).config.latentChannels, 4, 4], 1) });
 
-const text: InputRunner = (m) => {
-  const t = m as unknown as TextLike;
-  const r = t.forward({ inputIds: ids(2, 8, t.config.vocabSize, 7), outputHiddenStates: false });
-  const outs = [r.lastHiddenState, r.pooledOutput, r.textEmbeds].filter((x): x is tf.Tensor => !!x);
-  for (const h of r.hiddenStates ?? []) if (!outs.includes(h)) h.dispose();
-  return outs;
-};
+const text: InputBuilder = (m) => ({ input_ids: ids(2, 8, (m as CLIPTextModel | T5EncoderModel).config.vocabSize, 7) });
 
-/** Random-input runners by `_class_name`. */
-export const INPUT_BUILDERS: Record<string, InputRunner> = {
+/** Random-input builders by `_class_name`; the outputs come from the same runComponent as `tgate forward`. */
+export const INPUT_BUILDERS: Record<string, InputBuilder> = {
   UNet2DConditionModel: unet,
-  AutoencoderKL: vaeDecode,
+  AutoencoderKL: vae,
   PixArtTransformer2DModel: pixart,
   Transformer2DModel: pixart,
   CLIPTextModel: text,
@@ -94,13 +86,14 @@ export interface VerifyResult {
   skipped?: string;
 }
 
-async function runWith(cfg: Record<string, unknown>, src: WeightSource & { close(): Promise<void> }, run: InputRunner): Promise<Float32Array[]> {
+async function runWith(cfg: Record<string, unknown>, src: WeightSource & { close(): Promise<void> }, build: InputBuilder): Promise<Float32Array[]> {
   const model = modelFromConfig(cfg);
   try {
     await model.loadStateDict(src);
-    const outs = run(model, cfg);
+    const inputs = build(model);
+    const outs = Object.values(runComponent(model, inputs));
     const data = outs.map((o) => o.dataSync().slice() as Float32Array);
-    outs.forEach((o) => o.dispose());
+    tf.dispose([...outs, ...Object.values(inputs)]);
     return data;
   } finally {
     await src.close();
