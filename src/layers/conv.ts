@@ -1,8 +1,11 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Module, type Parameter } from '../nn/module.js';
+import { conv2dStreamed, streamsWeight } from './gemm.js';
+import { packedWeight, streamedWeight } from './streamed-weights.js';
 
 /**
- * torch.nn.Conv2d on NHWC input: weight HWIO, PyTorch's symmetric zero `padding` and `stride`.
+ * torch.nn.Conv2d on NHWC input: weight HWIO, PyTorch's symmetric zero `padding` and `stride`. On wasm a
+ * large weight is held [O, kh·kw·I] after its first use instead (layers/gemm.ts).
  */
 export class Conv2d extends Module {
   readonly weight: Parameter;
@@ -18,14 +21,19 @@ export class Conv2d extends Module {
 
   forward(x: tf.Tensor4D): tf.Tensor4D {
     return tf.tidy(() => {
-      const w = this.weight.t as tf.Tensor4D;
+      const pad = this.padding === 0 ? 'valid' : this.padding;
       let y: tf.Tensor4D;
-      if (this.kernelSize === 1 && this.stride === 1 && this.padding === 0) {
-        // A 1×1 convolution is a matMul over channels; that path is faster on every backend.
-        const [b, h, wd, c] = x.shape;
-        y = tf.matMul(x.reshape([b * h * wd, c]), w.reshape([c, this.outChannels])).reshape([b, h, wd, this.outChannels]);
+      if (streamsWeight(this.weight.size)) {
+        y = conv2dStreamed(x, streamedWeight(this.weight), this.kernelSize, this.stride, pad);
       } else {
-        y = tf.conv2d(x, w, this.stride, this.padding === 0 ? 'valid' : this.padding);
+        const w = packedWeight(this.weight) as tf.Tensor4D;
+        if (this.kernelSize === 1 && this.stride === 1 && this.padding === 0) {
+          // A 1×1 convolution is a matMul over channels; that path is faster on every backend.
+          const [b, h, wd, c] = x.shape;
+          y = tf.matMul(x.reshape([b * h * wd, c]), w.reshape([c, this.outChannels])).reshape([b, h, wd, this.outChannels]);
+        } else {
+          y = tf.conv2d(x, w, this.stride, pad);
+        }
       }
       return this.bias ? tf.add(y, this.bias.t) : y;
     });

@@ -1,7 +1,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Module, type Parameter } from '../nn/module.js';
+import { matMulStreamed, streamsWeight } from './gemm.js';
+import { packedWeight, streamedWeight } from './streamed-weights.js';
 
-/** torch.nn.Linear: weight stored [in, out] (transposed once at load), applied on the last axis. */
+/**
+ * torch.nn.Linear: weight stored [in, out] (transposed once at load), applied on the last axis. On wasm a
+ * large weight is held [out, in] after its first use instead (layers/gemm.ts: XNNPACK keeps no packed copy).
+ */
 export class Linear extends Module {
   readonly weight: Parameter;
   readonly bias?: Parameter;
@@ -15,7 +20,9 @@ export class Linear extends Module {
     return tf.tidy(() => {
       const lead = x.shape.slice(0, -1);
       const x2 = x.rank === 2 ? (x as tf.Tensor2D) : x.reshape([-1, this.inFeatures]) as tf.Tensor2D;
-      let y: tf.Tensor = tf.matMul(x2, this.weight.t as tf.Tensor2D);
+      let y: tf.Tensor = streamsWeight(this.weight.size)
+        ? matMulStreamed(x2, streamedWeight(this.weight))
+        : tf.matMul(x2, packedWeight(this.weight) as tf.Tensor2D);
       if (this.bias) y = tf.add(y, this.bias.t);
       return x.rank === 2 ? y : y.reshape([...lead, this.outFeatures]);
     });
