@@ -9,6 +9,10 @@ export { TfjsWeightSource } from './io/tfjs-format.js';
 
 export { Module, ModuleList, Parameter, StateDictError } from './nn/module.js';
 export type { WeightSource, ParamLayout } from './nn/module.js';
+export { offloadWeights, offloadHandle } from './nn/offload.js';
+export type { OffloadOptions, OffloadHandle } from './nn/offload.js';
+export { setGemmStrategy, getGemmStrategy, type GemmStrategy } from './layers/gemm.js';
+export { weightInOurLayout } from './layers/streamed-weights.js';
 
 export { UNet2DConditionModel, CLIPTextModel, CLIPTextModelWithProjection, T5EncoderModel, AutoencoderKL, PixArtTransformer2DModel, modelFromConfig, modelClasses } from './models/registry.js';
 

@@ -12,7 +12,7 @@ interface Args {
   dir?: string; prompt?: string; 'negative-prompt'?: string; steps: number; guidance?: number; 'gate-step'?: string;
   'auto-threshold'?: number; 'sp-interval': number; 'fi-interval': number; 'warm-up': number; lcm: boolean; 'deepcache-interval'?: number; seed: number;
   height?: number; width?: number; backend: string; output: string; 'prompt-embeds'?: string; latents?: string;
-  scheduler?: string; 'output-type': 'image' | 'latent'; variant?: string;
+  scheduler?: string; 'output-type': 'image' | 'latent'; variant?: string; offload: boolean;
 }
 
 /** Embedding file tensor names → generate() options. */
@@ -46,6 +46,7 @@ export const generateCommand: CommandModule<object, Args> = {
     .option('scheduler', { type: 'string', describe: 'sampler class, e.g. EulerDiscreteScheduler' })
     .option('output-type', { choices: ['image', 'latent'] as const, default: 'image' as const })
     .option('variant', { type: 'string', describe: 'weight variant, e.g. fp16' })
+    .option('offload', { type: 'boolean', default: false, describe: 'keep weights in JS memory and upload each block only while it runs (models larger than the wasm heap; slower)' })
     .option('output', { type: 'string', demandOption: true, describe: 'PNG file (or .safetensors with --output-type latent)' })
     .options(backendOption) as never,
   handler: async (a) => {
@@ -60,7 +61,7 @@ export const generateCommand: CommandModule<object, Args> = {
     await setupBackend(a.backend);
     const dir = a.dir ?? demoModelDir();
     const bar = progressBar('loading');
-    const pipe = await loadPipeline(dir, { variant: a.variant, onProgress: (name, i, n) => bar(i + 1, n, name) });
+    const pipe = await loadPipeline(dir, { variant: a.variant, offload: a.offload, onProgress: (name, i, n) => bar(i + 1, n, name) });
     const owned: tf.Tensor[] = [];
     try {
       if (a.scheduler) {

@@ -3,6 +3,7 @@
  * (Node), or a folder converted by `tgate convert` (Node path or http(s) URL, browser included).
  */
 import type { Module, WeightSource } from '../nn/module.js';
+import { offloadWeights, type OffloadOptions } from '../nn/offload.js';
 import { TfjsWeightSource, type TfjsOpenOptions } from './tfjs-format.js';
 import { isRemote, joinLocation, readJsonAt } from './location.js';
 
@@ -74,10 +75,19 @@ export async function loadComponent<M extends Module = Module>(
   return loadWeightsInto(modelFromConfig(await readConfig(dirOrUrl, opts)) as M, dirOrUrl, opts);
 }
 
-export type LoadWeightsOptions = OpenWeightsOptions & { onTensor?: (done: number, total: number) => void };
+export type LoadWeightsOptions = OpenWeightsOptions & {
+  onTensor?: (done: number, total: number) => void;
+  /**
+   * Weight offload (nn/offload.ts): the weights of each unit are read into JS memory, never into the backend,
+   * and uploaded only while the unit's forward runs; `true` uses the default unit size (512 MiB). For models
+   * larger than the backend's memory (wasm's ~3.9 GiB heap). `offloadHandle(model)` gives units and stats.
+   */
+  offload?: boolean | OffloadOptions;
+};
 
 /** Loads a component's weights into a model built from its config; disposes the model if loading fails. */
 export async function loadWeightsInto<M extends Module>(model: M, dirOrUrl: string, opts: LoadWeightsOptions = {}): Promise<M> {
+  if (opts.offload) offloadWeights(model, opts.offload === true ? {} : opts.offload);
   const src = await openWeights(dirOrUrl, opts);
   try {
     await model.loadStateDict(src, { onProgress: opts.onTensor });

@@ -8,6 +8,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 // Registers x.reshape(), x.transpose()… on tf.Tensor for every module that builds on this one.
 import './chained-ops.js';
+import { ownedArray, randomNormalHost, toOurLayoutHost } from './host-weights.js';
 
 /**
  * How a parameter is stored in PyTorch vs here: `linear` weights are [out,in] there and [in,out] here,
@@ -15,8 +16,21 @@ import './chained-ops.js';
  */
 export type ParamLayout = 'plain' | 'linear' | 'conv';
 
+/**
+ * Where an offloaded parameter lives between uses (see nn/offload.ts): its values in our layout, in JS
+ * memory, and the way to create its backend tensor for one use inside a forward.
+ */
+export interface HostSlot {
+  /** Null until loaded. */
+  values: Float32Array | null;
+  /** Creates `p.value` from `values` for the forward now running; the offload scope releases it. */
+  materialize(p: Parameter): tf.Tensor;
+}
+
 export class Parameter {
   value: tf.Tensor | null = null;
+  /** Set while offloaded: loading and {@link Module.initRandom} then fill `host.values`, never the backend. */
+  host: HostSlot | null = null;
   constructor(readonly shape: number[], readonly layout: ParamLayout = 'plain') {}
 
   /** The shape the PyTorch state dict stores. */
@@ -29,15 +43,33 @@ export class Parameter {
 
   get size(): number { return this.shape.reduce((a, b) => a * b, 1); }
 
-  /** The loaded tensor; throws if weights were never loaded. */
+  /** The loaded tensor (an offloaded one is created on first use in a forward); throws if never loaded. */
   get t(): tf.Tensor {
-    if (!this.value) throw new Error('parameter used before weights were loaded (call loadStateDict / loadWeights first)');
-    return this.value;
+    if (this.value) return this.value;
+    if (this.host?.values) return this.host.materialize(this);
+    throw new Error('parameter used before weights were loaded (call loadStateDict / loadWeights first)');
   }
 
+  /** Whether weights were loaded (into the backend, or into JS memory when offloaded). */
+  get loaded(): boolean { return this.value !== null || !!this.host?.values; }
+
+  /** Sets the loaded tensor, taking ownership; an offloaded parameter copies it to JS memory and disposes it. */
   set(v: tf.Tensor): void {
+    if (this.host) {
+      if (v.dtype !== 'float32') throw new Error(`offloaded parameters hold float32, got ${v.dtype}`);
+      this.host.values = new Float32Array(v.dataSync() as Float32Array);
+      v.dispose();
+      return;
+    }
     this.value?.dispose();
     this.value = v;
+  }
+
+  /** Releases the loaded weights, in the backend and in JS memory. */
+  release(): void {
+    this.value?.dispose();
+    this.value = null;
+    if (this.host) this.host.values = null;
   }
 }
 
@@ -122,6 +154,8 @@ export class Module {
   /**
    * Loads weights from a PyTorch-layout source. Strict: every missing key, unexpected key and shape
    * mismatch is reported together in one {@link StateDictError}, before any tensor is created.
+   * Offloaded parameters (nn/offload.ts) are converted to our layout in JS and stay in JS memory: no
+   * backend tensor is created for them.
    */
   async loadStateDict(src: WeightSource, opts: { onProgress?: (done: number, total: number) => void } = {}): Promise<void> {
     const params = new Map(this.namedParameters());
@@ -139,23 +173,29 @@ export class Module {
     let done = 0;
     for (const [k, p] of params) {
       const values = await src.read(k);
-      p.set(src.layoutConverted ? tf.tensor(values, p.shape, 'float32') : toOurLayout(values, p.torchShape, p.layout));
+      if (p.host) p.host.values = src.layoutConverted ? ownedArray(values) : toOurLayoutHost(values, p.torchShape, p.layout);
+      else p.set(src.layoutConverted ? tf.tensor(values, p.shape, 'float32') : toOurLayout(values, p.torchShape, p.layout));
       opts.onProgress?.(++done, params.size);
     }
   }
 
-  /** Fills every parameter with seeded random values (benchmarks, shape checks). */
+  /**
+   * Fills every parameter with seeded normal values N(0, std²) (benchmarks, shape checks); parameter k (in
+   * {@link namedParameters} order) uses seed `seed + k`. Offloaded parameters are drawn in JS memory by
+   * {@link randomNormalHost}: deterministic for a seed, but not the values `tf.randomNormal` gives the
+   * resident ones, so the same seed gives different weights with and without offload.
+   */
   initRandom(seed = 0, std = 0.02): void {
     let s = seed;
-    for (const [, p] of this.namedParameters()) p.set(tf.randomNormal(p.shape, 0, std, 'float32', s++));
+    for (const [, p] of this.namedParameters()) {
+      if (p.host) p.host.values = randomNormalHost(p.size, std, s++);
+      else p.set(tf.randomNormal(p.shape, 0, std, 'float32', s++));
+    }
   }
 
-  /** Releases every parameter tensor. */
+  /** Releases every parameter's weights (backend tensors and offloaded copies in JS memory). */
   dispose(): void {
-    for (const [, p] of this.namedParameters()) {
-      p.value?.dispose();
-      p.value = null;
-    }
+    for (const [, p] of this.namedParameters()) p.release();
   }
 }
 

@@ -1,14 +1,26 @@
 /**
- * Weight offload: parameters live as Float32Arrays in JS memory, outside the backend, and each "unit" (a
- * subtree small enough to fit, e.g. one UNet down block or one transformer block) gets its parameters
- * uploaded right before its forward runs and disposed right after. This is what lets a 3.4 GB SD-1.5 UNet
- * run on wasm, whose heap ends near 3.9 GiB and whose XNNPACK kernels keep a packed copy of every weight
- * they have seen (so resident weights cost about twice their size there).
+ * Weight offload: parameters live as Float32Arrays in JS memory, outside the backend, and are created in the
+ * backend only while a forward that uses them runs. This is what lets a model larger than the wasm heap
+ * (about 3.9 GiB, where XNNPACK also keeps a packed copy of every weight it has seen) run there: SD-1.5's
+ * 3.4 GB UNet, SDXL's 9.6 GiB one.
  *
- * The price is one host→backend copy (and, on wasm, one XNNPACK repack) of every weight per forward.
+ * The tree is cut into "units": the largest subtrees with a `forward` whose weights fit `unitBytes` (one
+ * UNet down block, one transformer block…). Every parameter inside a unit is offloaded; parameters owned by
+ * modules above every unit stay resident. The `forward` of each unit, and of each module above the units,
+ * becomes a scope: an offloaded parameter read inside it is uploaded on first use and disposed when that
+ * forward returns or throws. So weights are uploaded unit by unit, a weight the forward skips (a TGATE-cached
+ * attention) is not uploaded at all, and a parent that reads a child's weight directly (T5's position bias,
+ * CLIP's position table) still works. Forwards must be synchronous, as every model's here is.
+ *
+ * Plan the offload on a model built from its config, before loading: `loadStateDict` and `initRandom` then
+ * write offloaded parameters straight into JS memory, and the backend never holds more than the resident
+ * weights plus one unit. An already-loaded model can be offloaded too (its weights are copied out).
+ *
+ * The price is one host→backend copy (and, on wasm, one XNNPACK repack) of every used weight per forward.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { Module, Parameter } from './module.js';
+import type { HostSlot, Module, Parameter } from './module.js';
+import { weightInOurLayout } from '../layers/streamed-weights.js';
 
 export interface OffloadOptions {
   /** Largest unit, in bytes of fp32 weights; bigger subtrees are split into their children. Default 512 MiB. */
@@ -16,19 +28,31 @@ export interface OffloadOptions {
 }
 
 export interface OffloadHandle {
-  /** Module paths whose forward uploads and releases its weights. */
+  /** Module paths whose parameters live in JS memory, uploaded while their forward runs. */
   readonly units: string[];
-  /** Bytes of weights kept in JS memory. */
+  /** Bytes of weights kept in JS memory (once loaded). */
   readonly hostBytes: number;
   /** Bytes of weights left resident in the backend (parameters owned by modules above every unit). */
   readonly residentBytes: number;
-  /** Seconds spent creating backend tensors from host memory, and bytes uploaded, since offloading. */
+  /** Seconds spent creating backend tensors from JS memory, and bytes uploaded, since offloading. */
   readonly stats: { uploadSeconds: number; uploadBytes: number };
-  /** Uploads every weight back to the backend and restores the original forward methods. */
+  /** Uploads every loaded offloaded weight to the backend for good and restores the original forward methods. */
   restore(): void;
 }
 
 type Forward = (...args: unknown[]) => unknown;
+type WithForward = { forward?: Forward };
+
+export const DEFAULT_UNIT_BYTES = 512 * 1024 ** 2;
+
+/** Parameters uploaded in each running forward scope, innermost last. */
+const scopes: Parameter[][] = [];
+const handles = new WeakMap<Module, OffloadHandle>();
+
+/** The handle of an offloaded model (e.g. one loaded with `offload: true`), for its units and upload stats. */
+export function offloadHandle(root: Module): OffloadHandle | undefined {
+  return handles.get(root);
+}
 
 function directChildren(m: Module): [string, Module][] {
   const out: [string, Module][] = [];
@@ -43,63 +67,99 @@ function ownParams(m: Module): Parameter[] {
 }
 
 /**
- * Moves the loaded weights of `root` to JS memory and wraps the forward of each unit so that its
- * parameters exist in the backend only while it runs. Every parameter must be loaded first.
+ * Offloads the weights of `root` (see the module comment): plans units from parameter shapes, moves any
+ * already-loaded unit weights to JS memory, and wraps forwards so weights exist in the backend only while
+ * used. Load or `initRandom` afterwards to build the weights directly in JS memory. Only float32 weights.
  */
 export function offloadWeights(root: Module, opts: OffloadOptions = {}): OffloadHandle {
-  const limit = opts.unitBytes ?? 512 * 1024 ** 2;
-  const host = new Map<Parameter, Float32Array>();
-  const wrapped: [Module, Forward][] = [];
+  const limit = opts.unitBytes ?? DEFAULT_UNIT_BYTES;
+  if (!(limit > 0)) throw new Error(`offload unitBytes must be a positive number, got ${limit}`);
+  if (handles.has(root) || [...root.namedParameters()].some(([, p]) => p.host)) throw new Error('this model is already offloaded');
+  const offloaded: Parameter[] = [];
+  const wrapped: { m: Module; original: Forward; own: boolean }[] = [];
   const units: string[] = [];
   let resident = 0;
   const stats = { uploadSeconds: 0, uploadBytes: 0 };
 
+  const slot = (): HostSlot => ({
+    values: null,
+    materialize(p: Parameter): tf.Tensor {
+      const scope = scopes[scopes.length - 1];
+      if (!scope) throw new Error('an offloaded parameter was used outside any module forward (offloaded weights exist only while a forward runs)');
+      const t0 = performance.now();
+      // Kept: created inside the caller's tidy, but the scope, not the tidy, decides when it goes.
+      const t = tf.keep(tf.tensor(this.values!, p.shape, 'float32'));
+      stats.uploadSeconds += (performance.now() - t0) / 1000;
+      stats.uploadBytes += p.size * 4;
+      p.value = t;
+      scope.push(p);
+      return t;
+    },
+  });
+
   const toHost = (p: Parameter): void => {
-    const t = p.t;
-    if (t.dtype !== 'float32') throw new Error(`offload supports float32 parameters, got ${t.dtype}`);
-    host.set(p, new Float32Array(t.dataSync() as Float32Array));
-    t.dispose();
-    p.value = null;
+    const s = slot();
+    if (p.value) {
+      if (p.value.dtype !== 'float32') throw new Error(`offload supports float32 parameters, got ${p.value.dtype}`);
+      // A weight that has run on wasm may be held in the streamed GEMM layout; JS memory keeps ours.
+      const ours = weightInOurLayout(p);
+      s.values = new Float32Array(ours.dataSync() as Float32Array);
+      ours.dispose();
+      p.value.dispose();
+      p.value = null;
+    }
+    p.host = s;
+    offloaded.push(p);
+  };
+
+  const scoped = (m: Module): void => {
+    const original = (m as WithForward).forward!;
+    wrapped.push({ m, original, own: Object.prototype.hasOwnProperty.call(m, 'forward') });
+    (m as WithForward).forward = function (this: Module, ...args: unknown[]) {
+      const mine: Parameter[] = [];
+      scopes.push(mine);
+      try {
+        return original.apply(this, args);
+      } finally {
+        scopes.splice(scopes.lastIndexOf(mine), 1);
+        for (const p of mine) { p.value?.dispose(); p.value = null; }
+      }
+    };
   };
 
   const visit = (m: Module, path: string): void => {
     const bytes = m.numParameters() * 4;
-    const fwd = (m as unknown as { forward?: Forward }).forward;
-    if (path && bytes <= limit && typeof fwd === 'function') {
-      const params = [...m.namedParameters()].map(([, p]) => p);
-      for (const p of params) toHost(p);
-      const original = fwd;
-      wrapped.push([m, original]);
+    if (!bytes) return;
+    const hasForward = typeof (m as WithForward).forward === 'function';
+    if (path && bytes <= limit && hasForward) {
+      for (const [, p] of m.namedParameters()) toHost(p);
       units.push(path);
-      (m as unknown as { forward: Forward }).forward = function (this: Module, ...args: unknown[]) {
-        const t0 = performance.now();
-        for (const p of params) {
-          p.value = tf.tensor(host.get(p)!, p.shape, 'float32');
-          stats.uploadBytes += p.size * 4;
-        }
-        stats.uploadSeconds += (performance.now() - t0) / 1000;
-        try {
-          return original.apply(this, args);
-        } finally {
-          for (const p of params) { p.value?.dispose(); p.value = null; }
-        }
-      };
+      scoped(m);
       return;
     }
+    if (hasForward) scoped(m);
     for (const p of ownParams(m)) resident += p.size * 4;
     for (const [name, c] of directChildren(m)) visit(c, path ? `${path}.${name}` : name);
   };
   visit(root, '');
 
-  let hostBytes = 0;
-  for (const v of host.values()) hostBytes += v.byteLength;
-  return {
-    units, hostBytes, residentBytes: resident, stats,
+  const handle: OffloadHandle = {
+    units, hostBytes: offloaded.reduce((s, p) => s + p.size * 4, 0), residentBytes: resident, stats,
     restore(): void {
-      for (const [m, f] of wrapped) (m as unknown as { forward: Forward }).forward = f;
-      for (const [p, v] of host) p.set(tf.tensor(v, p.shape, 'float32'));
-      host.clear();
+      for (const { m, original, own } of wrapped) {
+        if (own) (m as WithForward).forward = original;
+        else delete (m as WithForward).forward;
+      }
+      for (const p of offloaded) {
+        const v = p.host?.values;
+        p.host = null;
+        if (v) p.value = tf.tensor(v, p.shape, 'float32');
+      }
+      offloaded.length = 0;
       wrapped.length = 0;
+      handles.delete(root);
     },
   };
+  handles.set(root, handle);
+  return handle;
 }
