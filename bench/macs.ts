@@ -189,7 +189,8 @@ export const PAPER = {
 } as const;
 export type ModelKey = keyof typeof PAPER;
 
-const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
+// TGATE_ROOT: the project root when this runs bundled elsewhere (bench/gpu.ts on a GPU server).
+const ROOT = process.env.TGATE_ROOT ?? path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 /** Component folder holding real weights, for models that ship them (the bundled demo model). */
 export function modelDir(model: ModelKey): string | null {

@@ -1,0 +1,359 @@
+/**
+ * The denoiser benchmark itself, shared by the CLI (bench/bench.ts) and the GPU-server check (bench/gpu.ts):
+ * build a full-size architecture (random seeded weights) or the bundled demo UNet, then time forwards and the
+ * whole denoiser loop without and with TGATE, beside the backend's own matMul rate and the analytic MAC count.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import os from 'node:os';
+import { WASM_HEAP_LIMIT_BYTES, type BackendName, type BackendReport } from '../src/backend.js';
+import { modelFromConfig } from '../src/models/registry.js';
+import type { Module } from '../src/nn/module.js';
+import { offloadHandle, offloadWeights, type OffloadHandle } from '../src/nn/offload.js';
+import type { AttnContext } from '../src/attention/processor.js';
+import { AttnProcessorDefault } from '../src/attention/processor.js';
+import { setAttnProcessor } from '../src/attention/registry.js';
+import { TgateProcessor, resolveTgate, tgateFlags, type TgateFlags } from '../src/attention/tgate.js';
+import { loadModel } from '../src/pipelines/load.js';
+import { streamsWeights } from '../src/layers/gemm.js';
+import { PAPER, forwardMacs, generationMacs, loadConfig, modelDir, totalMacs, type ModelKey } from './macs.js';
+
+export interface BenchArgs {
+  model: ModelKey; height: number; width: number; steps: number; gateStep: number;
+  offload: boolean; reps: number; profile: boolean; seed: number; loops: number; random: boolean;
+  /** Untimed forwards per batch size before anything is timed (after the profiled one, when profiling). */
+  warmup: number;
+  /**
+   * 'measured': run every step of both loops. 'per-kind': run each distinct step kind (batch and TGATE flags) of the
+   * schedule twice, in schedule order so caches exist before they are reused, and sum the second timings over
+   * the schedule. For runs where full loops do not fit the time available (SDXL/PixArt at 1024² on one GPU call).
+   */
+  loopMode: 'measured' | 'per-kind';
+}
+
+/** Parses the CLI flags (`npm run bench`, and the job lines of bench/gpu.ts). */
+export function parseArgs(argv: string[]): BenchArgs & { backend: BackendName; json: boolean } {
+  const get = (k: string): string | undefined => { const i = argv.indexOf(`--${k}`); return i >= 0 ? argv[i + 1] : undefined; };
+  const model = (get('model') ?? 'sd15') as ModelKey;
+  if (!(model in PAPER)) throw new Error(`--model must be one of ${Object.keys(PAPER).join(', ')}, got ${model}`);
+  const size = PAPER[model].size;
+  const a = {
+    model,
+    height: Number(get('height') ?? size), width: Number(get('width') ?? size),
+    steps: Number(get('steps') ?? 25), gateStep: Number(get('gate-step') ?? PAPER[model].tgate.gateStep),
+    backend: (get('backend') ?? 'wasm') as BackendName,
+    json: argv.includes('--json'), offload: argv.includes('--offload'), profile: !argv.includes('--no-profile'),
+    reps: Number(get('reps') ?? 2), seed: Number(get('seed') ?? 0), warmup: Number(get('warmup') ?? (argv.includes('--no-profile') ? 1 : 0)),
+    loops: Math.max(1, Number(get('loops') ?? 1)), random: argv.includes('--random'),
+    loopMode: argv.includes('--per-kind') ? 'per-kind' as const : 'measured' as const,
+  };
+  // Latents must survive every 2× downsampling: SD 3 times (×8 VAE), SDXL twice, PixArt patch 2, tiny-shapes twice (×4 VAE).
+  const mult = model === 'pixart' ? 16 : (model === 'sdxl' ? 32 : (model === 'tiny-shapes' ? 16 : 64));
+  if (a.height % mult || a.width % mult) throw new Error(`--height/--width must be multiples of ${mult} for ${model}`);
+  return a;
+}
+
+const log = (s: string) => console.error(s);
+const cpuNow = (): number => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
+const median = (v: number[]): number => { const w = [...v].sort((p, q) => p - q); return w[Math.floor((w.length - 1) / 2)]; };
+
+/** Waits for `t` through a one-element readback: downloading large tensors would dominate on a GPU. */
+async function sync(t: tf.Tensor): Promise<void> {
+  const probe = t.slice(Array(t.rank).fill(0), Array(t.rank).fill(1));
+  await probe.data();
+  probe.dispose();
+}
+
+/** Wall and CPU seconds of `fn`, synchronised through `sync`. CPU seconds are robust to other load on the machine. */
+async function timed<T extends tf.Tensor>(fn: () => T): Promise<{ wall: number; cpu: number; out: T }> {
+  const c0 = cpuNow();
+  const t0 = performance.now();
+  const out = fn();
+  await sync(out);
+  return { wall: (performance.now() - t0) / 1000, cpu: cpuNow() - c0, out };
+}
+
+async function matmulGflops(): Promise<number> {
+  const n = 1024;
+  const a = tf.randomNormal([n, n], 0, 1, 'float32', 1);
+  const b = tf.randomNormal([n, n], 0, 1, 'float32', 2);
+  const ts: number[] = [];
+  for (let r = 0; r < 4; r++) {
+    const { wall, out } = await timed(() => tf.matMul(a, b));
+    out.dispose();
+    if (r > 0) ts.push(wall);
+  }
+  tf.dispose([a, b]);
+  return (2 * n ** 3) / median(ts) / 1e9;
+}
+
+/**
+ * Seeded random weights drawn from one normal pool of 4 Mi values (each parameter a slice of it, tiled where
+ * larger). Timing does not depend on the values, and this builds SDXL's 2.6 G parameters in seconds, where
+ * `initRandom` draws every value on the CPU (minutes at that size, before the GPU sees anything).
+ */
+function poolInit(model: Module, seed: number, std = 0.02): void {
+  const poolSize = 1 << 22;
+  const pool = tf.randomNormal([poolSize], 0, std, 'float32', seed);
+  let hostPool: Float32Array | null = null;
+  let k = 0;
+  for (const [, p] of model.namedParameters()) {
+    const n = p.size;
+    const offset = (k++ * 104729) % poolSize;
+    if (p.host) {
+      // Offloaded (--offload): the same values, copied in JS straight into host memory, no backend tensor.
+      hostPool ??= pool.dataSync() as Float32Array;
+      const v = new Float32Array(n);
+      for (let i = 0; i < n;) {
+        const from = (offset + i) % poolSize;
+        const len = Math.min(n - i, poolSize - from);
+        v.set(hostPool.subarray(from, from + len), i);
+        i += len;
+      }
+      p.host.values = v;
+      continue;
+    }
+    p.set(tf.tidy(() => {
+      const reps = Math.ceil((offset + n) / poolSize);
+      const src = reps > 1 ? tf.tile(pool, [reps]) : pool;
+      return src.slice(offset, n).reshape(p.shape);
+    }));
+  }
+  pool.dispose();
+}
+
+/** MACs of the kernels a profiled run executed (convolutions and matMuls), to check the analytic count. */
+function kernelMacs(kernels: { name: string; inputShapes: number[][]; outputShapes: number[][] }[]): number {
+  let macs = 0;
+  for (const k of kernels) {
+    const out = k.outputShapes[0] ?? [];
+    const numel = out.reduce((x, y) => x * y, 1);
+    if (k.name === 'Conv2D' || k.name === 'FusedConv2D') {
+      const f = k.inputShapes[1]; // HWIO
+      macs += numel * f[0] * f[1] * f[2];
+    } else if (k.name === 'MatMul' || k.name === 'BatchMatMul' || k.name === '_FusedMatMul') {
+      const a = k.inputShapes[0];
+      const m = out[out.length - 2];
+      const contracted = a[a.length - 2] === m ? a[a.length - 1] : a[a.length - 2];
+      macs += numel * contracted;
+    }
+  }
+  return macs;
+}
+
+type Denoiser = Module & { forward(o: Record<string, unknown>): tf.Tensor4D };
+
+/** Runs one benchmark on the current backend and returns every figure (see the JSON fields in the README). */
+export async function runBench(a: BenchArgs, report: BackendReport) {
+  const cpus = os.cpus();
+  const machine = `${cpus[0]?.model?.trim()} × ${cpus.length} cores, ${(os.totalmem() / 1024 ** 3).toFixed(0)} GiB, ${os.platform()} ${os.release()}, Node ${process.versions.node}`;
+  const backendLine = `${report.name}${report.details ? ` (${report.details})` : ''}${a.offload ? ', weight offload' : ''}`;
+  log(`machine: ${machine}\nbackend: ${backendLine}`);
+
+  const mm = await matmulGflops();
+  log(`matMul 1024³: ${mm.toFixed(1)} GFLOP/s`);
+
+  const cfg = loadConfig(a.model);
+  const dir = a.random ? null : modelDir(a.model);
+  let t0 = performance.now();
+  // With --offload the plan comes before the weights exist, so they are built in JS memory, never in the wasm heap.
+  const model = (dir ? await loadModel(dir, { offload: a.offload }) : modelFromConfig(cfg)) as Denoiser;
+  const params = model.numParameters();
+  // XNNPACK keeps a packed copy of every weight used as matMul's B or conv2d's filter: resident weights cost twice
+  // their size on wasm unless Linear/Conv2d stream them (src/layers/gemm.ts, the default there).
+  if (report.name === 'wasm' && !a.offload && params * (streamsWeights() ? 4 : 8) > WASM_HEAP_LIMIT_BYTES) {
+    throw new Error(`${a.model} has ${(params * 4 / 1024 ** 3).toFixed(2)} GiB of fp32 weights; with XNNPACK's packed copies that exceeds the wasm heap (~3.9 GiB): add --offload`);
+  }
+  let offload: OffloadHandle | null = null;
+  if (a.offload) {
+    const h = offloadHandle(model) ?? offloadWeights(model);
+    offload = h;
+    log(`offload: ${h.units.length} units, ${(h.hostBytes / 1024 ** 3).toFixed(2)} GiB in JS memory, ${(h.residentBytes / 1024 ** 2).toFixed(1)} MiB resident`);
+  }
+  if (!dir) {
+    t0 = performance.now();
+    poolInit(model, a.seed);
+  }
+  log(`${a.model}: ${(params / 1e6).toFixed(1)}M parameters, ${dir ? `weights loaded from ${dir}` : 'random init'} ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+
+  // Inputs: one latent, unconditional and conditional text states (random), SDXL/PixArt extra conditions.
+  const isPixart = a.model === 'pixart';
+  const scale = PAPER[a.model].latentScale;
+  const lh = a.height / scale;
+  const lw = a.width / scale;
+  const textLen = isPixart ? 120 : 77;
+  const textDim = isPixart ? (cfg.caption_channels as number) : (cfg.cross_attention_dim as number);
+  const x0 = tf.randomNormal([1, cfg.in_channels as number, lh, lw], 0, 1, 'float32', 11);
+  const text = tf.randomNormal([2, textLen, textDim], 0, 1, 'float32', 12); // [uncond, cond]
+  const sdxl = a.model === 'sdxl';
+  const pooled = sdxl ? tf.randomNormal([2, 1280], 0, 1, 'float32', 13) : null;
+  const timeIds = sdxl ? tf.tensor2d([[a.height, a.width, 0, 0, a.height, a.width], [a.height, a.width, 0, 0, a.height, a.width]]) : null;
+  const outCh = cfg.in_channels as number;
+
+  /** ε for `x` (batch 1); batch 2 = classifier-free guidance (uncond, cond), batch 1 = the uncond branch. */
+  const denoise = (x: tf.Tensor, t: number, batch: 1 | 2, ctx: AttnContext): tf.Tensor4D => tf.tidy(() => {
+    const sample = batch === 2 ? tf.concat([x, x]) : x;
+    const enc = batch === 2 ? text : text.slice([0, 0, 0], [1, -1, -1]);
+    let out: tf.Tensor4D;
+    if (isPixart) {
+      out = model.forward({ hiddenStates: sample, timestep: t, encoderHiddenStates: enc, resolution: [a.height, a.width], aspectRatio: [a.height / a.width], attnContext: ctx });
+      out = out.slice([0, 0, 0, 0], [-1, outCh, -1, -1]); // drop the learned-variance channels
+    } else {
+      const extra = sdxl ? { textEmbeds: batch === 2 ? pooled : pooled!.slice([0, 0], [1, -1]), timeIds: batch === 2 ? timeIds : timeIds!.slice([0, 0], [1, -1]) } : {};
+      out = model.forward({ sample, timestep: t, encoderHiddenStates: enc, ...extra, attnContext: ctx });
+    }
+    if (batch === 1) return out;
+    const [u, c] = tf.split(out, 2, 0);
+    return tf.add(u, tf.mul(tf.sub(c, u), 7.5)) as tf.Tensor4D;
+  });
+
+  // One profiled batch-2 forward: warm-up, the backend's peak bytes and the executed conv/matMul MACs.
+  const fm = forwardMacs(cfg, { height: a.height, width: a.width, textLen, latentScale: scale });
+  const fwdMacs = totalMacs(fm, true);
+  let profilePeak = NaN;
+  let executedMacs = NaN;
+  if (a.profile) {
+    const info = await tf.profile(() => { denoise(x0, 999, 2, {}).dispose(); });
+    profilePeak = info.peakBytes;
+    executedMacs = kernelMacs(info.kernels as never);
+    log(`profiled batch-2 forward: peak ${(profilePeak / 1024 ** 3).toFixed(2)} GiB; executed conv+matMul ${(executedMacs / 1e9).toFixed(2)} GMACs vs analytic ${(2 * fwdMacs / 1e9).toFixed(2)} (ratio ${(executedMacs / (2 * fwdMacs)).toFixed(4)})`);
+  }
+  // Warm-up (kernel setup, shader compilation) of both batch sizes; `--warmup 0` where a forward is minutes.
+  for (let w = 0; w < a.warmup; w++) {
+    for (const batch of [2, 1] as const) { const { out } = await timed(() => denoise(x0, 999, batch, {})); out.dispose(); }
+  }
+
+  const fwd: Record<1 | 2, number> = { 1: NaN, 2: NaN };
+  const fwdCpu: Record<1 | 2, number> = { 1: NaN, 2: NaN };
+  for (const batch of [2, 1] as const) {
+    if (a.reps <= 0) break;
+    const ts: number[] = [];
+    const cs: number[] = [];
+    for (let r = 0; r < a.reps; r++) {
+      const { wall, cpu, out } = await timed(() => denoise(x0, 999, batch, {}));
+      out.dispose();
+      ts.push(wall);
+      cs.push(cpu);
+    }
+    fwd[batch] = median(ts);
+    fwdCpu[batch] = median(cs);
+    log(`forward batch ${batch}: ${fwd[batch].toFixed(3)} s wall, ${fwdCpu[batch].toFixed(3)} s CPU (${ts.map((v) => v.toFixed(2)).join(', ')})`);
+    if (offload) log(`  weight upload so far: ${offload.stats.uploadSeconds.toFixed(2)} s for ${(offload.stats.uploadBytes / 1024 ** 3).toFixed(2)} GiB`);
+  }
+
+  let peakSampled = tf.memory().numBytes;
+  const tensorsBefore = tf.memory().numTensors;
+  const tg = resolveTgate({ ...PAPER[a.model].tgate, gateStep: a.gateStep }, a.steps);
+  const stepPlan = (i: number, useTgate: boolean): { batch: 1 | 2; flags?: TgateFlags } =>
+    (useTgate ? { batch: i >= tg.gateStep ? 1 : 2, flags: tgateFlags(i, tg) } : { batch: 2 });
+  const kindOf = (i: number, useTgate: boolean): string => JSON.stringify(stepPlan(i, useTgate));
+
+  /**
+   * One loop: the steps in `order` (schedule indices), each timed on its own when `perStep`. Returns wall and CPU
+   * seconds of the whole run and of each step.
+   */
+  const runSteps = async (useTgate: boolean, order: number[], perStep: boolean) => {
+    const proc = new TgateProcessor();
+    if (useTgate) setAttnProcessor(model, proc);
+    const stepWall: number[] = [];
+    let x = x0.clone();
+    const c0 = cpuNow();
+    const start = performance.now();
+    try {
+      for (const i of order) {
+        const s0 = performance.now();
+        const { batch, flags } = stepPlan(i, useTgate);
+        const timestep = Math.round(999 - (i * 1000) / a.steps);
+        const eps = denoise(x, timestep, batch, useTgate ? { step: i, tgate: flags } as AttnContext : { step: i });
+        const next = tf.tidy(() => tf.sub(x, tf.mul(eps, 0.01)));
+        eps.dispose();
+        x.dispose();
+        x = next;
+        peakSampled = Math.max(peakSampled, tf.memory().numBytes);
+        if (perStep) { await sync(x); stepWall.push((performance.now() - s0) / 1000); }
+      }
+      await sync(x);
+    } finally {
+      x.dispose();
+      proc.reset();
+      if (useTgate) setAttnProcessor(model, new AttnProcessorDefault());
+    }
+    return { wall: (performance.now() - start) / 1000, cpu: cpuNow() - c0, stepWall };
+  };
+
+  const all = Array.from({ length: a.steps }, (_, i) => i);
+  /** Measured: the whole loop. Per-kind: each kind's first two occurrences, the second timing summed over the schedule. */
+  const loop = async (useTgate: boolean): Promise<{ wall: number; cpu: number; kinds?: Record<string, number> }> => {
+    const label = useTgate ? `TGATE (gate ${tg.gateStep}, sp ${tg.spInterval}, fi ${tg.fiInterval}, warm-up ${tg.warmUp})` : 'baseline';
+    if (a.loopMode === 'measured') {
+      const r = await runSteps(useTgate, all, false);
+      log(`${a.steps}-step loop ${label}: ${r.wall.toFixed(2)} s wall, ${r.cpu.toFixed(2)} s CPU`);
+      return r;
+    }
+    const firstTwo = new Map<string, number[]>();
+    for (const i of all) {
+      const k = kindOf(i, useTgate);
+      const seen = firstTwo.get(k) ?? [];
+      if (seen.length < 2) firstTwo.set(k, [...seen, i]);
+    }
+    const order = [...firstTwo.values()].flat().sort((p, q) => p - q);
+    const r = await runSteps(useTgate, order, true);
+    const kinds: Record<string, number> = {};
+    order.forEach((i, j) => { kinds[kindOf(i, useTgate)] = r.stepWall[j]; }); // the later occurrence wins
+    const wall = all.reduce((s, i) => s + kinds[kindOf(i, useTgate)], 0);
+    log(`${a.steps}-step loop ${label}, per-kind: ${wall.toFixed(2)} s (${order.length} steps run: ${r.stepWall.map((v) => v.toFixed(3)).join(', ')})`);
+    return { wall, cpu: NaN, kinds };
+  };
+
+  // Alternate baseline and TGATE loops so that load changes on a shared machine hit both alike; medians.
+  const wallB: number[] = [];
+  const wallG: number[] = [];
+  const cpuB: number[] = [];
+  const cpuG: number[] = [];
+  let kindSeconds: { baseline?: Record<string, number>; tgate?: Record<string, number> } = {};
+  for (let r = 0; r < a.loops; r++) {
+    const b = await loop(false);
+    wallB.push(b.wall); cpuB.push(b.cpu);
+    const g = await loop(true);
+    wallG.push(g.wall); cpuG.push(g.cpu);
+    kindSeconds = { baseline: b.kinds, tgate: g.kinds };
+  }
+  // Without separate forward timings, a per-kind run's baseline step (one batch-2 forward) stands in for it.
+  if (!Number.isFinite(fwd[2]) && kindSeconds.baseline) fwd[2] = Object.values(kindSeconds.baseline)[0];
+  const baselineSeconds = median(wallB);
+  const tgateSeconds = median(wallG);
+  const baselineCpu = median(cpuB);
+  const tgateCpu = median(cpuG);
+  const leaked = tf.memory().numTensors - tensorsBefore;
+
+  const p = PAPER[a.model];
+  const full = forwardMacs(cfg, { height: p.size, width: p.size, latentScale: p.latentScale });
+  const macsBaseline = generationMacs(full, 25, null);
+  const macsTgate = generationMacs(full, 25, p.tgate);
+  const loopMacsBaseline = generationMacs(fm, a.steps, null);
+  const loopMacsTgate = generationMacs(fm, a.steps, { ...p.tgate, gateStep: a.gateStep });
+  const result = {
+    model: a.model, backend: report.name, backendDetails: report.details ?? '', offload: a.offload, machine, date: new Date().toISOString(),
+    height: a.height, width: a.width, steps: a.steps, gateStep: a.gateStep, params, loopMode: a.loopMode,
+    forwardSecondsBatch2: fwd[2], forwardSecondsBatch1: fwd[1],
+    baselineSeconds, tgateSeconds, speedup: baselineSeconds / tgateSeconds,
+    forwardCpuSecondsBatch2: fwdCpu[2], forwardCpuSecondsBatch1: fwdCpu[1],
+    baselineCpuSeconds: baselineCpu, tgateCpuSeconds: tgateCpu, speedupCpu: baselineCpu / tgateCpu,
+    loops: a.loops, baselineSecondsAll: wallB, tgateSecondsAll: wallG, baselineCpuSecondsAll: cpuB, tgateCpuSecondsAll: cpuG,
+    kindSeconds, loadAverage: os.loadavg()[0],
+    forwardMacsPerSample: fwdMacs, executedMacsBatch2: executedMacs,
+    forwardGflops: (2 * 2 * fwdMacs) / fwd[2] / 1e9, forwardGflopsBatch1: (2 * fwdMacs) / fwd[1] / 1e9, matmulGflops: mm,
+    uploadSecondsPerForward: offload ? offload.stats.uploadSeconds / offload.stats.uploadBytes * offload.hostBytes : 0,
+    peakBytes: Number.isFinite(profilePeak) ? Math.max(profilePeak, peakSampled) : peakSampled, peakBytesBetweenSteps: peakSampled,
+    // Thop-style MACs (conv + linear) of this run's loop and of the paper's 25-step setting at full size.
+    loopMacsBaseline, loopMacsTgate, loopMacRatio: loopMacsBaseline / loopMacsTgate,
+    loopMacsWithAttnBaseline: generationMacs(fm, a.steps, null, true), loopMacsWithAttnTgate: generationMacs(fm, a.steps, { ...p.tgate, gateStep: a.gateStep }, true),
+    macsBaseline, macsTgate, macRatio: macsBaseline / macsTgate,
+    speedupOverMacRatio: baselineSeconds / tgateSeconds / (loopMacsBaseline / loopMacsTgate),
+    speedupCpuOverMacRatio: baselineCpu / tgateCpu / (loopMacsBaseline / loopMacsTgate), paperMacsBaseline: p.baseline, paperMacsTgate: p.tgated, leakedTensors: leaked,
+  };
+  model.dispose();
+  tf.dispose([x0, text, pooled, timeIds].filter((v): v is tf.Tensor => v !== null));
+  return { result, backendLine, profilePeak, peakSampled };
+}
+
+export type BenchResult = Awaited<ReturnType<typeof runBench>>['result'];
