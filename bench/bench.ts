@@ -22,7 +22,7 @@ import { parseArgs, runBench } from './run-bench.js';
 async function main(): Promise<void> {
   const a = parseArgs(process.argv.slice(2));
   const report = await initBackend(a.backend, { quiet: true });
-  const { result, backendLine, profilePeak, peakSampled } = await runBench(a, report);
+  const { result, backendLine } = await runBench(a, report);
   if (a.json) {
     console.log(JSON.stringify(result));
     return;
@@ -44,7 +44,7 @@ async function main(): Promise<void> {
   console.log(`| forward GFLOP/s (analytic, batch 2 / 1) | ${r.forwardGflops.toFixed(2)} / ${r.forwardGflopsBatch1.toFixed(2)} |`);
   if (a.offload) console.log(`| weight upload per forward (tf.tensor from host) | ${r.uploadSecondsPerForward.toFixed(2)} s |`);
   console.log(`| backend matMul 1024³ GFLOP/s | ${r.matmulGflops.toFixed(2)} |`);
-  console.log(`| peak tensor memory (in-forward / between steps) | ${Number.isFinite(profilePeak) ? G(profilePeak) : '—'} / ${G(peakSampled)} |`);
+  console.log(`| peak tensor memory (in-forward / between steps) | ${Number.isFinite(r.peakBytesInForward) ? G(r.peakBytesInForward) : '—'} / ${G(r.peakBytesBetweenSteps)} |`);
   console.log(`| 25-step MACs at ${p.size}², baseline → TGATE (ours) | ${T(r.macsBaseline)} → ${T(r.macsTgate)} (${r.macRatio.toFixed(3)}×) |`);
   console.log(`| 25-step MACs, paper | ${T(p.baseline)} → ${T(p.tgated)} |`);
   console.log(`| leaked tensors after both loops | ${r.leakedTensors} |`);

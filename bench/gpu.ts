@@ -10,9 +10,11 @@ import * as tf from '@tensorflow/tfjs-core';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { initBackend } from '../src/backend.js';
+import { parseJson } from '../src/io/json.js';
 import { openSafetensors } from '../src/io/node-source.js';
 import { loadPipeline } from '../src/pipelines/load.js';
 import type { StableDiffusionPipeline } from '../src/pipelines/stable-diffusion.js';
+import { relL2 } from '../test/helpers.js';
 import { parseArgs, runBench } from './run-bench.js';
 
 const DEFAULT_JOBS = [
@@ -41,18 +43,12 @@ const results: Record<string, unknown>[] = [];
 const save = (): void => writeFileSync(path.join(outDir, 'gpu-results.json'), JSON.stringify(results, null, 1));
 const say = (s: string): void => console.log(`[${elapsed().toFixed(0)} s] ${s}`);
 
-function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < b.length; i++) { num += (a[i] - b[i]) ** 2; den += b[i] ** 2; }
-  return Math.sqrt(num / den);
-}
-
 /** Recorded diffusers runs of the bundled model, reproduced from the prompt text on this GPU. */
 async function correctness(): Promise<void> {
   const pipe = (await loadPipeline(path.join(root, 'assets', 'tiny-shapes'))) as StableDiffusionPipeline;
   const ref = await openSafetensors(path.join(root, 'test', 'fixtures', 'tiny-shapes', 'reference_runs.safetensors'));
-  const index = JSON.parse(readFileSync(path.join(root, 'test', 'fixtures', 'tiny-shapes', 'reference_runs.json'), 'utf8')) as { runs: { key: string; prompt: string }[] };
+  const indexFile = path.join(root, 'test', 'fixtures', 'tiny-shapes', 'reference_runs.json');
+  const index = parseJson<{ runs: { key: string; prompt: string }[] }>(readFileSync(indexFile, 'utf8'), indexFile);
   const call = { numInferenceSteps: 25, guidanceScale: 7.5, height: 64, width: 64, outputType: 'latent' as const };
   for (const r of index.runs.slice(0, 2)) {
     const init = await ref.tensor(`${r.key}.init_latents`);

@@ -343,7 +343,7 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
     forwardMacsPerSample: fwdMacs, executedMacsBatch2: executedMacs,
     forwardGflops: (2 * 2 * fwdMacs) / fwd[2] / 1e9, forwardGflopsBatch1: (2 * fwdMacs) / fwd[1] / 1e9, matmulGflops: mm,
     uploadSecondsPerForward: offload ? offload.stats.uploadSeconds / offload.stats.uploadBytes * offload.hostBytes : 0,
-    peakBytes: Number.isFinite(profilePeak) ? Math.max(profilePeak, peakSampled) : peakSampled, peakBytesBetweenSteps: peakSampled,
+    peakBytes: Number.isFinite(profilePeak) ? Math.max(profilePeak, peakSampled) : peakSampled, peakBytesInForward: profilePeak, peakBytesBetweenSteps: peakSampled,
     // Thop-style MACs (conv + linear) of this run's loop and of the paper's 25-step setting at full size.
     loopMacsBaseline, loopMacsTgate, loopMacRatio: loopMacsBaseline / loopMacsTgate,
     loopMacsWithAttnBaseline: generationMacs(fm, a.steps, null, true), loopMacsWithAttnTgate: generationMacs(fm, a.steps, { ...p.tgate, gateStep: a.gateStep }, true),
@@ -353,7 +353,7 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
   };
   model.dispose();
   tf.dispose([x0, text, pooled, timeIds].filter((v): v is tf.Tensor => v !== null));
-  return { result, backendLine, profilePeak, peakSampled };
+  return { result, backendLine };
 }
 
 export type BenchResult = Awaited<ReturnType<typeof runBench>>['result'];

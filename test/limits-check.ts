@@ -9,13 +9,7 @@ import { bufferLimitBytes, deviceLimits, limitStats, setBufferLimit } from '../s
 import { loadPipeline } from '../src/pipelines/load.js';
 import type { StableDiffusionPipeline } from '../src/pipelines/stable-diffusion.js';
 import { Rng } from '../src/samplers/index.js';
-
-function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let n = 0;
-  let d = 0;
-  for (let i = 0; i < b.length; i++) { n += (a[i]! - b[i]!) ** 2; d += b[i]! ** 2; }
-  return Math.sqrt(n / d);
-}
+import { relL2 } from './helpers.js';
 
 export interface SplitReport {
   backend: string;

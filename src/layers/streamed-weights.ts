@@ -11,6 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Parameter } from '../nn/module.js';
+import { transpose2d } from './gemm.js';
 
 const streamedTensors = new WeakSet<tf.Tensor>();
 
@@ -20,21 +21,14 @@ function oursAs2d(p: Parameter): [number, number] {
   return s.length === 2 ? [s[0], s[1]] : [s[0] * s[1] * s[2], s[3]];
 }
 
-/**
- * [rows, cols] → [cols, rows] reshaped to `shape`, disposing `src` (when `free`) as soon as it has been read.
- * wasm's 2-D transpose writes with a stride of `rows` floats, which misses the cache on tall matrices (8×
- * slower at 8192×320); moving 8-float runs first, then transposing 8-wide strips, does not.
- */
+/** [rows, cols] → [cols, rows] reshaped to `shape`, disposing `src` (when `free`) as soon as it has been read. */
 function transposed(src: tf.Tensor, rows: number, cols: number, shape: number[], free: boolean): tf.Tensor {
-  if (cols % 8 !== 0 || rows < 64) {
-    const out = tf.tidy(() => tf.transpose(tf.reshape(src, [rows, cols])).reshape(shape));
-    if (free) src.dispose();
-    return out;
-  }
-  const runs = tf.tidy(() => tf.transpose(tf.reshape(src, [rows, cols / 8, 8]), [1, 0, 2]));
+  // The view shares src's data: once src is released, the first pass of transpose2d frees it.
+  const view = tf.reshape(src, [rows, cols]) as tf.Tensor2D;
   if (free) src.dispose();
-  const out = tf.tidy(() => tf.transpose(runs, [0, 2, 1]).reshape(shape));
-  runs.dispose();
+  const t = transpose2d(view, true);
+  const out = tf.reshape(t, shape);
+  t.dispose();
   return out;
 }
 
@@ -56,7 +50,6 @@ export function streamedWeight(p: Parameter): tf.Tensor2D {
   const src = p.t;
   if (streamedTensors.has(src)) return src as tf.Tensor2D;
   const [rows, cols] = oursAs2d(p);
-  if (p.value !== src) return transposed(src, rows, cols, [cols, rows], false) as tf.Tensor2D;
   const out = replaceByTranspose(p, rows, cols, [cols, rows]);
   streamedTensors.add(out);
   return out as tf.Tensor2D;

@@ -16,7 +16,8 @@
  * write offloaded parameters straight into JS memory, and the backend never holds more than the resident
  * weights plus one unit. An already-loaded model can be offloaded too (its weights are copied out).
  *
- * The price is one host→backend copy (and, on wasm, one XNNPACK repack) of every used weight per forward.
+ * The price is one host→backend copy of every used weight per forward (and, on wasm, one transpose of each
+ * large Linear/Conv2d weight into the streamed GEMM layout, layers/streamed-weights.ts).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { HostSlot, Module, Parameter } from './module.js';
