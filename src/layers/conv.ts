@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Module, type Parameter } from '../nn/module.js';
-import { conv2dStreamed, streamsWeight } from './gemm.js';
+import { conv2dBias, conv2dStreamed, matMulBias, streamsWeight } from './gemm.js';
 import { packedWeight, streamedWeight } from './streamed-weights.js';
 
 /**
@@ -22,20 +22,17 @@ export class Conv2d extends Module {
   forward(x: tf.Tensor4D): tf.Tensor4D {
     return tf.tidy(() => {
       const pad = this.padding === 0 ? 'valid' : this.padding;
-      let y: tf.Tensor4D;
+      const bias = this.bias?.t;
       if (streamsWeight(this.weight.size)) {
-        y = conv2dStreamed(x, streamedWeight(this.weight), this.kernelSize, this.stride, pad);
-      } else {
-        const w = packedWeight(this.weight) as tf.Tensor4D;
-        if (this.kernelSize === 1 && this.stride === 1 && this.padding === 0) {
-          // A 1×1 convolution is a matMul over channels; that path is faster on every backend.
-          const [b, h, wd, c] = x.shape;
-          y = tf.matMul(x.reshape([b * h * wd, c]), w.reshape([c, this.outChannels])).reshape([b, h, wd, this.outChannels]);
-        } else {
-          y = tf.conv2d(x, w, this.stride, pad);
-        }
+        return conv2dStreamed(x, streamedWeight(this.weight), this.kernelSize, this.stride, pad, bias);
       }
-      return this.bias ? tf.add(y, this.bias.t) : y;
+      const w = packedWeight(this.weight) as tf.Tensor4D;
+      if (this.kernelSize === 1 && this.stride === 1 && this.padding === 0) {
+        // A 1×1 convolution is a matMul over channels; that path is faster on every backend.
+        const [b, h, wd, c] = x.shape;
+        return matMulBias(x.reshape([b * h * wd, c]), w.reshape([c, this.outChannels]), bias).reshape([b, h, wd, this.outChannels]);
+      }
+      return conv2dBias(x, w, this.stride, pad, bias);
     });
   }
 }

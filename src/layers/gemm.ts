@@ -77,9 +77,33 @@ export function transpose2d(x: tf.Tensor2D, consume = false): tf.Tensor2D {
   return out;
 }
 
-/** y[rows, out] = x[rows, in] · W, with `w` in the streamed layout [out, in]. */
-export function matMulStreamed(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
-  return tf.tidy(() => transpose2d(tf.matMul(w, transpose2d(x))));
+/**
+ * On WebGPU a UNet forward is bound by per-dispatch cost (~100 µs through Dawn), not arithmetic, so there the
+ * bias is added inside the GEMM's kernel. Elsewhere the separate add is kept: tfjs-backend-cpu's fused
+ * kernels bypass the faster kernels src/backend-cpu-fast.ts registers, and the result is the same sum.
+ */
+function fusesBias(): boolean {
+  return tf.getBackend() === 'webgpu';
+}
+
+/** x · w (+ bias), `w` as matMul's B ([in, out]). */
+export function matMulBias(x: tf.Tensor2D, w: tf.Tensor2D, bias?: tf.Tensor): tf.Tensor2D {
+  if (bias && fusesBias()) return tf.fused.matMul({ a: x, b: w, bias }) as tf.Tensor2D;
+  return tf.tidy(() => (bias ? tf.add<tf.Tensor2D>(tf.matMul(x, w), bias) : tf.matMul(x, w)));
+}
+
+/** conv2d(x, w) (+ bias), `w` HWIO. */
+export function conv2dBias(x: tf.Tensor4D, w: tf.Tensor4D, stride: number, pad: number | 'valid', bias?: tf.Tensor): tf.Tensor4D {
+  if (bias && fusesBias()) return tf.fused.conv2d({ x, filter: w, strides: stride, pad, bias });
+  return tf.tidy(() => (bias ? tf.add<tf.Tensor4D>(tf.conv2d(x, w, stride, pad), bias) : tf.conv2d(x, w, stride, pad)));
+}
+
+/** y[rows, out] = x[rows, in] · W (+ bias), with `w` in the streamed layout [out, in]. */
+export function matMulStreamed(x: tf.Tensor2D, w: tf.Tensor2D, bias?: tf.Tensor): tf.Tensor2D {
+  return tf.tidy(() => {
+    const y = transpose2d(tf.matMul(w, transpose2d(x)));
+    return bias ? tf.add<tf.Tensor2D>(y, bias) : y;
+  });
 }
 
 /**
@@ -100,21 +124,22 @@ function im2colT(x: tf.Tensor4D, kh: number, kw: number, stride: number, pad: nu
 }
 
 /**
- * conv2d(x, W) with `w` in the streamed layout [O, kh·kw·I]: a 1×1 stride-1 unpadded convolution is a
+ * conv2d(x, W) (+ bias) with `w` in the streamed layout [O, kh·kw·I]: a 1×1 stride-1 unpadded convolution is a
  * matMul over channels; anything else is one GEMM over {@link im2colT}.
  */
 export function conv2dStreamed(
-  x: tf.Tensor4D, w: tf.Tensor2D, kernelSize: number, stride: number, pad: number | 'valid',
+  x: tf.Tensor4D, w: tf.Tensor2D, kernelSize: number, stride: number, pad: number | 'valid', bias?: tf.Tensor,
 ): tf.Tensor4D {
   return tf.tidy(() => {
     const [b, h, wd, c] = x.shape;
     const co = w.shape[0];
     if (kernelSize === 1 && stride === 1 && (pad === 'valid' || pad === 0)) {
-      return matMulStreamed(x.reshape([b * h * wd, c]), w).reshape([b, h, wd, co]) as tf.Tensor4D;
+      return matMulStreamed(x.reshape([b * h * wd, c]), w, bias).reshape([b, h, wd, co]) as tf.Tensor4D;
     }
     const cols = im2colT(x, kernelSize, kernelSize, stride, pad);
     const p = cols.shape[1];
-    const y = transpose2d(tf.matMul(w, cols));
+    let y: tf.Tensor = transpose2d(tf.matMul(w, cols));
+    if (bias) y = tf.add(y, bias);
     // Output size as conv2d computes it, from the patches' count: p = b·ho·wo.
     const pads = pad === 'valid' ? 0 : pad;
     const ho = Math.floor((h + 2 * pads - kernelSize) / stride) + 1;

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Module, type Parameter } from '../nn/module.js';
-import { matMulStreamed, streamsWeight } from './gemm.js';
+import { matMulBias, matMulStreamed, streamsWeight } from './gemm.js';
 import { packedWeight, streamedWeight } from './streamed-weights.js';
 
 /**
@@ -20,10 +20,9 @@ export class Linear extends Module {
     return tf.tidy(() => {
       const lead = x.shape.slice(0, -1);
       const x2 = x.rank === 2 ? (x as tf.Tensor2D) : x.reshape([-1, this.inFeatures]) as tf.Tensor2D;
-      let y: tf.Tensor = streamsWeight(this.weight.size)
-        ? matMulStreamed(x2, streamedWeight(this.weight))
-        : tf.matMul(x2, packedWeight(this.weight) as tf.Tensor2D);
-      if (this.bias) y = tf.add(y, this.bias.t);
+      const y = streamsWeight(this.weight.size)
+        ? matMulStreamed(x2, streamedWeight(this.weight), this.bias?.t)
+        : matMulBias(x2, packedWeight(this.weight) as tf.Tensor2D, this.bias?.t);
       return x.rank === 2 ? y : y.reshape([...lead, this.outFeatures]);
     });
   }
