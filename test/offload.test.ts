@@ -12,6 +12,7 @@ import { loadModel, loadPipeline } from '../src/pipelines/load.js';
 import { offloadHandle, offloadWeights, type OffloadHandle } from '../src/nn/offload.js';
 import { openWeights, readConfig } from '../src/io/component-source.js';
 import { modelFromConfig } from '../src/models/registry.js';
+import { setGemmStrategy } from '../src/layers/gemm.js';
 import { convertComponent } from '../convert/convert.js';
 import type { Module, Parameter, WeightSource } from '../src/nn/module.js';
 import type { UNet2DConditionModel } from '../src/models/unet-2d-condition.js';
@@ -198,6 +199,33 @@ describe.each(TEST_BACKENDS)('offload on %s', (backend) => {
     h2.restore();
     m.dispose();
     expect(tf.memory().numTensors).toBe(before.numTensors);
+  });
+
+  test('streamed GEMM: JS memory keeps the converted weights; later forwards, reloads and restore() agree', async () => {
+    setGemmStrategy('streamed');
+    try {
+      const before = tf.memory().numTensors;
+      const m = await loadModel<UNet2DConditionModel>(fixture(UNET), { offload: true });
+      const gemm = params(m).filter(([, p]) => p.layout !== 'plain');
+      const first = run(() => m.forward(inputs()));
+      // Same math as the packed GEMM up to summation order.
+      expect(relL2(first, expected)).toBeLessThanOrEqual(1e-5);
+      expect(gemm.every(([, p]) => p.host!.streamed)).toBe(true);
+      expect(params(m).filter(([, p]) => p.layout === 'plain').some(([, p]) => p.host!.streamed)).toBe(false);
+      expect(relL2(run(() => m.forward(inputs())), first)).toBe(0);
+      // Loading assigns values in our layout again.
+      const src = await openWeights(fixture(UNET));
+      await m.loadStateDict(src);
+      await src.close();
+      expect(gemm.some(([, p]) => p.host!.streamed)).toBe(false);
+      expect(relL2(run(() => m.forward(inputs())), first)).toBe(0);
+      handle(m).restore();
+      expect(relL2(run(() => m.forward(inputs())), first)).toBe(0);
+      m.dispose();
+      expect(tf.memory().numTensors).toBe(before);
+    } finally {
+      setGemmStrategy('auto');
+    }
   });
 
   test('a converted (TF.js layout) folder loads into JS memory too', async () => {

@@ -63,6 +63,22 @@ export function packedWeight(p: Parameter): tf.Tensor {
   return replaceByTranspose(p, cols, rows, p.shape);
 }
 
+/** Whether `t` is held in the streamed layout (converted here, or created by {@link streamedFromValues}). */
+export function isStreamed(t: tf.Tensor): boolean {
+  return streamedTensors.has(t);
+}
+
+/**
+ * The parameter's tensor from values already in the streamed layout: an offloaded weight's converted copy
+ * (nn/offload.ts), so uploading it again costs no transpose.
+ */
+export function streamedFromValues(p: Parameter, values: Float32Array): tf.Tensor2D {
+  const [rows, cols] = oursAs2d(p);
+  const t = tf.tensor2d(values, [cols, rows], 'float32');
+  streamedTensors.add(t);
+  return t;
+}
+
 /**
  * A copy of the parameter's weight in our layout, whichever layout it is held in (the caller disposes it):
  * what code that reads Linear/Conv2d weights back (saving, offloading a model that has run) must use.

@@ -17,12 +17,17 @@ import { ownedArray, randomNormalHost, toOurLayoutHost } from './host-weights.js
 export type ParamLayout = 'plain' | 'linear' | 'conv';
 
 /**
- * Where an offloaded parameter lives between uses (see nn/offload.ts): its values in our layout, in JS
- * memory, and the way to create its backend tensor for one use inside a forward.
+ * Where an offloaded parameter lives between uses (see nn/offload.ts): its values in JS memory, and the way
+ * to create its backend tensor for one use inside a forward.
  */
 export interface HostSlot {
-  /** Null until loaded. */
+  /**
+   * Null until loaded. Assigned in our layout; after a forward on wasm has converted the weight to the
+   * streamed GEMM layout, the slot may keep that copy instead (`streamed`), so later uploads skip the transpose.
+   */
   values: Float32Array | null;
+  /** Whether `values` are in the streamed layout of layers/streamed-weights.ts; assigning `values` clears it. */
+  readonly streamed: boolean;
   /** Creates `p.value` from `values` for the forward now running; the offload scope releases it. */
   materialize(p: Parameter): tf.Tensor;
 }

@@ -16,12 +16,13 @@
  * write offloaded parameters straight into JS memory, and the backend never holds more than the resident
  * weights plus one unit. An already-loaded model can be offloaded too (its weights are copied out).
  *
- * The price is one host→backend copy of every used weight per forward (and, on wasm, one transpose of each
- * large Linear/Conv2d weight into the streamed GEMM layout, layers/streamed-weights.ts).
+ * The price is one host→backend copy of every used weight per forward. On wasm, large Linear/Conv2d weights
+ * are converted to the streamed GEMM layout on first use (layers/streamed-weights.ts); JS memory then keeps
+ * the converted copy in place of the loaded one, so the transpose is paid once, not every forward.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { HostSlot, Module, Parameter } from './module.js';
-import { weightInOurLayout } from '../layers/streamed-weights.js';
+import { isStreamed, streamedFromValues, weightInOurLayout } from '../layers/streamed-weights.js';
 
 export interface OffloadOptions {
   /** Largest unit, in bytes of fp32 weights; bigger subtrees are split into their children. Default 512 MiB. */
@@ -39,6 +40,44 @@ export interface OffloadHandle {
   readonly stats: { uploadSeconds: number; uploadBytes: number };
   /** Uploads every loaded offloaded weight to the backend for good and restores the original forward methods. */
   restore(): void;
+}
+
+/** An offloaded parameter's values in JS memory; see {@link HostSlot}. */
+class OffloadSlot implements HostSlot {
+  #values: Float32Array | null = null;
+  #streamed = false;
+  constructor(private readonly onUpload: (p: Parameter, seconds: number) => void) {}
+
+  get values(): Float32Array | null { return this.#values; }
+  set values(v: Float32Array | null) {
+    this.#values = v;
+    this.#streamed = false;
+  }
+  get streamed(): boolean { return this.#streamed; }
+
+  /** A backend tensor of the values, in whichever layout they are held. */
+  tensor(p: Parameter): tf.Tensor {
+    return this.#streamed ? streamedFromValues(p, this.#values!) : tf.tensor(this.#values!, p.shape, 'float32');
+  }
+
+  materialize(p: Parameter): tf.Tensor {
+    const scope = scopes[scopes.length - 1];
+    if (!scope) throw new Error('an offloaded parameter was used outside any module forward (offloaded weights exist only while a forward runs)');
+    const t0 = performance.now();
+    // Kept: created inside the caller's tidy, but the scope, not the tidy, decides when it goes.
+    const t = tf.keep(this.tensor(p));
+    this.onUpload(p, (performance.now() - t0) / 1000);
+    p.value = t;
+    scope.push(p);
+    return t;
+  }
+
+  /** Swaps in the streamed copy when this forward converted the weight (one read of it, once per weight). */
+  keepConverted(p: Parameter): void {
+    if (this.#streamed || !p.value || !isStreamed(p.value)) return;
+    this.#values = new Float32Array(p.value.dataSync() as Float32Array);
+    this.#streamed = true;
+  }
 }
 
 type Forward = (...args: unknown[]) => unknown;
@@ -82,20 +121,9 @@ export function offloadWeights(root: Module, opts: OffloadOptions = {}): Offload
   let resident = 0;
   const stats = { uploadSeconds: 0, uploadBytes: 0 };
 
-  const slot = (): HostSlot => ({
-    values: null,
-    materialize(p: Parameter): tf.Tensor {
-      const scope = scopes[scopes.length - 1];
-      if (!scope) throw new Error('an offloaded parameter was used outside any module forward (offloaded weights exist only while a forward runs)');
-      const t0 = performance.now();
-      // Kept: created inside the caller's tidy, but the scope, not the tidy, decides when it goes.
-      const t = tf.keep(tf.tensor(this.values!, p.shape, 'float32'));
-      stats.uploadSeconds += (performance.now() - t0) / 1000;
-      stats.uploadBytes += p.size * 4;
-      p.value = t;
-      scope.push(p);
-      return t;
-    },
+  const slot = (): OffloadSlot => new OffloadSlot((p, seconds) => {
+    stats.uploadSeconds += seconds;
+    stats.uploadBytes += p.size * 4;
   });
 
   const toHost = (p: Parameter): void => {
@@ -123,7 +151,11 @@ export function offloadWeights(root: Module, opts: OffloadOptions = {}): Offload
         return original.apply(this, args);
       } finally {
         scopes.splice(scopes.lastIndexOf(mine), 1);
-        for (const p of mine) { p.value?.dispose(); p.value = null; }
+        for (const p of mine) {
+          (p.host as OffloadSlot | null)?.keepConverted(p);
+          p.value?.dispose();
+          p.value = null;
+        }
       }
     };
   };
@@ -152,9 +184,9 @@ export function offloadWeights(root: Module, opts: OffloadOptions = {}): Offload
         else delete (m as WithForward).forward;
       }
       for (const p of offloaded) {
-        const v = p.host?.values;
+        const s = p.host as OffloadSlot | null;
         p.host = null;
-        if (v) p.value = tf.tensor(v, p.shape, 'float32');
+        if (s?.values) p.value = s.tensor(p);
       }
       offloaded.length = 0;
       wrapped.length = 0;
