@@ -1,8 +1,8 @@
 /**
- * Runs the WebGPU (Dawn) half of cross-backend.test.ts and limits.test.ts in a child process: Dawn reads
+ * Runs the WebGPU (Dawn) half of cross-backend.test.ts, limits.test.ts and webgpu-kernels.test.ts in a child process: Dawn reads
  * EGL_PLATFORM from the real environment, which jest's sandboxed `process.env` cannot set, and Dawn keeps
  * the event loop alive. Usage: node --import tsx test/webgpu-child.ts '<job JSON>' <result file>.
- * Writes { skip } when Dawn has no adapter, else { details, latents?, split? }.
+ * Writes { skip } when Dawn has no adapter, else { details, latents?, split?, fused? }.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { writeFile } from 'node:fs/promises';
@@ -10,8 +10,9 @@ import { initBackend } from '../src/backend.js';
 import { loadPipeline } from '../src/pipelines/load.js';
 import type { StableDiffusionPipeline, SDGenerateOptions } from '../src/pipelines/stable-diffusion.js';
 import { splitCheck } from './limits-check.js';
+import { fusedKernelCheck } from './webgpu-kernels-check.js';
 
-interface Job { asset?: string; call?: SDGenerateOptions; runs?: Record<string, SDGenerateOptions['tgate']>; split?: boolean; splitAsset?: string }
+interface Job { asset?: string; call?: SDGenerateOptions; runs?: Record<string, SDGenerateOptions['tgate']>; split?: boolean; splitAsset?: string; fused?: boolean }
 
 const job = JSON.parse(process.argv[2]!) as Job;
 const outFile = process.argv[3]!;
@@ -38,6 +39,7 @@ if (job.asset && job.call && job.runs) {
   Object.assign(result, { latents, ms });
 }
 if (job.split) result.split = await splitCheck(job.splitAsset);
+if (job.fused) result.fused = await fusedKernelCheck();
 result.backend = tf.getBackend();
 await writeFile(outFile, JSON.stringify(result));
 process.exit(0);

@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Module, ModuleList } from '../nn/module.js';
 import { Linear } from './linear.js';
 import { gelu, geluTanh } from './activations.js';
+import { gegluWebgpu, webgpuFused } from './webgpu-kernels.js';
 
 /** `GELU` (with approximate none|tanh) or `GEGLU`: a projection followed by the activation. */
 export class GeluProjection extends Module {
@@ -15,6 +16,7 @@ export class GeluProjection extends Module {
     return tf.tidy(() => {
       const h = this.proj.forward(x);
       if (this.kind === 'geglu') {
+        if (webgpuFused()) return gegluWebgpu(h);
         const [a, gate] = tf.split(h, 2, -1);
         return tf.mul(a, gelu(gate));
       }

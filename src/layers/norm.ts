@@ -1,11 +1,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Module, type Parameter } from '../nn/module.js';
+import { silu } from './activations.js';
+import { groupNormWebgpu, webgpuFused } from './webgpu-kernels.js';
 
 /**
  * (x − mean) / √(variance + eps) · scale + offset, with mean/variance/scale/offset broadcast against x.
- * On WebGPU this is one batchNorm dispatch instead of six: there a UNet forward is bound by per-dispatch cost
- * (~100 µs through Dawn), not arithmetic. cpu and wasm keep the plain ops, whose batchNorm kernels only
- * broadcast over the last axis.
+ * On WebGPU (when its fused kernels are off, layers/webgpu-kernels.ts) this is one batchNorm dispatch instead
+ * of six: there a UNet forward is bound by per-dispatch cost (~100 µs through Dawn), not arithmetic. cpu and
+ * wasm keep the plain ops, whose batchNorm kernels only broadcast over the last axis.
  */
 function normalize(x: tf.Tensor, mean: tf.Tensor, variance: tf.Tensor, eps: number, scale?: tf.Tensor, offset?: tf.Tensor): tf.Tensor {
   if (tf.getBackend() === 'webgpu') {
@@ -34,6 +36,7 @@ export class GroupNorm extends Module {
 
   forward<T extends tf.Tensor>(x: T): T {
     return tf.tidy(() => {
+      if (webgpuFused()) return groupNormWebgpu(x, x.shape[0], this.numGroups, this.eps, this.weight?.t, this.bias?.t) as T;
       const shape = x.shape;
       const cg = this.numChannels / this.numGroups;
       const g = x.reshape([shape[0], -1, this.numGroups, cg]);
@@ -42,6 +45,14 @@ export class GroupNorm extends Module {
       const affine = this.weight ? [this.weight.t.reshape([1, 1, this.numGroups, cg]), this.bias!.t.reshape([1, 1, this.numGroups, cg])] as const : null;
       return normalize(g, mean, variance, this.eps, affine?.[0], affine?.[1]).reshape(shape) as T;
     });
+  }
+
+  /** act(forward(x)); on WebGPU a following SiLU runs inside the normalising kernel. */
+  forwardAct<T extends tf.Tensor>(x: T, act: (t: tf.Tensor) => tf.Tensor): T {
+    if (act === silu && webgpuFused()) {
+      return tf.tidy(() => groupNormWebgpu(x, x.shape[0], this.numGroups, this.eps, this.weight?.t, this.bias?.t, true) as T);
+    }
+    return tf.tidy(() => act(this.forward(x)) as T);
   }
 }
 
@@ -59,6 +70,7 @@ export class LayerNorm extends Module {
 
   forward<T extends tf.Tensor>(x: T): T {
     return tf.tidy(() => {
+      if (webgpuFused()) return groupNormWebgpu(x, x.size / this.dim, 1, this.eps, this.weight?.t, this.bias?.t) as T;
       const mean = tf.mean(x, -1, true);
       const variance = tf.mean(tf.squaredDifference(x, mean), -1, true);
       return normalize(x, mean, variance, this.eps, this.weight?.t, this.bias?.t) as T;

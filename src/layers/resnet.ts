@@ -49,19 +49,19 @@ export class ResnetBlock2D extends Module {
 
   forward(x: tf.Tensor4D, temb: tf.Tensor | null = null): tf.Tensor4D {
     return tf.tidy(() => {
-      let h = this.conv1.forward(this.act(this.norm1.forward(x)) as tf.Tensor4D);
+      let h = this.conv1.forward(this.norm1.forwardAct(x, this.act));
       let t: tf.Tensor | null = null;
       if (this.time_emb_proj && temb) {
         t = this.time_emb_proj.forward(this.act(temb));
         t = t.reshape([t.shape[0], 1, 1, t.shape[1]!]);
       }
-      if (t && !this.scaleShift) h = tf.add(h, t);
-      h = this.norm2.forward(h);
       if (t && this.scaleShift) {
         const [scale, shift] = tf.split(t, 2, -1);
-        h = tf.add(tf.mul(h, tf.add(scale, 1)), shift);
+        h = this.act(tf.add(tf.mul(this.norm2.forward(h), tf.add(scale, 1)), shift)) as tf.Tensor4D;
+      } else {
+        h = this.norm2.forwardAct(t ? tf.add(h, t) : h, this.act);
       }
-      h = this.conv2.forward(this.act(h) as tf.Tensor4D);
+      h = this.conv2.forward(h);
       const sc = this.conv_shortcut ? this.conv_shortcut.forward(x) : x;
       const y = tf.add(sc, h);
       return (this.outputScaleFactor === 1 ? y : tf.div(y, this.outputScaleFactor)) as tf.Tensor4D;

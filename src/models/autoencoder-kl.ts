@@ -137,7 +137,7 @@ export class Encoder extends Module {
       this.down_blocks.items.forEach((b, i) => { h = b.forward(h); rec(`down_blocks.${i}`, h); });
       h = this.mid_block.forward(h, ctx);
       rec('mid_block', h);
-      h = this.act(this.conv_norm_out.forward(h)) as tf.Tensor4D;
+      h = this.conv_norm_out.forwardAct(h, this.act);
       return this.conv_out.forward(h);
     });
   }
@@ -170,7 +170,7 @@ export class Decoder extends Module {
       h = this.mid_block.forward(h, ctx);
       rec('mid_block', h);
       this.up_blocks.items.forEach((b, i) => { h = b.forward(h); rec(`up_blocks.${i}`, h); });
-      h = this.act(this.conv_norm_out.forward(h)) as tf.Tensor4D;
+      h = this.conv_norm_out.forwardAct(h, this.act);
       return this.conv_out.forward(h);
     });
   }

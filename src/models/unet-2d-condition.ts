@@ -396,8 +396,9 @@ export class UNet2DConditionModel extends Module {
   /** The output head on NHWC features: conv_norm_out → act → conv_out. */
   head(h: tf.Tensor4D, record?: (name: string, t: tf.Tensor) => void): tf.Tensor4D {
     return tf.tidy(() => {
+      if (!record) return this.conv_out.forward(this.conv_norm_out.forwardAct(h, this.act));
       const n = this.conv_norm_out.forward(h);
-      record?.('conv_norm_out', n);
+      record('conv_norm_out', n);
       return this.conv_out.forward(this.act(n) as tf.Tensor4D);
     });
   }

@@ -1,0 +1,68 @@
+/**
+ * The fused WebGPU kernels (src/layers/webgpu-kernels.ts) against the plain TF.js ops they replace, run in
+ * the WebGPU child (test/webgpu-child.ts): same inputs, fused on and off, relative L2 error of each pair, and
+ * the tensor count after both.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { GroupNorm, LayerNorm } from '../src/layers/norm.js';
+import { GeluProjection } from '../src/layers/feedforward.js';
+import { silu } from '../src/layers/activations.js';
+import { setWebgpuFusedKernels } from '../src/layers/webgpu-kernels.js';
+import type { Module } from '../src/nn/module.js';
+import { relL2 } from './helpers.js';
+
+export interface FusedReport {
+  /** Case name → rel-L2 of fused vs plain. */
+  relL2: Record<string, number>;
+  /** Tensors alive after the checks minus before (0 = nothing leaked). */
+  leaked: number;
+}
+
+// WebGPU in Node has no synchronous read-back.
+async function both(f: () => tf.Tensor): Promise<number> {
+  setWebgpuFusedKernels(false);
+  const plain = f();
+  setWebgpuFusedKernels(true);
+  const fused = f();
+  const e = relL2(await fused.data() as Float32Array, await plain.data() as Float32Array);
+  tf.dispose([plain, fused]);
+  return e;
+}
+
+function init<M extends Module>(m: M, seed: number): M {
+  m.initRandom(seed, 0.5);
+  // Offsets away from 1 and 0, so a swapped or missing affine term shows.
+  for (const [, p] of m.namedParameters()) p.set(tf.tidy(() => tf.add(p.t, p.shape.length === 1 ? 0.3 : 0)));
+  return m;
+}
+
+export async function fusedKernelCheck(): Promise<FusedReport> {
+  const before = tf.memory().numTensors;
+  const out: Record<string, number> = {};
+  // Mean far from 0 (+3) makes a variance computed without subtracting the mean visibly wrong.
+  const x = tf.tidy(() => tf.add(tf.randomNormal([2, 9, 7, 64], 0, 2, 'float32', 1), 3)) as tf.Tensor4D;
+  const seq = tf.randomNormal([3, 77, 96], 0, 1, 'float32', 2);
+  for (const groups of [32, 8, 1]) {
+    const gn = init(new GroupNorm(groups, 64, 1e-5), groups);
+    out[`GroupNorm ${groups} groups`] = await both(() => gn.forward(x));
+    out[`GroupNorm ${groups} groups + SiLU`] = await both(() => gn.forwardAct(x, silu));
+    gn.dispose();
+  }
+  const gnPlain = new GroupNorm(16, 64, 1e-6, false);
+  out['GroupNorm without affine'] = await both(() => gnPlain.forward(x));
+  const big = tf.randomNormal([1, 64, 64, 128], 1, 1, 'float32', 3);
+  const gnBig = init(new GroupNorm(32, 128, 1e-6), 4);
+  out['GroupNorm 64×64×128 (256-wide workgroups)'] = await both(() => gnBig.forwardAct(big, silu));
+  gnBig.dispose();
+  const ln = init(new LayerNorm(96, 1e-5), 5);
+  out.LayerNorm = await both(() => ln.forward(seq));
+  ln.dispose();
+  const lnPlain = new LayerNorm(96, 1e-6, false);
+  out['LayerNorm without affine'] = await both(() => lnPlain.forward(seq));
+  out.SiLU = await both(() => silu(seq));
+  const geglu = init(new GeluProjection(96, 40, 'geglu'), 6);
+  out.GEGLU = await both(() => geglu.forward(seq));
+  geglu.dispose();
+  tf.dispose([x, seq, big]);
+  return { relL2: out, leaked: tf.memory().numTensors - before };
+}
