@@ -9,17 +9,18 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { initBackend } from '../src/backend.js';
+import { initBackend, releaseWebgpuBufferPool } from '../src/backend.js';
 import { parseJson } from '../src/io/json.js';
 import { openSafetensors } from '../src/io/node-source.js';
 import { loadPipeline } from '../src/pipelines/load.js';
 import type { StableDiffusionPipeline } from '../src/pipelines/stable-diffusion.js';
 import { relL2 } from '../test/helpers.js';
 import { parseArgs, runBench } from './run-bench.js';
+import { setWebgpuFusedKernels } from '../src/layers/webgpu-kernels.js';
 
 const DEFAULT_JOBS = [
   '--model sd15 --height 512 --width 512 --no-profile --loops 2',
-  '--model sd15 --height 512 --width 512 --no-profile --loops 2 --submit-batch 100',
+  '--model sd15 --height 512 --width 512 --no-profile --loops 2 --no-fused',
   '--model sd15 --height 512 --width 512 --no-profile --loops 2 --submit-batch 1000',
   '--model sdxl --height 1024 --width 1024 --no-profile --reps 0',
   '--model pixart --height 1024 --width 1024 --no-profile --reps 0',
@@ -82,15 +83,22 @@ async function main(): Promise<void> {
     const sb = words.indexOf('--submit-batch');
     const submitBatch = sb >= 0 ? Number(words.splice(sb, 2)[1]) : DEFAULT_SUBMIT_BATCH;
     tf.env().set('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE', submitBatch);
+    // `--no-fused`: the plain TF.js ops instead of src/layers/webgpu-kernels.ts, to measure what fusing saves.
+    const nf = words.indexOf('--no-fused');
+    const fusedKernels = nf < 0;
+    if (!fusedKernels) words.splice(nf, 1);
+    setWebgpuFusedKernels(fusedKernels);
     try {
       const { result } = await runBench(parseArgs(words), report);
-      results.push({ job, submitBatch, ...result });
+      results.push({ job, submitBatch, fusedKernels, ...result });
       say(`→ baseline ${result.baselineSeconds.toFixed(2)} s, TGATE ${result.tgateSeconds.toFixed(2)} s, ${result.speedup.toFixed(3)}× (MAC ratio ${result.loopMacRatio.toFixed(3)}×, ÷ ${result.speedupOverMacRatio.toFixed(3)}), forward b2 ${result.forwardSecondsBatch2.toFixed(3)} s, b1 ${result.forwardSecondsBatch1.toFixed(3)} s, ${result.forwardGflops.toFixed(0)} GFLOP/s vs matMul ${result.matmulGflops.toFixed(0)}`);
     } catch (e) {
       results.push({ job, error: e instanceof Error ? e.message : String(e) });
       say(`job failed: ${e instanceof Error ? e.stack : e}`);
     }
     save();
+    // Each job builds a model of other buffer sizes; without this the pool of the last one stays allocated.
+    say(`released ${(releaseWebgpuBufferPool() / 1024 ** 3).toFixed(2)} GiB of pooled GPU buffers`);
   }
   say('done');
 }

@@ -156,6 +156,37 @@ export function quietCpuBackend(): void {
   if (b) b.firstUse = false;
 }
 
+interface PooledBuffers {
+  freeBuffers: Map<string, { size: number; destroy(): void }[]>;
+  numFreeBuffers: number;
+  numBytesAllocated: number;
+}
+
+/**
+ * Frees the GPU buffers tfjs-backend-webgpu keeps for reuse, and returns how many bytes that was (0 on other
+ * backends). It pools every released buffer by exact size and never frees one, so a disposed model's
+ * buffers stay allocated, and a model of other sizes loaded after it allocates its own on top: on an 80 GB
+ * H100, SDXL run after three SD-1.5 runs in one process took 5× as long as in a fresh one. Call it after
+ * disposing a model; tensors still alive are not touched.
+ */
+export function releaseWebgpuBufferPool(): number {
+  if (tf.getBackend() !== 'webgpu') return 0;
+  const pool = (tf.backend() as unknown as { bufferManager?: PooledBuffers }).bufferManager;
+  if (!pool?.freeBuffers) return 0;
+  let freed = 0;
+  for (const buffers of pool.freeBuffers.values()) {
+    for (const b of buffers) {
+      freed += b.size;
+      b.destroy();
+    }
+    pool.numFreeBuffers -= buffers.length;
+    // Emptied, not deleted: the manager stops pooling altogether once its map is empty.
+    buffers.length = 0;
+  }
+  pool.numBytesAllocated -= freed;
+  return freed;
+}
+
 /** The order `auto` tries, per environment. */
 export function autoOrder(): BackendName[] {
   return isNode ? ['node-gpu', 'node', 'webgpu', 'wasm', 'cpu'] : ['webgpu', 'webgl', 'wasm', 'cpu'];

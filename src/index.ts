@@ -1,5 +1,5 @@
 /** tgate-tfjs public API: re-exports only. */
-export { initBackend, probeBackends, autoOrder, BACKENDS, WASM_HEAP_LIMIT_BYTES } from './backend.js';
+export { initBackend, probeBackends, autoOrder, releaseWebgpuBufferPool, BACKENDS, WASM_HEAP_LIMIT_BYTES } from './backend.js';
 export type { BackendName, BackendChoice, BackendOptions, BackendReport } from './backend.js';
 
 export { SafetensorsFile, SafetensorsError, BufferSource, HttpRangeSource, encodeSafetensors } from './io/safetensors.js';
@@ -12,6 +12,7 @@ export type { WeightSource, ParamLayout } from './nn/module.js';
 export { offloadWeights, offloadHandle } from './nn/offload.js';
 export type { OffloadOptions, OffloadHandle } from './nn/offload.js';
 export { setGemmStrategy, getGemmStrategy, type GemmStrategy } from './layers/gemm.js';
+export { setWebgpuFusedKernels } from './layers/webgpu-kernels.js';
 export { weightInOurLayout } from './layers/streamed-weights.js';
 
 export { UNet2DConditionModel, CLIPTextModel, CLIPTextModelWithProjection, T5EncoderModel, AutoencoderKL, PixArtTransformer2DModel, modelFromConfig, modelClasses } from './models/registry.js';

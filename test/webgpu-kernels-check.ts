@@ -10,6 +10,20 @@ import { silu } from '../src/layers/activations.js';
 import { setWebgpuFusedKernels } from '../src/layers/webgpu-kernels.js';
 import type { Module } from '../src/nn/module.js';
 import { relL2 } from './helpers.js';
+import { releaseWebgpuBufferPool } from '../src/backend.js';
+
+/** Bytes the pool held before and after {@link releaseWebgpuBufferPool}, and whether compute still works after. */
+export async function bufferPoolCheck(): Promise<{ freed: number; allocatedBefore: number; allocatedAfter: number; sumAfter: number }> {
+  const manager = (tf.backend() as unknown as { bufferManager: { numBytesAllocated: number } }).bufferManager;
+  for (const n of [1000, 2000, 3000]) tf.tidy(() => tf.add(tf.ones([n]), 1));
+  const allocatedBefore = manager.numBytesAllocated;
+  const freed = releaseWebgpuBufferPool();
+  const allocatedAfter = manager.numBytesAllocated;
+  const s = tf.tidy(() => tf.sum(tf.add(tf.ones([2000]), 1)));
+  const sumAfter = (await s.data())[0]!;
+  s.dispose();
+  return { freed, allocatedBefore, allocatedAfter, sumAfter };
+}
 
 export interface FusedReport {
   /** Case name → rel-L2 of fused vs plain. */

@@ -1,9 +1,10 @@
 /**
  * The fused WebGPU kernels (GroupNorm/LayerNorm moments + normalise with SiLU, SiLU, GEGLU) agree with the
- * plain TF.js ops on Dawn. Runs wherever Dawn finds an adapter (Mesa's GLES on CPU machines, as in CI).
+ * plain TF.js ops on Dawn, and the backend's buffer pool can be released. Runs wherever Dawn finds an adapter
+ * (Mesa's GLES on CPU machines, as in CI).
  */
 import { runWebgpuChild } from './webgpu-run.js';
-import type { FusedReport } from './webgpu-kernels-check.js';
+import type { bufferPoolCheck, FusedReport } from './webgpu-kernels-check.js';
 
 test('webgpu (Dawn): fused kernels match the plain ops (rel-L2 ≤ 1e-6) and leak nothing', async () => {
   const r = await runWebgpuChild<{ fused: FusedReport }>({ fused: true });
@@ -18,4 +19,16 @@ test('webgpu (Dawn): fused kernels match the plain ops (rel-L2 ≤ 1e-6) and lea
     expect(e).toBeLessThanOrEqual(1e-6);
   }
   expect(r.fused.leaked).toBe(0);
+}, 300000);
+
+test('webgpu (Dawn): releaseWebgpuBufferPool frees the pooled buffers and compute goes on', async () => {
+  const r = await runWebgpuChild<{ pool: Awaited<ReturnType<typeof bufferPoolCheck>> }>({ pool: true });
+  if (r.skip !== undefined) {
+    console.warn(`webgpu buffer pool: SKIPPED — ${r.skip}`);
+    return;
+  }
+  // Three released tensors of 1000–3000 floats (and the scalars of tf.add) at least.
+  expect(r.pool.freed).toBeGreaterThanOrEqual(4 * (1000 + 2000 + 3000));
+  expect(r.pool.allocatedAfter).toBe(r.pool.allocatedBefore - r.pool.freed);
+  expect(r.pool.sumAfter).toBe(4000);
 }, 300000);
