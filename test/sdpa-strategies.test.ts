@@ -1,6 +1,6 @@
 /** The attention strategies of src/attention/sdpa.ts must agree: batched vs per-head 2-D matMuls. */
 import * as tf from '@tensorflow/tfjs-core';
-import { scaledDotProductAttention, resolveSdpaStrategy, type SdpaOptions } from '../src/attention/sdpa.js';
+import { PER_HEAD_MIN_SCORES, scaledDotProductAttention, resolveSdpaStrategy, type SdpaOptions } from '../src/attention/sdpa.js';
 import { relL2T, TEST_BACKENDS, useBackend } from './helpers.js';
 
 interface Case { name: string; b: number; nq: number; nk: number; heads: number; d: number; bias?: 'mask' | 'full'; chunk?: number }
@@ -41,9 +41,14 @@ describe.each(TEST_BACKENDS)('sdpa strategies on %s', (backend) => {
     bias?.dispose();
   });
 
-  test('auto picks per-head on wasm only', () => {
+  test('auto picks per-head on wasm only, and only for large score matrices', () => {
     expect(resolveSdpaStrategy('auto')).toBe(backend === 'wasm' ? 'per-head' : 'batched');
+    expect(resolveSdpaStrategy('auto', 256, 77)).toBe(backend === 'wasm' ? 'per-head' : 'batched');
+    expect(resolveSdpaStrategy('auto', 64, 77)).toBe('batched');
+    expect(resolveSdpaStrategy('auto', 128, PER_HEAD_MIN_SCORES / 128)).toBe(backend === 'wasm' ? 'per-head' : 'batched');
+    expect(resolveSdpaStrategy('auto', 128, PER_HEAD_MIN_SCORES / 128 - 1)).toBe('batched');
     expect(resolveSdpaStrategy()).toBe(resolveSdpaStrategy('auto'));
     expect(resolveSdpaStrategy('batched')).toBe('batched');
+    expect(resolveSdpaStrategy('per-head', 1, 1)).toBe('per-head');
   });
 });

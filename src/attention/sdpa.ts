@@ -6,6 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 // Registers the chained tensor methods (x.reshape() …) used below.
 import '../nn/module.js';
 import { attentionQueryChunk } from '../limits.js';
+import { contiguousRange } from '../layers/wasm-kernels.js';
 
 export interface SdpaOptions {
   heads: number;
@@ -17,18 +18,25 @@ export interface SdpaOptions {
   queryChunk?: number;
   /**
    * How heads are computed. 'batched': one batched matMul over [B, heads]; 'per-head': a 2-D matMul per
-   * (batch, head) against a pre-transposed K. 'auto' (default) picks per-head on wasm, where batched matMul
-   * at attention shapes runs several times slower than 2-D matMul (DESIGN decision 9, bench/attention.ts).
+   * (batch, head) against a pre-transposed K. 'auto' (default) picks per-head on wasm for score matrices of
+   * {@link PER_HEAD_MIN_SCORES} elements or more, where batched matMul runs several times slower than 2-D
+   * matMul (DESIGN decision 9, bench/attention.ts); below that the per-head ops' fixed costs win.
    */
   strategy?: SdpaStrategy;
 }
 
 export type SdpaStrategy = 'auto' | 'batched' | 'per-head';
 
-/** The strategy 'auto' resolves to on the current backend. */
-export function resolveSdpaStrategy(s: SdpaStrategy = 'auto'): 'batched' | 'per-head' {
+/**
+ * Smallest Nq·Nk that 'auto' computes per head on wasm: bench/attention.ts measured per-head 1.55–2.5× faster
+ * at 256 queries (256×77, 256×256) and 0.6× as fast at 64 (64×64, 64×77).
+ */
+export const PER_HEAD_MIN_SCORES = 1 << 14;
+
+/** The strategy 'auto' resolves to on the current backend, for a score matrix of nq × nk per head. */
+export function resolveSdpaStrategy(s: SdpaStrategy = 'auto', nq = Infinity, nk = Infinity): 'batched' | 'per-head' {
   if (s !== 'auto') return s;
-  return tf.getBackend() === 'wasm' ? 'per-head' : 'batched';
+  return tf.getBackend() === 'wasm' && nq * nk >= PER_HEAD_MIN_SCORES ? 'per-head' : 'batched';
 }
 
 function splitHeads(x: tf.Tensor, heads: number): tf.Tensor4D {
@@ -63,21 +71,29 @@ function attendHeads(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, scale: numb
   return tf.matMul(tf.softmax(s), v);
 }
 
+/** Head `k` (= batch · heads + head) of a [B, H, r, c] tensor as [r, c]: contiguous, so one copy of just it. */
+function head(t: tf.Tensor4D, k: number): tf.Tensor2D {
+  const [, , r, c] = t.shape;
+  return contiguousRange(t, k * r * c, [r, c]) as tf.Tensor2D;
+}
+
 /**
  * Same math as {@link attendHeads}, one (batch, head) at a time with 2-D matMuls; `kt` is K already
  * transposed to [B, H, d, Nk]. Each head runs in its own tidy so only one score matrix is alive at a time.
+ * The scale multiplies q once, not every head's scores (the same product up to rounding).
  */
 function attendPerHead(q: tf.Tensor4D, kt: tf.Tensor4D, v: tf.Tensor4D, scale: number, bias?: tf.Tensor | null): tf.Tensor4D {
   const [b, h, nq, d] = q.shape;
   const nk = kt.shape[3];
+  const qs = tf.mul(q, scale) as tf.Tensor4D;
   const outs: tf.Tensor2D[] = [];
   for (let i = 0; i < b; i++) {
     for (let j = 0; j < h; j++) {
       outs.push(tf.tidy(() => {
-        const qi = q.slice([i, j, 0, 0], [1, 1, nq, d]).reshape([nq, d]) as tf.Tensor2D;
-        const ki = kt.slice([i, j, 0, 0], [1, 1, d, nk]).reshape([d, nk]) as tf.Tensor2D;
-        const vi = v.slice([i, j, 0, 0], [1, 1, nk, d]).reshape([nk, d]) as tf.Tensor2D;
-        let s: tf.Tensor = tf.mul(tf.matMul(qi, ki), scale);
+        const qi = head(qs, i * h + j);
+        const ki = head(kt, i * h + j);
+        const vi = head(v, i * h + j);
+        let s: tf.Tensor = tf.matMul(qi, ki);
         if (bias) {
           const [bb, bh, bq] = bias.shape;
           const bi = bias.slice([bb === 1 ? 0 : i, bh === 1 ? 0 : j, 0, 0], [1, 1, bq, nk]).reshape([bq, nk]);
@@ -87,6 +103,7 @@ function attendPerHead(q: tf.Tensor4D, kt: tf.Tensor4D, v: tf.Tensor4D, scale: n
       }));
     }
   }
+  qs.dispose();
   return tf.stack(outs).reshape([b, h, nq, d]) as tf.Tensor4D;
 }
 
@@ -101,7 +118,7 @@ export function scaledDotProductAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tens
     // Without an explicit chunk, split only when the score matrix [B, heads, Nq, Nk] would exceed the device's buffer limit.
     const chunk = opts.queryChunk ?? attentionQueryChunk(qh.shape[0] * opts.heads * kh.shape[2] * 4, nq);
     let attend = attendHeads;
-    if (resolveSdpaStrategy(opts.strategy) === 'per-head') {
+    if (resolveSdpaStrategy(opts.strategy, nq, kh.shape[2]) === 'per-head') {
       const kt = kh.transpose([0, 1, 3, 2]) as tf.Tensor4D;
       attend = (qs, _k, vs, scale, bs) => attendPerHead(qs, kt, vs, scale, bs);
     }

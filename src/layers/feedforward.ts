@@ -4,6 +4,22 @@ import { Module, ModuleList } from '../nn/module.js';
 import { Linear } from './linear.js';
 import { gelu, geluTanh } from './activations.js';
 import { gegluWebgpu, webgpuFused } from './webgpu-kernels.js';
+import { contiguousRange } from './wasm-kernels.js';
+
+/**
+ * [..., 2n] → its two halves [..., n]. On wasm one transpose then two contiguous copies instead of tf.split,
+ * whose two Slices each copy the whole input out of the heap through JS first (layers/wasm-kernels.ts).
+ */
+function halves(h: tf.Tensor): [tf.Tensor, tf.Tensor] {
+  if (tf.getBackend() !== 'wasm') return tf.split(h, 2, -1) as [tf.Tensor, tf.Tensor];
+  return tf.tidy(() => {
+    const n = h.shape[h.rank - 1]! / 2;
+    const rows = h.size / (2 * n);
+    const shape = [...h.shape.slice(0, -1), n];
+    const split = h.reshape([rows, 2, n]).transpose([1, 0, 2]);
+    return [contiguousRange(split, 0, shape), contiguousRange(split, rows * n, shape)];
+  });
+}
 
 /** `GELU` (with approximate none|tanh) or `GEGLU`: a projection followed by the activation. */
 export class GeluProjection extends Module {
@@ -17,7 +33,7 @@ export class GeluProjection extends Module {
       const h = this.proj.forward(x);
       if (this.kind === 'geglu') {
         if (webgpuFused()) return gegluWebgpu(h);
-        const [a, gate] = tf.split(h, 2, -1);
+        const [a, gate] = halves(h);
         return tf.mul(a, gelu(gate));
       }
       return this.kind === 'gelu' ? gelu(h) : geluTanh(h);
