@@ -171,7 +171,15 @@ interface PooledBuffers {
  */
 export function releaseWebgpuBufferPool(): number {
   if (tf.getBackend() !== 'webgpu') return 0;
-  const pool = (tf.backend() as unknown as { bufferManager?: PooledBuffers }).bufferManager;
+  const backend = tf.backend() as unknown as {
+    bufferManager?: PooledBuffers; commandEncoder?: unknown; endComputePassEncoder?(): void; submitQueue?(): void;
+  };
+  // Buffers of tensors disposed while their work was queued go back to the pool only when the queue is submitted.
+  if (backend.commandEncoder && backend.endComputePassEncoder && backend.submitQueue) {
+    backend.endComputePassEncoder();
+    backend.submitQueue();
+  }
+  const pool = backend.bufferManager;
   if (!pool?.freeBuffers) return 0;
   let freed = 0;
   for (const buffers of pool.freeBuffers.values()) {

@@ -37,5 +37,5 @@ export function contiguousRange(x: tf.Tensor, start: number, shape: number[]): t
   if (tf.getBackend() === 'wasm' && x.dtype === 'float32') {
     return tf.engine().runKernel(KERNEL, { x }, { start, shape } as unknown as tf.NamedAttrMap) as tf.Tensor;
   }
-  return tf.tidy(() => tf.slice(x.reshape([x.size]), start, size).reshape(shape));
+  return tf.tidy(() => tf.reshape(tf.slice(tf.reshape(x, [x.size]), start, size), shape));
 }
