@@ -8,6 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Module } from '../src/nn/module.js';
 import { Linear } from '../src/layers/linear.js';
 import { Conv2d } from '../src/layers/conv.js';
+import { FeedForward } from '../src/layers/feedforward.js';
 import { AUTO_MIN_STREAMED, getGemmStrategy, setGemmStrategy, streamsWeight, streamsWeights, type GemmStrategy } from '../src/layers/gemm.js';
 import { weightInOurLayout } from '../src/layers/streamed-weights.js';
 import { offloadWeights } from '../src/nn/offload.js';
@@ -133,6 +134,26 @@ describe.each(TEST_BACKENDS)('streamed GEMM on %s', (backend) => {
     expect(tf.memory().numTensors).toBe(mem.numTensors);
     x.dispose();
     m.dispose();
+  });
+
+  test('Linear.forwardTransposed and the transposed GEGLU FeedForward match the packed path', () => {
+    const ff = new FeedForward(24, { mult: 2 });
+    ff.initRandom(9, 0.3);
+    const lin = new Linear(24, 40);
+    lin.initRandom(10, 0.3);
+    const x = tf.randomNormal([2, 7, 24], 0, 1, 'float32', 11);
+    const xT = tf.tidy(() => x.reshape([14, 24]).transpose()) as tf.Tensor2D;
+    const before = tf.memory().numTensors;
+    const ref = under('packed', () => ff.forward(x));
+    const refLin = under('packed', () => tf.tidy(() => lin.forward(x.reshape([14, 24])).transpose()));
+    for (const s of ['streamed', 'packed'] as const) {
+      expect(relL2(under(s, () => ff.forward(x)), ref)).toBeLessThan(TOL);
+      expect(relL2(under(s, () => lin.forwardTransposed(xT)), refLin)).toBeLessThan(TOL);
+    }
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([x, xT]);
+    ff.dispose();
+    lin.dispose();
   });
 
   test('offloading a model that ran streamed keeps its weights, read back in our layout', () => {

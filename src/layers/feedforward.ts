@@ -5,6 +5,7 @@ import { Linear } from './linear.js';
 import { gelu, geluTanh } from './activations.js';
 import { gegluWebgpu, webgpuFused } from './webgpu-kernels.js';
 import { contiguousRange } from './wasm-kernels.js';
+import { streamsWeight, transpose2d } from './gemm.js';
 
 /**
  * [..., 2n] → its two halves [..., n]. On wasm one transpose then two contiguous copies instead of tf.split,
@@ -59,6 +60,27 @@ export class FeedForward extends Module {
     ]));
   }
   forward(x: tf.Tensor): tf.Tensor {
-    return tf.tidy(() => (this.net.at(2) as Linear).forward((this.net.at(0) as GeluProjection).forward(x)));
+    const act = this.net.at(0) as GeluProjection;
+    const out = this.net.at(2) as Linear;
+    if (act.kind === 'geglu' && streamsWeight(act.proj.weight.size) && streamsWeight(out.weight.size)) return this.gegluTransposed(x);
+    return tf.tidy(() => out.forward(act.forward(x)));
+  }
+
+  /**
+   * GEGLU with both weights streamed (wasm): the projection, the gating and the output Linear all on
+   * transposed activations, where GEGLU's halves are contiguous row blocks. One transpose in and one out,
+   * instead of four (two per streamed Linear) plus one to split the halves.
+   */
+  private gegluTransposed(x: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => {
+      const act = this.net.at(0) as GeluProjection;
+      const out = this.net.at(2) as Linear;
+      const rows = x.size / act.proj.inFeatures;
+      const n = act.proj.outFeatures / 2;
+      const hT = act.proj.forwardTransposed(transpose2d(x.reshape([rows, act.proj.inFeatures]) as tf.Tensor2D));
+      const gated = tf.mul(contiguousRange(hT, 0, [n, rows]), gelu(contiguousRange(hT, n * rows, [n, rows])));
+      const y = transpose2d(out.forwardTransposed(gated as tf.Tensor2D));
+      return y.reshape([...x.shape.slice(0, -1), out.outFeatures]);
+    });
   }
 }

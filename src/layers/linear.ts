@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Module, type Parameter } from '../nn/module.js';
-import { matMulBias, matMulStreamed, streamsWeight } from './gemm.js';
+import { matMulBias, matMulStreamed, streamsWeight, transpose2d } from './gemm.js';
 import { packedWeight, streamedWeight } from './streamed-weights.js';
 
 /**
@@ -24,6 +24,18 @@ export class Linear extends Module {
         ? matMulStreamed(x2, streamedWeight(this.weight), this.bias?.t)
         : matMulBias(x2, packedWeight(this.weight) as tf.Tensor2D, this.bias?.t);
       return x.rank === 2 ? y : y.reshape([...lead, this.outFeatures]);
+    });
+  }
+
+  /**
+   * The same map on transposed activations: xᵀ [in, rows] → yᵀ [out, rows]. With a streamed weight this is
+   * the streamed GEMM without its two transposes, so a chain of Linears can stay transposed (FeedForward).
+   */
+  forwardTransposed(xT: tf.Tensor2D): tf.Tensor2D {
+    return tf.tidy((): tf.Tensor2D => {
+      if (!streamsWeight(this.weight.size)) return transpose2d(this.forward(transpose2d(xT)) as tf.Tensor2D);
+      const y = tf.matMul(streamedWeight(this.weight), xT) as tf.Tensor2D;
+      return this.bias ? tf.add<tf.Tensor2D>(y, this.bias.t.reshape([this.outFeatures, 1])) : y;
     });
   }
 }
