@@ -22,6 +22,9 @@ function halves(h: tf.Tensor): [tf.Tensor, tf.Tensor] {
   });
 }
 
+/** GEGLU's gating: a · GELU(gate). */
+const gateWithGelu = (a: tf.Tensor, gate: tf.Tensor): tf.Tensor => tf.mul(a, gelu(gate));
+
 /** `GELU` (with approximate none|tanh) or `GEGLU`: a projection followed by the activation. */
 export class GeluProjection extends Module {
   readonly proj: Linear;
@@ -35,7 +38,7 @@ export class GeluProjection extends Module {
       if (this.kind === 'geglu') {
         if (webgpuFused()) return gegluWebgpu(h);
         const [a, gate] = halves(h);
-        return tf.mul(a, gelu(gate));
+        return gateWithGelu(a, gate);
       }
       return this.kind === 'gelu' ? gelu(h) : geluTanh(h);
     });
@@ -62,25 +65,23 @@ export class FeedForward extends Module {
   forward(x: tf.Tensor): tf.Tensor {
     const act = this.net.at(0) as GeluProjection;
     const out = this.net.at(2) as Linear;
-    if (act.kind === 'geglu' && streamsWeight(act.proj.weight.size) && streamsWeight(out.weight.size)) return this.gegluTransposed(x);
+    if (act.kind === 'geglu' && streamsWeight(act.proj.weight.size) && streamsWeight(out.weight.size)) return gegluTransposed(x, act.proj, out);
     return tf.tidy(() => out.forward(act.forward(x)));
   }
+}
 
-  /**
-   * GEGLU with both weights streamed (wasm): the projection, the gating and the output Linear all on
-   * transposed activations, where GEGLU's halves are contiguous row blocks. One transpose in and one out,
-   * instead of four (two per streamed Linear) plus one to split the halves.
-   */
-  private gegluTransposed(x: tf.Tensor): tf.Tensor {
-    return tf.tidy(() => {
-      const act = this.net.at(0) as GeluProjection;
-      const out = this.net.at(2) as Linear;
-      const rows = x.size / act.proj.inFeatures;
-      const n = act.proj.outFeatures / 2;
-      const hT = act.proj.forwardTransposed(transpose2d(x.reshape([rows, act.proj.inFeatures]) as tf.Tensor2D));
-      const gated = tf.mul(contiguousRange(hT, 0, [n, rows]), gelu(contiguousRange(hT, n * rows, [n, rows])));
-      const y = transpose2d(out.forwardTransposed(gated as tf.Tensor2D));
-      return y.reshape([...x.shape.slice(0, -1), out.outFeatures]);
-    });
-  }
+/**
+ * GEGLU with both weights streamed (wasm): the projection, the gating and the output Linear all on transposed
+ * activations, where GEGLU's halves are contiguous row blocks. One transpose in and one out, instead of four
+ * (two per streamed Linear) plus one to split the halves.
+ */
+function gegluTransposed(x: tf.Tensor, proj: Linear, out: Linear): tf.Tensor {
+  return tf.tidy(() => {
+    const rows = x.size / proj.inFeatures;
+    const n = proj.outFeatures / 2;
+    const hT = proj.forwardTransposed(transpose2d(x.reshape([rows, proj.inFeatures]) as tf.Tensor2D));
+    const gated = gateWithGelu(contiguousRange(hT, 0, [n, rows]), contiguousRange(hT, n * rows, [n, rows]));
+    const y = transpose2d(out.forwardTransposed(gated as tf.Tensor2D));
+    return y.reshape([...x.shape.slice(0, -1), out.outFeatures]);
+  });
 }

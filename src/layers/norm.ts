@@ -36,7 +36,7 @@ export class GroupNorm extends Module {
 
   forward<T extends tf.Tensor>(x: T): T {
     return tf.tidy(() => {
-      if (webgpuFused()) return groupNormWebgpu(x, x.shape[0], this.numGroups, this.eps, this.weight?.t, this.bias?.t) as T;
+      if (webgpuFused()) return this.fused(x, false);
       const shape = x.shape;
       const cg = this.numChannels / this.numGroups;
       const g = x.reshape([shape[0], -1, this.numGroups, cg]);
@@ -49,10 +49,12 @@ export class GroupNorm extends Module {
 
   /** act(forward(x)); on WebGPU a following SiLU runs inside the normalising kernel. */
   forwardAct<T extends tf.Tensor>(x: T, act: (t: tf.Tensor) => tf.Tensor): T {
-    if (act === silu && webgpuFused()) {
-      return tf.tidy(() => groupNormWebgpu(x, x.shape[0], this.numGroups, this.eps, this.weight?.t, this.bias?.t, true) as T);
-    }
+    if (act === silu && webgpuFused()) return this.fused(x, true);
     return tf.tidy(() => act(this.forward(x)) as T);
+  }
+
+  private fused<T extends tf.Tensor>(x: T, thenSilu: boolean): T {
+    return groupNormWebgpu(x, x.shape[0], this.numGroups, this.eps, this.weight?.t, this.bias?.t, thenSilu) as T;
   }
 }
 

@@ -75,8 +75,8 @@ function momentsProgram(groups: number, n: number): WebGPUProgram {
     shaderKey: `tgate_moments_${wg}`, outputShape: [groups * 2], variableNames: ['x'], size: true,
     uniforms: 'groups : i32, spatial : i32, numGroups : i32, groupChannels : i32,',
     workgroupSize: [wg, 1, 1], dispatchLayout: { x: [0] }, dispatch: [groups, 1, 1],
-    // Each pass reduces in its own workgroup array: with one shared array, the second pass's first write raced
-    // the first pass's final read on Dawn/GLES (some invocations then saw the variance's partials as the mean).
+    // Each pass reduces in its own workgroup array: sharing one between both passes gave wrong variances on
+    // Dawn/GLES (Mesa) with correct means, although a barrier separated the passes.
     getUserCode: () => `${workgroupSum('sumOf', wg)}
 ${workgroupSum('sumOfSquares', wg)}
 fn element(grp : i32, k : i32) -> f32 {
