@@ -4,7 +4,7 @@
  *
  *   npm run bench -- --model sd15|sd21|sdxl|pixart|tiny-shapes --height H --width W --steps 25 --gate-step G \
  *     --backend cpu|wasm|webgpu [--offload] [--reps N (0: no separate forward timing)] [--loops N] [--random] \
- *     [--per-kind] [--no-profile] [--warmup N] [--json]
+ *     [--per-kind] [--no-profile] [--warmup N] [--threads N (wasm: XNNPACK threads, default every CPU)] [--json]
  *
  * `--loops N` runs the baseline and TGATE loops N times each (alternating) and reports the medians.
  * `--per-kind` times each distinct step kind instead of whole loops (see `BenchArgs.loopMode`).
@@ -21,7 +21,7 @@ import { parseArgs, runBench } from './run-bench.js';
 
 async function main(): Promise<void> {
   const a = parseArgs(process.argv.slice(2));
-  const report = await initBackend(a.backend, { quiet: true });
+  const report = await initBackend(a.backend, { quiet: true, wasmThreads: a.threads });
   const { result, backendLine } = await runBench(a, report);
   if (a.json) {
     console.log(JSON.stringify(result));

@@ -5,7 +5,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import os from 'node:os';
-import { WASM_HEAP_LIMIT_BYTES, type BackendName, type BackendReport } from '../src/backend.js';
+import { type BackendName, type BackendReport } from '../src/backend.js';
+import { WASM_HEAP_LIMIT_BYTES } from '../src/backend-wasm.js';
 import { modelFromConfig } from '../src/models/registry.js';
 import type { Module } from '../src/nn/module.js';
 import { offloadHandle, offloadWeights, type OffloadHandle } from '../src/nn/offload.js';
@@ -31,7 +32,7 @@ export interface BenchArgs {
 }
 
 /** Parses the CLI flags (`npm run bench`, and the job lines of bench/gpu.ts). */
-export function parseArgs(argv: string[]): BenchArgs & { backend: BackendName; json: boolean } {
+export function parseArgs(argv: string[]): BenchArgs & { backend: BackendName; json: boolean; threads?: number } {
   const get = (k: string): string | undefined => { const i = argv.indexOf(`--${k}`); return i >= 0 ? argv[i + 1] : undefined; };
   const model = (get('model') ?? 'sd15') as ModelKey;
   if (!(model in PAPER)) throw new Error(`--model must be one of ${Object.keys(PAPER).join(', ')}, got ${model}`);
@@ -45,6 +46,7 @@ export function parseArgs(argv: string[]): BenchArgs & { backend: BackendName; j
     reps: Number(get('reps') ?? 2), seed: Number(get('seed') ?? 0), warmup: Number(get('warmup') ?? (argv.includes('--no-profile') ? 1 : 0)),
     loops: Math.max(1, Number(get('loops') ?? 1)), random: argv.includes('--random'),
     loopMode: argv.includes('--per-kind') ? 'per-kind' as const : 'measured' as const,
+    threads: get('threads') === undefined ? undefined : Number(get('threads')),
   };
   // Latents must survive every 2× downsampling: SD 3 times (×8 VAE), SDXL twice, PixArt patch 2, tiny-shapes twice (×4 VAE).
   const mult = model === 'pixart' ? 16 : (model === 'sdxl' ? 32 : (model === 'tiny-shapes' ? 16 : 64));

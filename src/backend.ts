@@ -4,6 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { installFastCpuKernels } from './backend-cpu-fast.js';
+import { guardWasmHeap } from './backend-wasm.js';
 
 export type BackendName = 'node-gpu' | 'node' | 'webgpu' | 'wasm' | 'webgl' | 'cpu';
 export type BackendChoice = BackendName | 'auto';
@@ -13,6 +14,11 @@ export const BACKENDS: BackendName[] = ['node-gpu', 'node', 'webgpu', 'wasm', 'w
 export interface BackendOptions {
   /** Dawn's backend for WebGPU in Node: 'vulkan' (default) or 'opengles' (NVIDIA servers, Mesa). Env: DAWN_BACKEND. */
   dawnBackend?: 'vulkan' | 'opengles' | 'default';
+  /**
+   * wasm in Node: XNNPACK threads (1 to 8; default every CPU of the machine, up to 8; env TGATE_WASM_THREADS).
+   * Read when the wasm backend is first initialised in the process; later calls keep its pool.
+   */
+  wasmThreads?: number;
   /** Do not print the choice. */
   quiet?: boolean;
 }
@@ -29,32 +35,10 @@ export interface BackendReport {
 
 const isNode = typeof process !== 'undefined' && !!process.versions?.node;
 
-/** The wasm heap cannot grow past 4 GiB (wasm32); in practice allocation fails near 3.9 GiB. */
-export const WASM_HEAP_LIMIT_BYTES = 3.9 * 1024 ** 3;
-
 async function importOptional(spec: string): Promise<unknown> {
   // A variable specifier keeps bundlers and tsc from resolving optional packages at build time.
   const s = spec;
   return import(/* webpackIgnore: true */ /* @vite-ignore */ s);
-}
-
-/**
- * Node's global fetch rejects file paths, and tfjs-backend-wasm fetches its .wasm with the platform's
- * fetch: answer absolute local paths from the file system, pass everything else through.
- */
-async function serveLocalFilesToFetch(): Promise<void> {
-  const platform = tf.env().platform as unknown as { fetch: (p: string, init?: unknown) => Promise<Response>; __tgateLocal?: boolean };
-  if (platform.__tgateLocal) return;
-  const { readFile } = await import('node:fs/promises');
-  const original = platform.fetch.bind(platform);
-  platform.fetch = async (p: string, init?: unknown) => {
-    if (typeof p === 'string' && p.startsWith('/')) {
-      const body = await readFile(p);
-      return new Response(body, { headers: { 'content-type': p.endsWith('.wasm') ? 'application/wasm' : 'application/octet-stream' } });
-    }
-    return original(p, init);
-  };
-  platform.__tgateLocal = true;
 }
 
 let webgpuDetails: string | undefined;
@@ -94,22 +78,22 @@ async function trySet(name: BackendName, opts: BackendOptions): Promise<{ tfBack
       return { tfBackend: 'cpu' };
     case 'wasm': {
       const wasm = await import('@tensorflow/tfjs-backend-wasm');
+      let threads = 1;
       if (isNode) {
-        const { createRequire } = await import('node:module');
-        const path = await import('node:path');
-        const req = createRequire(import.meta.url);
-        const dir = path.dirname(req.resolve('@tensorflow/tfjs-backend-wasm/package.json'));
-        // Threaded wasm does not load in Node; point at the SIMD build explicitly.
-        wasm.setWasmPaths({
-          'tfjs-backend-wasm.wasm': path.join(dir, 'dist', 'tfjs-backend-wasm.wasm'),
-          'tfjs-backend-wasm-simd.wasm': path.join(dir, 'dist', 'tfjs-backend-wasm-simd.wasm'),
-          'tfjs-backend-wasm-threaded-simd.wasm': path.join(dir, 'dist', 'tfjs-backend-wasm-threaded-simd.wasm'),
-        }, true);
-        tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
-        await serveLocalFilesToFetch();
+        const node = await import('./backend-wasm-node.js');
+        const first = !tf.engine().registry.wasm;
+        const restore = first ? await node.prepareNodeWasm(node.wasmThreadsWanted(opts.wasmThreads)) : () => {};
+        try {
+          await setOrThrow('wasm');
+        } finally {
+          restore();
+        }
+      } else {
+        await setOrThrow('wasm');
       }
-      await setOrThrow('wasm');
-      return { tfBackend: 'wasm', details: `SIMD ${tf.env().getBool('WASM_HAS_SIMD_SUPPORT') ? 'on' : 'off'}; heap limit ~3.9 GiB (wasm32)` };
+      threads = wasm.getThreadsCount();
+      guardWasmHeap();
+      return { tfBackend: 'wasm', details: `SIMD ${tf.env().getBool('WASM_HAS_SIMD_SUPPORT') ? 'on' : 'off'}, ${threads} thread${threads > 1 ? 's' : ''}; heap limit ~3.9 GiB (wasm32)` };
     }
     case 'webgpu':
       if (isNode) await setupNodeWebGPU(opts);

@@ -1,5 +1,6 @@
 /** tgate-tfjs public API: re-exports only. */
-export { initBackend, probeBackends, autoOrder, releaseWebgpuBufferPool, BACKENDS, WASM_HEAP_LIMIT_BYTES } from './backend.js';
+export { initBackend, probeBackends, autoOrder, releaseWebgpuBufferPool, BACKENDS } from './backend.js';
+export { WASM_HEAP_LIMIT_BYTES, WasmHeapError } from './backend-wasm.js';
 export type { BackendName, BackendChoice, BackendOptions, BackendReport } from './backend.js';
 
 export { SafetensorsFile, SafetensorsError, BufferSource, HttpRangeSource, encodeSafetensors } from './io/safetensors.js';

@@ -143,7 +143,7 @@ export const analyzeCommand: CommandModule<object, Args> = {
   handler: async (a) => {
     if (!(a.threshold > 0)) throw new Error(`--threshold must be positive, got ${a.threshold}`);
     if (!Number.isInteger(a.steps) || a.steps < 2) throw new Error(`--steps must be an integer ≥ 2, got ${a.steps}`);
-    await setupBackend(a.backend);
+    await setupBackend(a.backend, a.threads as number | undefined);
     const dir = a.dir ?? demoModelDir();
     const bar = progressBar('loading');
     const pipe = await loadPipeline(dir, { variant: a.variant, onProgress: (name, i, n) => bar(i + 1, n, name) });

@@ -9,10 +9,11 @@ import { encodeSafetensors } from '../io/safetensors.js';
 
 export const backendOption = {
   backend: { choices: ['auto', ...BACKENDS], default: 'auto', describe: 'TF.js backend' },
+  threads: { type: 'number', describe: 'wasm: XNNPACK threads, 1-8 (default: every CPU; env TGATE_WASM_THREADS)' },
 } as const;
 
-export async function setupBackend(choice: string): Promise<void> {
-  await initBackend(choice as BackendChoice);
+export async function setupBackend(choice: string, wasmThreads?: number): Promise<void> {
+  await initBackend(choice as BackendChoice, { wasmThreads });
 }
 
 /** Reads every tensor of a safetensors file (caller disposes). */

@@ -20,7 +20,7 @@ export const forwardCommand: CommandModule<object, { dir: string; inputs: string
     .option('variant', { type: 'string', describe: 'weight variant, e.g. fp16' })
     .options(backendOption) as never,
   handler: async (a) => {
-    await setupBackend(a.backend);
+    await setupBackend(a.backend, a.threads as number | undefined);
     const cfg = await readComponentConfig(a.dir);
     const model = await loadModel(a.dir, a.variant);
     const inputs = await readTensors(a.inputs);

@@ -58,7 +58,7 @@ export const generateCommand: CommandModule<object, Args> = {
       spInterval: a['sp-interval'], fiInterval: a['fi-interval'], warmUp: a['warm-up'], lcm: a.lcm,
     };
     if (tgate) resolveTgate(tgate, a.steps); // fail before loading the model
-    await setupBackend(a.backend);
+    await setupBackend(a.backend, a.threads as number | undefined);
     const dir = a.dir ?? demoModelDir();
     const bar = progressBar('loading');
     const pipe = await loadPipeline(dir, { variant: a.variant, offload: a.offload, onProgress: (name, i, n) => bar(i + 1, n, name) });

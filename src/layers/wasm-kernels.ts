@@ -5,13 +5,14 @@
  * range is one `copyWithin` inside the heap. Other backends use a slice of the flat view.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { currentHeap } from '../backend-wasm.js';
 
 const KERNEL = 'TgateContiguousRange';
 
 interface WasmBackend {
   dataIdMap: { get(id: tf.DataId): { memoryOffset: number } };
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  wasm: { HEAPU8: Uint8Array };
+  wasm: { HEAPU8: Uint8Array; wasmMemory?: WebAssembly.Memory };
 }
 
 tf.registerKernel({
@@ -25,7 +26,7 @@ tf.registerKernel({
     const bytes = 4 * shape.reduce((p, d) => p * d, 1);
     // Offsets are read after makeOutput, which may have grown (and moved) the heap.
     const from = b.dataIdMap.get(x.dataId).memoryOffset + 4 * start;
-    b.wasm.HEAPU8.copyWithin(b.dataIdMap.get(out.dataId).memoryOffset, from, from + bytes);
+    currentHeap(b.wasm).copyWithin(b.dataIdMap.get(out.dataId).memoryOffset, from, from + bytes);
     return out;
   },
 });

@@ -1,0 +1,55 @@
+/**
+ * The wasm heap, failing loudly (browser and Node; the Node-only set-up is backend-wasm-node.ts).
+ *
+ * wasm32 memory ends at 4 GiB, and there tfjs-backend-wasm's malloc returns 0, which it uses as an
+ * address: the tensor is written over the heap's start and nothing says so. Every tensor allocation is
+ * checked instead, and one that does not fit throws before anything is written.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+/** The wasm heap cannot grow past 4 GiB (wasm32); in practice allocation fails near 3.9 GiB. */
+export const WASM_HEAP_LIMIT_BYTES = 3.9 * 1024 ** 3;
+
+/** Thrown when a tensor does not fit in the wasm heap; nothing was allocated. */
+export class WasmHeapError extends Error {
+  constructor(readonly requestedBytes: number, readonly heapBytes: number) {
+    super(`wasm heap exhausted: a tensor of ${gib(requestedBytes)} does not fit (the heap holds ${gib(heapBytes)} of ` +
+      'its 4 GiB). Load the model with offload (`offload: true`, `tgate generate --offload`), generate at a smaller ' +
+      'size, or use another backend.');
+    this.name = 'WasmHeapError';
+  }
+}
+
+const gib = (b: number) => `${(b / 1024 ** 3).toFixed(2)} GiB`;
+
+interface WasmModule {
+  _malloc(n: number): number;
+  asm?: { malloc?: (n: number) => number };
+  HEAPU8: Uint8Array;
+  wasmMemory?: WebAssembly.Memory;
+  __tgateGuard?: boolean;
+}
+
+/** The module's heap as it is now: in the threaded build its `HEAPU8` view can lag a grown memory. */
+export function currentHeap(m: { HEAPU8: Uint8Array; wasmMemory?: WebAssembly.Memory }): Uint8Array {
+  const buffer = m.wasmMemory?.buffer;
+  return buffer && m.HEAPU8.buffer !== buffer ? new Uint8Array(buffer) : m.HEAPU8;
+}
+
+/** Makes every tensor allocation of the wasm backend fail with {@link WasmHeapError} instead of returning 0. */
+export function guardWasmHeap(): void {
+  const m = (tf.findBackend('wasm') as unknown as { wasm?: WasmModule } | null)?.wasm;
+  if (!m || m.__tgateGuard) return;
+  // The module's own `_malloc` is a stub that replaces itself with the export on first call: wrap the export.
+  const malloc = m.asm?.malloc ?? m._malloc.bind(m);
+  const heapBytes = () => (m.wasmMemory?.buffer ?? m.HEAPU8.buffer).byteLength;
+  m._malloc = (n: number) => {
+    // A size from 4 GiB up would reach malloc wrapped to 32 bits: a small block, then written past its end.
+    if (n > 0xffffffff) throw new WasmHeapError(n, heapBytes());
+    const p = malloc(n);
+    if (p === 0 && n > 0) throw new WasmHeapError(n, heapBytes());
+    return p;
+  };
+  m.__tgateGuard = true;
+}
+
