@@ -227,6 +227,31 @@ export function macTable(steps = 25): string {
   return rows.join('\n');
 }
 
+/**
+ * The paper's TGATE column, reproduced: T-GATE v1's schedule (cross-attention cached and guidance dropped from
+ * `gate` on; self-attention always computed) at the gate step that fits it.
+ */
+export function crossOnlyMacs(f: ForwardMacs, steps: number, gate: number): number {
+  return 2 * gate * totalMacs(f) + (steps - gate) * (totalMacs(f) - f.crossLinear);
+}
+
+/** Markdown table: for each paper model, the v1 gate step whose count is nearest the paper's TGATE MACs. */
+export function paperFitTable(steps = 25): string {
+  const rows = ['| model | v1 gate step | v1 count | paper | difference | MAC ratio there (ours at README settings) |', '|---|---|---|---|---|---|'];
+  for (const key of ['sd15', 'sdxl', 'pixart'] as const) {
+    const p = PAPER[key];
+    const f = forwardMacs(loadConfig(key), { height: p.size, width: p.size, latentScale: p.latentScale });
+    let best = 1;
+    for (let g = 1; g < steps; g++) {
+      if (Math.abs(crossOnlyMacs(f, steps, g) - p.tgated) < Math.abs(crossOnlyMacs(f, steps, best) - p.tgated)) best = g;
+    }
+    const v = crossOnlyMacs(f, steps, best);
+    const b = generationMacs(f, steps, null);
+    rows.push(`| ${key} | ${best} | ${T(v)} | ${T(p.tgated)} | ${((v / p.tgated - 1) * 100).toFixed(3)} % | ${(b / v).toFixed(3)}× (${(b / generationMacs(f, steps, p.tgate)).toFixed(3)}×) |`);
+  }
+  return rows.join('\n');
+}
+
 /** Breakdown of one forward per sample, in GMACs. */
 export function breakdownTable(): string {
   const rows = ['| model | size | rest | self-attn linear | cross-attn linear | self-attn matmul | cross-attn matmul |', '|---|---|---|---|---|---|---|'];
@@ -242,6 +267,8 @@ export function breakdownTable(): string {
 if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
   console.log('MACs, 25 steps, batch 2 (classifier-free guidance), TGATE at T-GATE README settings\n');
   console.log(macTable());
+  console.log("\nThe paper's TGATE MACs as T-GATE v1 (cross-attention only) at a gate step\n");
+  console.log(paperFitTable());
   console.log('\nOne forward, one sample, GMACs\n');
   console.log(breakdownTable());
 }
