@@ -150,8 +150,8 @@ interface PooledBuffers {
  * Frees the GPU buffers tfjs-backend-webgpu keeps for reuse, and returns how many bytes that was (0 on other
  * backends). It pools every released buffer by exact size and never frees one, so a disposed model's
  * buffers stay allocated, and a model of other sizes loaded after it allocates its own on top: on an 80 GB
- * H100, SDXL run after three SD-1.5 runs in one process took 5× as long as in a fresh one. Call it after
- * disposing a model; tensors still alive are not touched.
+ * H100, SDXL run after three SD-1.5 runs in one process took 5× as long as in a fresh one. `Module.dispose()`
+ * calls it; call it yourself after releasing other large tensors. Tensors still alive are not touched.
  */
 export function releaseWebgpuBufferPool(): number {
   if (tf.getBackend() !== 'webgpu') return 0;

@@ -7,14 +7,18 @@ import * as tf from '@tensorflow/tfjs-core';
 import { GroupNorm, LayerNorm } from '../src/layers/norm.js';
 import { GeluProjection } from '../src/layers/feedforward.js';
 import { silu } from '../src/layers/activations.js';
+import { Linear } from '../src/layers/linear.js';
 import { setWebgpuFusedKernels } from '../src/layers/webgpu-kernels.js';
 import type { Module } from '../src/nn/module.js';
 import { relL2 } from './helpers.js';
 import { releaseWebgpuBufferPool } from '../src/backend.js';
 
-/** Bytes the pool held before and after {@link releaseWebgpuBufferPool}, and whether compute still works after. */
-export async function bufferPoolCheck(): Promise<{ freed: number; allocatedBefore: number; allocatedAfter: number; sumAfter: number }> {
-  const manager = (tf.backend() as unknown as { bufferManager: { numBytesAllocated: number } }).bufferManager;
+/**
+ * Bytes the pool held before and after {@link releaseWebgpuBufferPool}, whether compute still works after, and
+ * the pooled buffers left once a model that ran a forward is disposed (Module.dispose releases the pool).
+ */
+export async function bufferPoolCheck(): Promise<{ freed: number; allocatedBefore: number; allocatedAfter: number; sumAfter: number; pooledAfterDispose: number }> {
+  const manager = (tf.backend() as unknown as { bufferManager: { numBytesAllocated: number; numFreeBuffers: number } }).bufferManager;
   for (const n of [1000, 2000, 3000]) tf.tidy(() => tf.add(tf.ones([n]), 1));
   const allocatedBefore = manager.numBytesAllocated;
   const freed = releaseWebgpuBufferPool();
@@ -22,7 +26,13 @@ export async function bufferPoolCheck(): Promise<{ freed: number; allocatedBefor
   const s = tf.tidy(() => tf.sum(tf.add(tf.ones([2000]), 1)));
   const sumAfter = (await s.data())[0]!;
   s.dispose();
-  return { freed, allocatedBefore, allocatedAfter, sumAfter };
+  const model = new Linear(256, 512);
+  model.initRandom(1);
+  const y = tf.tidy(() => model.forward(tf.ones([64, 256])));
+  await y.data();
+  y.dispose();
+  model.dispose();
+  return { freed, allocatedBefore, allocatedAfter, sumAfter, pooledAfterDispose: manager.numFreeBuffers };
 }
 
 export interface FusedReport {

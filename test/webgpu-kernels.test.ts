@@ -21,7 +21,7 @@ test('webgpu (Dawn): fused kernels match the plain ops (rel-L2 ≤ 1e-6) and lea
   expect(r.fused.leaked).toBe(0);
 }, 300000);
 
-test('webgpu (Dawn): releaseWebgpuBufferPool frees the pooled buffers and compute goes on', async () => {
+test('webgpu (Dawn): releaseWebgpuBufferPool frees the pooled buffers, compute goes on, and disposing a model frees them too', async () => {
   const r = await runWebgpuChild<{ pool: Awaited<ReturnType<typeof bufferPoolCheck>> }>({ pool: true });
   if (r.skip !== undefined) {
     console.warn(`webgpu buffer pool: SKIPPED — ${r.skip}`);
@@ -31,4 +31,5 @@ test('webgpu (Dawn): releaseWebgpuBufferPool frees the pooled buffers and comput
   expect(r.pool.freed).toBeGreaterThanOrEqual(4 * (1000 + 2000 + 3000));
   expect(r.pool.allocatedAfter).toBe(r.pool.allocatedBefore - r.pool.freed);
   expect(r.pool.sumAfter).toBe(4000);
+  expect(r.pool.pooledAfterDispose).toBe(0);
 }, 300000);

@@ -9,6 +9,7 @@ import * as tf from '@tensorflow/tfjs-core';
 // Registers x.reshape(), x.transpose()… on tf.Tensor for every module that builds on this one.
 import './chained-ops.js';
 import { ownedArray, randomNormalHost, toOurLayoutHost } from './host-weights.js';
+import { releaseWebgpuBufferPool } from '../backend.js';
 
 /**
  * How a parameter is stored in PyTorch vs here: `linear` weights are [out,in] there and [in,out] here,
@@ -198,9 +199,14 @@ export class Module {
     }
   }
 
-  /** Releases every parameter's weights (backend tensors and offloaded copies in JS memory). */
+  /**
+   * Releases every parameter's weights (backend tensors and offloaded copies in JS memory). On WebGPU it also
+   * frees the buffers TF.js pooled for reuse ({@link releaseWebgpuBufferPool}): they would otherwise stay
+   * allocated under whatever model is loaded next.
+   */
   dispose(): void {
     for (const [, p] of this.namedParameters()) p.release();
+    releaseWebgpuBufferPool();
   }
 }
 
