@@ -30,10 +30,13 @@ export function wasmThreadsWanted(asked?: number): number {
 }
 
 /**
- * Prepares tfjs-backend-wasm for its first initialisation in Node with `threads` XNNPACK threads (1: the
- * single-threaded SIMD build). Returns a function to call once `tf.setBackend('wasm')` has settled.
+ * Prepares tfjs-backend-wasm's first initialisation in the process, with {@link wasmThreadsWanted}`(asked)`
+ * XNNPACK threads (1: the single-threaded SIMD build); once it is initialised, its pool stays as it is.
+ * Returns a function to call once `tf.setBackend('wasm')` has settled.
  */
-export async function prepareNodeWasm(threads: number): Promise<() => void> {
+export async function prepareNodeWasm(asked?: number): Promise<() => void> {
+  if (tf.engine().registry.wasm) return () => {};
+  const threads = wasmThreadsWanted(asked);
   const wasm = await import('@tensorflow/tfjs-backend-wasm');
   const req = createRequire(import.meta.url);
   const dir = path.dirname(req.resolve('@tensorflow/tfjs-backend-wasm/package.json'));

@@ -42,7 +42,7 @@ export function guardWasmHeap(): void {
   if (!m || m.__tgateGuard) return;
   // The module's own `_malloc` is a stub that replaces itself with the export on first call: wrap the export.
   const malloc = m.asm?.malloc ?? m._malloc.bind(m);
-  const heapBytes = () => (m.wasmMemory?.buffer ?? m.HEAPU8.buffer).byteLength;
+  const heapBytes = () => currentHeap(m).byteLength;
   m._malloc = (n: number) => {
     // A size from 4 GiB up would reach malloc wrapped to 32 bits: a small block, then written past its end.
     if (n > 0xffffffff) throw new WasmHeapError(n, heapBytes());

@@ -78,21 +78,14 @@ async function trySet(name: BackendName, opts: BackendOptions): Promise<{ tfBack
       return { tfBackend: 'cpu' };
     case 'wasm': {
       const wasm = await import('@tensorflow/tfjs-backend-wasm');
-      let threads = 1;
-      if (isNode) {
-        const node = await import('./backend-wasm-node.js');
-        const first = !tf.engine().registry.wasm;
-        const restore = first ? await node.prepareNodeWasm(node.wasmThreadsWanted(opts.wasmThreads)) : () => {};
-        try {
-          await setOrThrow('wasm');
-        } finally {
-          restore();
-        }
-      } else {
+      const restore = isNode ? await (await import('./backend-wasm-node.js')).prepareNodeWasm(opts.wasmThreads) : () => {};
+      try {
         await setOrThrow('wasm');
+      } finally {
+        restore();
       }
-      threads = wasm.getThreadsCount();
       guardWasmHeap();
+      const threads = wasm.getThreadsCount();
       return { tfBackend: 'wasm', details: `SIMD ${tf.env().getBool('WASM_HAS_SIMD_SUPPORT') ? 'on' : 'off'}, ${threads} thread${threads > 1 ? 's' : ''}; heap limit ~3.9 GiB (wasm32)` };
     }
     case 'webgpu':

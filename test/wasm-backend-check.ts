@@ -6,18 +6,14 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../src/backend.js';
 import { WasmHeapError } from '../src/backend-wasm.js';
+import { seededGemm } from './seeded-gemm.js';
 
 const threads = Number(process.argv[2]);
 const workerBefore = typeof (globalThis as Record<string, unknown>).Worker;
 const report = await initBackend('wasm', { quiet: true, wasmThreads: threads });
 const wasm = await import('@tensorflow/tfjs-backend-wasm');
 
-const a = tf.randomNormal([300, 500], 0, 1, 'float32', 1);
-const b = tf.randomNormal([500, 200], 0, 1, 'float32', 2);
-const x = tf.randomNormal([2, 32, 32, 64], 0, 1, 'float32', 3) as tf.Tensor4D;
-const w = tf.randomNormal([3, 3, 64, 96], 0, 0.1, 'float32', 4) as tf.Tensor4D;
-const matMul = Array.from(await tf.matMul(a, b).data());
-const conv = Array.from(await tf.conv2d(x, w, 1, 'same').data());
+const { matMul, conv } = await seededGemm();
 
 // A block reserved straight from the allocator grows the heap without touching its pages, so filling it
 // costs no memory; then a 2 GiB tensor can no longer fit.

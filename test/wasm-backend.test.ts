@@ -7,9 +7,9 @@
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as tf from '@tensorflow/tfjs-core';
 import { relL2, useBackend } from './helpers.js';
 import { wasmThreadsWanted } from '../src/backend-wasm-node.js';
+import { seededGemm } from './seeded-gemm.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
@@ -41,19 +41,13 @@ test('the pool has the threads asked for, and Worker is left as it was', () => {
 });
 
 test('two threads give the single-threaded matMul and conv2d, and both match the cpu backend', async () => {
-  expect(relL2(Float32Array.from(two.matMul), Float32Array.from(one.matMul))).toBeLessThanOrEqual(1e-6);
-  expect(relL2(Float32Array.from(two.conv), Float32Array.from(one.conv))).toBeLessThanOrEqual(1e-6);
+  expect(relL2(two.matMul, one.matMul)).toBeLessThanOrEqual(1e-6);
+  expect(relL2(two.conv, one.conv)).toBeLessThanOrEqual(1e-6);
   await useBackend('cpu');
-  const [matMul, conv] = tf.tidy(() => {
-    const a = tf.randomNormal([300, 500], 0, 1, 'float32', 1);
-    const b = tf.randomNormal([500, 200], 0, 1, 'float32', 2);
-    const x = tf.randomNormal([2, 32, 32, 64], 0, 1, 'float32', 3) as tf.Tensor4D;
-    const w = tf.randomNormal([3, 3, 64, 96], 0, 0.1, 'float32', 4) as tf.Tensor4D;
-    return [tf.matMul(a, b).dataSync(), tf.conv2d(x, w, 1, 'same').dataSync()];
-  });
+  const { matMul, conv } = await seededGemm();
   for (const r of [one, two]) {
-    expect(relL2(Float32Array.from(r.matMul), matMul as Float32Array)).toBeLessThanOrEqual(1e-5);
-    expect(relL2(Float32Array.from(r.conv), conv as Float32Array)).toBeLessThanOrEqual(1e-5);
+    expect(relL2(r.matMul, matMul)).toBeLessThanOrEqual(1e-5);
+    expect(relL2(r.conv, conv)).toBeLessThanOrEqual(1e-5);
   }
 });
 
