@@ -76,8 +76,25 @@ export async function fusedKernelCheck(): Promise<FusedReport> {
   out['GroupNorm without affine'] = await both(() => gnPlain.forward(x));
   const big = tf.randomNormal([1, 64, 64, 128], 1, 1, 'float32', 3);
   const gnBig = init(new GroupNorm(32, 128, 1e-6), 4);
-  out['GroupNorm 64×64×128 (256-wide workgroups)'] = await both(() => gnBig.forwardAct(big, silu));
+  out['GroupNorm 64×64×128 (256-wide workgroups, separate normalising pass)'] = await both(() => gnBig.forwardAct(big, silu));
+  const bigTemb = tf.randomNormal([1, 1, 1, 128], 0, 1, 'float32', 12);
+  out['GroupNorm 64×64×128 + addend, separate normalising pass'] = await both(() => gnBig.forwardAct(big, silu, bigTemb));
+  bigTemb.dispose();
   gnBig.dispose();
+  // A resnet's norm2: the projected time embedding [B, 1, 1, C] is added inside the kernel.
+  const temb = tf.randomNormal([2, 1, 1, 64], 0, 1, 'float32', 7);
+  const gnAdd = init(new GroupNorm(32, 64, 1e-6), 8);
+  out['GroupNorm + time-embedding addend + SiLU'] = await both(() => gnAdd.forwardAct(x, silu, temb));
+  gnAdd.dispose();
+  // 70000 rows: more workgroups than one dispatch dimension holds (65535).
+  const rows = tf.randomNormal([70000, 8], 2, 1, 'float32', 9);
+  const lnRows = init(new LayerNorm(8, 1e-5), 10);
+  out['LayerNorm over 70000 rows'] = await both(() => lnRows.forward(rows));
+  lnRows.dispose();
+  const lnScaleOnly = init(new LayerNorm(96, 1e-5, true, false), 11);
+  out['LayerNorm with weight, no bias'] = await both(() => lnScaleOnly.forward(seq));
+  lnScaleOnly.dispose();
+  tf.dispose([temb, rows]);
   const ln = init(new LayerNorm(96, 1e-5), 5);
   out.LayerNorm = await both(() => ln.forward(seq));
   ln.dispose();

@@ -47,14 +47,17 @@ export class GroupNorm extends Module {
     });
   }
 
-  /** act(forward(x)); on WebGPU a following SiLU runs inside the normalising kernel. */
-  forwardAct<T extends tf.Tensor>(x: T, act: (t: tf.Tensor) => tf.Tensor): T {
-    if (act === silu && webgpuFused()) return this.fused(x, true);
-    return tf.tidy(() => act(this.forward(x)) as T);
+  /**
+   * act(forward(x + addend)); `addend` holds one value per (batch, channel), e.g. a resnet's projected time
+   * embedding [B, 1, 1, C]. On WebGPU the add and a following SiLU run inside the normalising kernel.
+   */
+  forwardAct<T extends tf.Tensor>(x: T, act: (t: tf.Tensor) => tf.Tensor, addend: tf.Tensor | null = null): T {
+    if (act === silu && webgpuFused()) return this.fused(x, true, addend);
+    return tf.tidy(() => act(this.forward(addend ? tf.add(x, addend) : x)) as T);
   }
 
-  private fused<T extends tf.Tensor>(x: T, thenSilu: boolean): T {
-    return groupNormWebgpu(x, x.shape[0], this.numGroups, this.eps, this.weight?.t, this.bias?.t, thenSilu) as T;
+  private fused<T extends tf.Tensor>(x: T, silu: boolean, addend: tf.Tensor | null = null): T {
+    return groupNormWebgpu(x, x.shape[0], this.numGroups, this.eps, { gamma: this.weight?.t, beta: this.bias?.t, silu, addend }) as T;
   }
 }
 
@@ -72,7 +75,7 @@ export class LayerNorm extends Module {
 
   forward<T extends tf.Tensor>(x: T): T {
     return tf.tidy(() => {
-      if (webgpuFused()) return groupNormWebgpu(x, x.size / this.dim, 1, this.eps, this.weight?.t, this.bias?.t) as T;
+      if (webgpuFused()) return groupNormWebgpu(x, x.size / this.dim, 1, this.eps, { gamma: this.weight?.t, beta: this.bias?.t }) as T;
       const mean = tf.mean(x, -1, true);
       const variance = tf.mean(tf.squaredDifference(x, mean), -1, true);
       return normalize(x, mean, variance, this.eps, this.weight?.t, this.bias?.t) as T;

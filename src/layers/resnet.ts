@@ -47,19 +47,23 @@ export class ResnetBlock2D extends Module {
     this.outputScaleFactor = o.outputScaleFactor ?? 1;
   }
 
-  forward(x: tf.Tensor4D, temb: tf.Tensor | null = null): tf.Tensor4D {
+  /**
+   * `tembAct`, when given, is act(temb) already computed: every resnet of a UNet applies the same activation
+   * to the same embedding, so the UNet computes it once per forward.
+   */
+  forward(x: tf.Tensor4D, temb: tf.Tensor | null = null, tembAct?: tf.Tensor | null): tf.Tensor4D {
     return tf.tidy(() => {
       let h = this.conv1.forward(this.norm1.forwardAct(x, this.act));
       let t: tf.Tensor | null = null;
       if (this.time_emb_proj && temb) {
-        t = this.time_emb_proj.forward(this.act(temb));
+        t = this.time_emb_proj.forward(tembAct ?? this.act(temb));
         t = t.reshape([t.shape[0], 1, 1, t.shape[1]!]);
       }
       if (t && this.scaleShift) {
         const [scale, shift] = tf.split(t, 2, -1);
         h = this.act(tf.add(tf.mul(this.norm2.forward(h), tf.add(scale, 1)), shift)) as tf.Tensor4D;
       } else {
-        h = this.norm2.forwardAct(t ? tf.add(h, t) : h, this.act);
+        h = this.norm2.forwardAct(h, this.act, t);
       }
       h = this.conv2.forward(h);
       const sc = this.conv_shortcut ? this.conv_shortcut.forward(x) : x;

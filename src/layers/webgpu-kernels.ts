@@ -1,12 +1,15 @@
 /**
  * Fused WebGPU kernels for the elementwise chains a diffusion forward repeats hundreds of times.
  *
- * Through Dawn a UNet forward is bound by the cost of each dispatch (~80–100 µs), not by arithmetic. As TF.js
- * ops, GroupNorm followed by SiLU is six dispatches (mean, squared difference, mean, batchNorm, sigmoid, mul)
- * and GEGLU eight (two slices, five for the exact GELU, one mul); here they are two and one. The math is the
- * plain ops' (mean, then the mean of squared differences; TF.js's Abramowitz–Stegun erf): only the order of
- * summation differs. Every function takes and returns plain tensors; inputs are viewed flat, so reshapes
- * around them are free.
+ * Through Dawn every dispatch costs ~80–100 µs of CPU (tfjs-webgpu's bookkeeping, then Dawn replaying it as
+ * OpenGL calls). As TF.js ops, a resnet's time-embedding add, GroupNorm and SiLU are seven dispatches (add,
+ * mean, squared difference, mean, batchNorm, sigmoid, mul) and GEGLU eight (two slices, five for the exact
+ * GELU, one mul); here they are one or two and one. On an H100 the GPU side mattered as much: a pass that
+ * runs one workgroup per group costs the same at batch 1 as at batch 2, so large groups keep it to the
+ * reductions (SDXL 1024², 25-step loops: 29.0 s → 26.4 s baseline, 21.2 s → 18.4 s TGATE; bench/results/
+ * h100-webgpu-run3.json and run5.json). The math is the plain ops' (mean, then the mean of squared
+ * differences; TF.js's Abramowitz–Stegun erf): only the order of summation differs. Every function takes and
+ * returns plain tensors; inputs are viewed flat, so reshapes around them are free.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { WebGPUProgram } from '@tensorflow/tfjs-backend-webgpu';
@@ -66,42 +69,80 @@ fn ${name}(v : f32) -> f32 {
 }
 
 /**
- * Per-group mean and variance of x viewed as [B, M, G, C], reduced over M and C: one workgroup per (b, g),
- * output [B·G, 2] as (mean, variance). Two passes over the group inside one dispatch, as the plain ops do.
+ * Groups of up to this many elements are normalised in one dispatch; larger ones get a second, fully parallel
+ * dispatch for the normalising pass, since one workgroup per group leaves most of the GPU idle (B·G workgroups:
+ * 32 for a UNet at batch 1). Env TGATE_WEBGPU_NORM_ONE_DISPATCH_MAX overrides it, for benchmarks.
  */
-function momentsProgram(groups: number, n: number): WebGPUProgram {
+const ONE_DISPATCH_MAX = Number((typeof process !== 'undefined' ? process.env?.TGATE_WEBGPU_NORM_ONE_DISPATCH_MAX : undefined) ?? 8192);
+
+/** The per-element part of the norm: x (+ addend), normalised with the group's (mean, 1/σ), affine, SiLU. */
+function normaliseSnippet(affine: boolean, addend: boolean, silu: boolean): string {
+  return `${SILU}
+fn element(grp : i32, i : i32) -> f32 {
+  let channels = uniforms.numGroups * uniforms.groupChannels;
+  return x[i]${addend ? ' + addend[(grp / uniforms.numGroups) * channels + i % channels]' : ''};
+}
+fn normalised(grp : i32, i : i32, mean : f32, inv : f32) -> f32 {
+  var y = (element(grp, i) - mean) * inv;
+  ${affine ? 'let ch = i % (uniforms.numGroups * uniforms.groupChannels); y = y * gamma[ch] + beta[ch];' : ''}
+  return ${silu ? 'silu(y)' : 'y'};
+}`;
+}
+
+const NORM_UNIFORMS = 'groups : i32, spatial : i32, numGroups : i32, groupChannels : i32, eps : f32,';
+
+/**
+ * One workgroup per (batch, group) of x viewed as [B, M, G, C] (channels last): the mean, then the variance
+ * from squared differences (the plain ops' two passes). `stats`: writes (mean, 1/σ) per group, [B·G, 2];
+ * otherwise writes the normalised group itself. Workgroups run along x then y, so more than 65535 groups
+ * (LayerNorm rows) still fit.
+ */
+function groupProgram(size: number, groups: number, n: number, stats: boolean, affine: boolean, addend: boolean, silu: boolean): WebGPUProgram {
   const wg = n >= 4096 ? 256 : 64;
+  const gx = Math.min(groups, 65535);
+  const names = ['x', ...(addend ? ['addend'] : []), ...(affine && !stats ? ['gamma', 'beta'] : [])];
+  const write = stats
+    ? `if (valid && localId.x == 0u) { setOutputAtIndex(grp * 2, mean); setOutputAtIndex(grp * 2 + 1, inv); }`
+    : `for (var k = i32(localId.x); valid && k < n; k = k + ${wg}) { let i = at(grp, k); setOutputAtIndex(i, normalised(grp, i, mean, inv)); }`;
   return {
-    shaderKey: `tgate_moments_${wg}`, outputShape: [groups * 2], variableNames: ['x'], size: true,
-    uniforms: 'groups : i32, spatial : i32, numGroups : i32, groupChannels : i32,',
-    workgroupSize: [wg, 1, 1], dispatchLayout: { x: [0] }, dispatch: [groups, 1, 1],
+    shaderKey: `tgate_norm_${stats}_${wg}_${affine}_${addend}_${silu}`, outputShape: [stats ? groups * 2 : size], variableNames: names,
+    uniforms: NORM_UNIFORMS, workgroupSize: [wg, 1, 1], dispatchLayout: { x: [0] }, dispatch: [gx, Math.ceil(groups / gx), 1],
     // Each pass reduces in its own workgroup array: sharing one between both passes gave wrong variances on
     // Dawn/GLES (Mesa) with correct means, although a barrier separated the passes.
-    getUserCode: () => `${workgroupSum('sumOf', wg)}
+    getUserCode: () => `${normaliseSnippet(affine && !stats, addend, silu)}
+${workgroupSum('sumOf', wg)}
 ${workgroupSum('sumOfSquares', wg)}
-fn element(grp : i32, k : i32) -> f32 {
+fn at(grp : i32, k : i32) -> i32 {
   let b = grp / uniforms.numGroups;
   let g = grp - b * uniforms.numGroups;
   let m = k / uniforms.groupChannels;
-  let c = k - m * uniforms.groupChannels;
-  return x[((b * uniforms.spatial + m) * uniforms.numGroups + g) * uniforms.groupChannels + c];
+  return ((b * uniforms.spatial + m) * uniforms.numGroups + g) * uniforms.groupChannels + k - m * uniforms.groupChannels;
 }
 fn main(index : i32) {
-  let grp = index / ${wg};
+  let grp = i32(workgroupId.y) * ${gx} + i32(workgroupId.x);
   let valid = grp < uniforms.groups;
   let n = uniforms.spatial * uniforms.groupChannels;
   var s = 0.0;
-  for (var k = i32(localId.x); valid && k < n; k = k + ${wg}) { s = s + element(grp, k); }
+  for (var k = i32(localId.x); valid && k < n; k = k + ${wg}) { s = s + element(grp, at(grp, k)); }
   let mean = sumOf(s) / f32(n);
   var q = 0.0;
-  for (var k = i32(localId.x); valid && k < n; k = k + ${wg}) { let d = element(grp, k) - mean; q = q + d * d; }
-  let variance = sumOfSquares(q) / f32(n);
-  if (valid && localId.x == 0u) {
-    setOutputAtIndex(grp * 2, mean);
-    setOutputAtIndex(grp * 2 + 1, variance);
-  }
+  for (var k = i32(localId.x); valid && k < n; k = k + ${wg}) { let d = element(grp, at(grp, k)) - mean; q = q + d * d; }
+  let inv = inverseSqrt(sumOfSquares(q) / f32(n) + uniforms.eps);
+  ${write}
 }`,
   };
+}
+
+/** The normalising pass over every element in parallel, from the (mean, 1/σ) of {@link groupProgram} `stats`. */
+function normaliseProgram(size: number, affine: boolean, addend: boolean, silu: boolean): WebGPUProgram {
+  const names = ['x', ...(addend ? ['addend'] : []), 'stats', ...(affine ? ['gamma', 'beta'] : [])];
+  const body = `${normaliseSnippet(affine, addend, silu)}
+fn value(i : i32) -> f32 {
+  let channels = uniforms.numGroups * uniforms.groupChannels;
+  let grp = (i / (uniforms.spatial * channels)) * uniforms.numGroups + (i % channels) / uniforms.groupChannels;
+  return normalised(grp, i, stats[grp * 2], stats[grp * 2 + 1]);
+}`;
+  return flatProgram(`tgate_normalise_${affine}_${addend}_${silu}`, size, names, NORM_UNIFORMS, body);
 }
 
 function run(program: WebGPUProgram, inputs: tf.Tensor[], uniforms: Uniform[]): tf.Tensor {
@@ -110,35 +151,41 @@ function run(program: WebGPUProgram, inputs: tf.Tensor[], uniforms: Uniform[]): 
   return tf.engine().makeTensorFromTensorInfo(info);
 }
 
+/** Options of {@link groupNormWebgpu}. */
+export interface FusedNormOptions {
+  gamma?: tf.Tensor;
+  beta?: tf.Tensor;
+  /** SiLU after the affine terms. */
+  silu?: boolean;
+  /** Added to x before normalising, one value per (batch, channel): any shape of B·C elements. */
+  addend?: tf.Tensor | null;
+}
+
 /**
  * GroupNorm over x viewed as [B, M, G·C] (channels last): (x − mean) / √(var + eps) · gamma + beta per group
- * of C channels, then SiLU when `silu`. LayerNorm is the case G = 1, M = 1.
+ * of C channels, in one dispatch (two for groups over {@link ONE_DISPATCH_MAX} elements). LayerNorm is the
+ * case G = 1, M = 1.
  */
-export function groupNormWebgpu(
-  x: tf.Tensor, batch: number, numGroups: number, eps: number, gamma?: tf.Tensor, beta?: tf.Tensor, silu = false,
-): tf.Tensor {
+export function groupNormWebgpu(x: tf.Tensor, batch: number, numGroups: number, eps: number, o: FusedNormOptions = {}): tf.Tensor {
   return tf.tidy(() => {
     const channels = x.shape[x.rank - 1]!;
     const groupChannels = channels / numGroups;
     const spatial = x.size / (batch * channels);
     const groups = batch * numGroups;
-    const flat = x.reshape([x.size]);
-    const ints = (...v: number[]): Uniform[] => v.map((d) => ({ type: 'int32', data: [d] }));
-    const moments = run(momentsProgram(groups, spatial * groupChannels), [flat], ints(groups, spatial, numGroups, groupChannels));
-    const affine = !!(gamma && beta);
-    const names = affine ? ['x', 'moments', 'gamma', 'beta'] : ['x', 'moments'];
-    const body = `${SILU}
-fn value(i : i32) -> f32 {
-  let ch = i % (uniforms.numGroups * uniforms.groupChannels);
-  let grp = (i / (uniforms.spatial * uniforms.numGroups * uniforms.groupChannels)) * uniforms.numGroups + ch / uniforms.groupChannels;
-  var y = (x[i] - moments[grp * 2]) * inverseSqrt(moments[grp * 2 + 1] + uniforms.eps);
-  ${affine ? 'y = y * gamma[ch] + beta[ch];' : ''}
-  return ${silu ? 'silu(y)' : 'y'};
-}`;
-    const program = flatProgram(`tgate_groupnorm_${affine}_${silu}`, x.size, names, 'spatial : i32, numGroups : i32, groupChannels : i32, eps : f32,', body);
-    const inputs = affine ? [flat, moments, gamma!.reshape([channels]), beta!.reshape([channels])] : [flat, moments];
-    const uniforms: Uniform[] = [...ints(spatial, numGroups, groupChannels), { type: 'float32', data: [eps] }];
-    return run(program, inputs, uniforms).reshape(x.shape);
+    const n = spatial * groupChannels;
+    // A missing beta is an offset of 0 (torch LayerNorm with bias=False).
+    const gamma = o.gamma ?? (o.beta ? tf.ones([channels]) : undefined);
+    const beta = o.beta ?? (o.gamma ? tf.zeros([channels]) : undefined);
+    const affine = !!gamma;
+    const addend = o.addend ?? null;
+    if (addend && addend.size !== batch * channels) throw new Error(`norm addend must hold ${batch}×${channels} values, got shape [${addend.shape}]`);
+    const xs = [x.reshape([x.size]), ...(addend ? [addend.reshape([addend.size])] : [])];
+    const affines = affine ? [gamma!.reshape([channels]), beta!.reshape([channels])] : [];
+    const uniforms: Uniform[] = [...[groups, spatial, numGroups, groupChannels].map((d): Uniform => ({ type: 'int32', data: [d] })), { type: 'float32', data: [eps] }];
+    const silu = !!o.silu;
+    if (n <= ONE_DISPATCH_MAX) return run(groupProgram(x.size, groups, n, false, affine, !!addend, silu), [...xs, ...affines], uniforms).reshape(x.shape);
+    const stats = run(groupProgram(x.size, groups, n, true, false, !!addend, false), xs, uniforms);
+    return run(normaliseProgram(x.size, affine, !!addend, silu), [...xs, stats, ...affines], uniforms).reshape(x.shape);
   });
 }
 

@@ -367,7 +367,7 @@ export class UNet2DConditionModel extends Module {
       if (this.config.centerInputSample) x = tf.sub(tf.mul(x, 2), 1);
       const temb = this.embed({ ...o, record: record ? rec : undefined }, b);
       const encBias = o.encoderAttentionMask ? maskToBias(o.encoderAttentionMask) : null;
-      const a: BlockInputs = { temb, enc: o.encoderHiddenStates, encBias, ctx: o.attnContext ?? {} };
+      const a: BlockInputs = { temb, tembAct: this.act(temb), enc: o.encoderHiddenStates, encBias, ctx: o.attnContext ?? {} };
 
       let h = this.conv_in.forward(x);
       rec('conv_in', h);

@@ -15,6 +15,8 @@ import type { AttnContext } from '../attention/processor.js';
 export interface BlockInputs {
   /** Time embedding [B, temb]. */
   temb: tf.Tensor | null;
+  /** act(temb), computed once for all resnets (they share the UNet's act_fn); computed per resnet when absent. */
+  tembAct?: tf.Tensor | null;
   /** Encoder hidden states [B, L, D] (cross-attention keys/values). */
   enc: tf.Tensor | null;
   /** Additive cross-attention bias [B, 1, L] from the encoder attention mask, or null. */
@@ -113,7 +115,7 @@ export class DownBlock2D extends Module {
       let h = x;
       const residuals: tf.Tensor4D[] = [];
       this.resnets.items.forEach((r, i) => {
-        h = r.forward(h, a.temb);
+        h = r.forward(h, a.temb, a.tembAct);
         if (this.attentions) h = this.attentions.at(i).forward(h, a.enc, a.encBias, a.ctx);
         residuals.push(h);
       });
@@ -174,7 +176,7 @@ export class UpBlock2D extends Module {
     return tf.tidy(() => {
       let h = x;
       this.resnets.items.forEach((r, i) => {
-        h = r.forward(tf.concat([h, skips[skips.length - 1 - i]], 3) as tf.Tensor4D, a.temb);
+        h = r.forward(tf.concat([h, skips[skips.length - 1 - i]], 3) as tf.Tensor4D, a.temb, a.tembAct);
         if (this.attentions) h = this.attentions.at(i).forward(h, a.enc, a.encBias, a.ctx);
       });
       if (this.upsamplers) {
@@ -214,10 +216,10 @@ export class UNetMidBlock2DCrossAttn extends Module {
 
   forward(x: tf.Tensor4D, a: BlockInputs): tf.Tensor4D {
     return tf.tidy(() => {
-      let h = this.resnets.at(0).forward(x, a.temb);
+      let h = this.resnets.at(0).forward(x, a.temb, a.tembAct);
       this.attentions.items.forEach((t, i) => {
         h = t.forward(h, a.enc, a.encBias, a.ctx);
-        h = this.resnets.at(i + 1).forward(h, a.temb);
+        h = this.resnets.at(i + 1).forward(h, a.temb, a.tembAct);
       });
       return h;
     });
