@@ -18,6 +18,12 @@ export interface AttnProcessor {
    * including the module's residual connection and output rescale.
    */
   call(attn: Attention, hidden: tf.Tensor, encoderHidden: tf.Tensor | null, bias: tf.Tensor | null, ctx: AttnContext): tf.Tensor;
+  /**
+   * True when `call` for this module and context will return a stored output without reading the values of
+   * `hidden` (only its shape, and its values for a residual connection): a caller may then skip computing
+   * the normalised input. Processors that always compute need not implement it.
+   */
+  reuses?(attn: Attention, cross: boolean, ctx: AttnContext): boolean;
   /** Drops per-generation state (caches); processors without state need not implement it. */
   reset?(): void;
 }

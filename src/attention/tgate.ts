@@ -121,15 +121,19 @@ export interface TgateContext extends AttnContext {
 export class TgateProcessor implements AttnProcessor {
   private readonly caches = new Map<Attention, tf.Tensor>();
 
+  reuses(attn: Attention, cross: boolean, ctx: TgateContext): boolean {
+    const f = ctx.tgate;
+    // As in T-GATE: reuse only when a cache exists; otherwise compute (without caching).
+    return !!f && (cross ? f.caReuse : f.saReuse) && this.caches.has(attn);
+  }
+
   call(attn: Attention, hidden: tf.Tensor, enc: tf.Tensor | null, bias: tf.Tensor | null, ctx: TgateContext): tf.Tensor {
     const f = ctx.tgate;
     if (!f) return attn.finish(attn.attend(hidden, enc, bias), hidden);
     const cross = enc !== null;
-    const reuse = cross ? f.caReuse : f.saReuse;
     const cache = cross ? f.caCache : f.saCache;
     const cached = this.caches.get(attn);
-    // As in T-GATE: reuse only when a cache exists; otherwise compute (without caching).
-    if (reuse && cached) {
+    if (cached && this.reuses(attn, cross, ctx)) {
       if (cached.shape[0] !== hidden.shape[0]) {
         throw new Error(`TGATE: cached attention has batch ${cached.shape[0]} but this step runs batch ${hidden.shape[0]} (lcm mode needs guidance off)`);
       }

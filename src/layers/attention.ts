@@ -62,6 +62,11 @@ export class Attention extends Module {
     return this.processor.call(this, hidden, enc, bias, ctx);
   }
 
+  /** Whether the processor will answer this call from a cache, so the caller may skip preparing `hidden`. */
+  reuses(cross: boolean, ctx: AttnContext): boolean {
+    return this.processor.reuses?.(this, cross, ctx) ?? false;
+  }
+
   /**
    * The attention computation proper — group norm, q/k/v, softmax(q kᵀ·scale + bias) v, out projection —
    * without the residual. This is what TGATE caches and skips. Accepts [B,N,C] or NHWC [B,H,W,C].

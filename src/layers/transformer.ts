@@ -77,15 +77,19 @@ export class BasicTransformerBlock extends Module {
       }
       const modulate = (x: tf.Tensor, shift: tf.Tensor, scale: tf.Tensor) => tf.add(tf.mul(x, tf.add(scale, 1)), shift);
 
-      let n = this.norm1.forward(h);
-      if (this.adaSingle) n = modulate(n, mod[0], mod[1]);
+      // An attention answered from TGATE's cache never reads its input: its norm is skipped (h has its shape).
+      let n = h;
+      if (!this.attn1.reuses(this.onlyCross, ctx)) {
+        n = this.norm1.forward(h);
+        if (this.adaSingle) n = modulate(n, mod[0], mod[1]);
+      }
       let a = this.attn1.forward(n, this.onlyCross ? enc : null, this.onlyCross ? encBias : null, ctx);
       if (this.adaSingle) a = tf.mul(mod[2], a);
       h = tf.add(a, h);
 
       if (this.attn2) {
         // PixArt applies no norm before cross-attention (diffusers: "For PixArt norm2 isn't applied here").
-        n = this.adaSingle ? h : this.norm2!.forward(h);
+        n = this.adaSingle || this.attn2.reuses(true, ctx) ? h : this.norm2!.forward(h);
         h = tf.add(this.attn2.forward(n, enc, encBias, ctx), h);
       }
 
