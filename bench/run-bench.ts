@@ -65,6 +65,20 @@ async function sync(t: tf.Tensor): Promise<void> {
   probe.dispose();
 }
 
+/**
+ * Counts WebGPU program dispatches (TF.js kernels and ours alike: each is one compute pass) until `stop()`;
+ * null on other backends. Through Dawn a forward's time is mostly a fixed cost per dispatch.
+ */
+export function countDispatches(): { count: number; stop(): void } | null {
+  if (tf.getBackend() !== 'webgpu') return null;
+  type Run = (...args: unknown[]) => unknown;
+  const backend = tf.backend() as unknown as { runWebGPUProgram: Run };
+  const original = backend.runWebGPUProgram;
+  const counter = { count: 0, stop: () => { delete (backend as Partial<typeof backend>).runWebGPUProgram; } };
+  backend.runWebGPUProgram = function (this: unknown, ...args: unknown[]) { counter.count++; return original.apply(this, args); };
+  return counter;
+}
+
 /** Wall and CPU seconds of `fn`, synchronised through `sync`. CPU seconds are robust to other load on the machine. */
 async function timed<T extends tf.Tensor>(fn: () => T): Promise<{ wall: number; cpu: number; out: T }> {
   const c0 = cpuNow();
@@ -312,13 +326,21 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
   const cpuB: number[] = [];
   const cpuG: number[] = [];
   let kindSeconds: { baseline?: Record<string, number>; tgate?: Record<string, number> } = {};
+  const dispatches = { baseline: NaN, tgate: NaN };
   for (let r = 0; r < a.loops; r++) {
+    let counter = r === 0 ? countDispatches() : null;
     const b = await loop(false);
     wallB.push(b.wall); cpuB.push(b.cpu);
+    counter?.stop();
+    if (counter) dispatches.baseline = counter.count;
+    counter = r === 0 ? countDispatches() : null;
     const g = await loop(true);
     wallG.push(g.wall); cpuG.push(g.cpu);
+    counter?.stop();
+    if (counter) dispatches.tgate = counter.count;
     kindSeconds = { baseline: b.kinds, tgate: g.kinds };
   }
+  if (!Number.isNaN(dispatches.baseline)) log(`WebGPU dispatches: baseline loop ${dispatches.baseline}, TGATE loop ${dispatches.tgate}`);
   // Without separate forward timings, a per-kind run's baseline step (one batch-2 forward) stands in for it.
   if (!Number.isFinite(fwd[2]) && kindSeconds.baseline) fwd[2] = Object.values(kindSeconds.baseline)[0];
   const baselineSeconds = median(wallB);
@@ -341,7 +363,7 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
     forwardCpuSecondsBatch2: fwdCpu[2], forwardCpuSecondsBatch1: fwdCpu[1],
     baselineCpuSeconds: baselineCpu, tgateCpuSeconds: tgateCpu, speedupCpu: baselineCpu / tgateCpu,
     loops: a.loops, baselineSecondsAll: wallB, tgateSecondsAll: wallG, baselineCpuSecondsAll: cpuB, tgateCpuSecondsAll: cpuG,
-    kindSeconds, loadAverage: os.loadavg()[0],
+    kindSeconds, loadAverage: os.loadavg()[0], dispatchesBaselineLoop: dispatches.baseline, dispatchesTgateLoop: dispatches.tgate,
     forwardMacsPerSample: fwdMacs, executedMacsBatch2: executedMacs,
     forwardGflops: (2 * 2 * fwdMacs) / fwd[2] / 1e9, forwardGflopsBatch1: (2 * fwdMacs) / fwd[1] / 1e9, matmulGflops: mm,
     uploadSecondsPerForward: offload ? offload.stats.uploadSeconds / offload.stats.uploadBytes * offload.hostBytes : 0,
