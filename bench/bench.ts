@@ -4,7 +4,8 @@
  *
  *   npm run bench -- --model sd15|sd21|sdxl|pixart|tiny-shapes --height H --width W --steps 25 --gate-step G \
  *     --backend cpu|wasm|webgpu [--offload] [--reps N (0: no separate forward timing)] [--loops N] [--random] \
- *     [--per-kind] [--no-profile] [--warmup N] [--threads N (wasm: XNNPACK threads, default every CPU)] [--json]
+ *     [--per-kind] [--no-profile] [--warmup N] [--threads N (wasm: XNNPACK threads, default every CPU)] [--json] \
+ *     [--tgate-v1 (the paper's T-GATE v1: cross-attention only, no self-attention caching)]
  *
  * `--loops N` runs the baseline and TGATE loops N times each (alternating) and reports the medians.
  * `--per-kind` times each distinct step kind instead of whole loops (see `BenchArgs.loopMode`).

@@ -29,6 +29,11 @@ export interface BenchArgs {
    * the schedule. For runs where full loops do not fit the time available (SDXL/PixArt at 1024² on one GPU call).
    */
   loopMode: 'measured' | 'per-kind';
+  /**
+   * TGATE as in the paper's tables (T-GATE v1): cross-attention cached from the gate on, self-attention never
+   * reused (warm-up = steps). Default: T-GATE's README settings (self-attention caching as well).
+   */
+  v1: boolean;
 }
 
 /** Parses the CLI flags (`npm run bench`, and the job lines of bench/gpu.ts). */
@@ -45,7 +50,7 @@ export function parseArgs(argv: string[]): BenchArgs & { backend: BackendName; j
     json: argv.includes('--json'), offload: argv.includes('--offload'), profile: !argv.includes('--no-profile'),
     reps: Number(get('reps') ?? 2), seed: Number(get('seed') ?? 0), warmup: Number(get('warmup') ?? (argv.includes('--no-profile') ? 1 : 0)),
     loops: Math.max(1, Number(get('loops') ?? 1)), random: argv.includes('--random'),
-    loopMode: argv.includes('--per-kind') ? 'per-kind' as const : 'measured' as const,
+    loopMode: argv.includes('--per-kind') ? 'per-kind' as const : 'measured' as const, v1: argv.includes('--tgate-v1'),
     threads: get('threads') === undefined ? undefined : Number(get('threads')),
   };
   // Latents must survive every 2× downsampling: SD 3 times (×8 VAE), SDXL twice, PixArt patch 2, tiny-shapes twice (×4 VAE).
@@ -258,7 +263,8 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
 
   let peakSampled = tf.memory().numBytes;
   const tensorsBefore = tf.memory().numTensors;
-  const tg = resolveTgate({ ...PAPER[a.model].tgate, gateStep: a.gateStep }, a.steps);
+  const tgateOptions = a.v1 ? { gateStep: a.gateStep, spInterval: 1, fiInterval: 1, warmUp: a.steps } : { ...PAPER[a.model].tgate, gateStep: a.gateStep };
+  const tg = resolveTgate(tgateOptions, a.steps);
   const stepPlan = (i: number, useTgate: boolean): { batch: 1 | 2; flags?: TgateFlags } =>
     (useTgate ? { batch: i >= tg.gateStep ? 1 : 2, flags: tgateFlags(i, tg) } : { batch: 2 });
   const kindOf = (i: number, useTgate: boolean): string => JSON.stringify(stepPlan(i, useTgate));
@@ -299,7 +305,7 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
   const all = Array.from({ length: a.steps }, (_, i) => i);
   /** Measured: the whole loop. Per-kind: each kind's first two occurrences, the second timing summed over the schedule. */
   const loop = async (useTgate: boolean): Promise<{ wall: number; cpu: number; kinds?: Record<string, number> }> => {
-    const label = useTgate ? `TGATE (gate ${tg.gateStep}, sp ${tg.spInterval}, fi ${tg.fiInterval}, warm-up ${tg.warmUp})` : 'baseline';
+    const label = useTgate ? (a.v1 ? `TGATE v1 (gate ${tg.gateStep}, self-attention never reused)` : `TGATE (gate ${tg.gateStep}, sp ${tg.spInterval}, fi ${tg.fiInterval}, warm-up ${tg.warmUp})`) : 'baseline';
     if (a.loopMode === 'measured') {
       const r = await runSteps(useTgate, all, false);
       log(`${a.steps}-step loop ${label}: ${r.wall.toFixed(2)} s wall, ${r.cpu.toFixed(2)} s CPU`);
@@ -354,7 +360,7 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
   const macsBaseline = generationMacs(full, 25, null);
   const macsTgate = generationMacs(full, 25, p.tgate);
   const loopMacsBaseline = generationMacs(fm, a.steps, null);
-  const loopMacsTgate = generationMacs(fm, a.steps, { ...p.tgate, gateStep: a.gateStep });
+  const loopMacsTgate = generationMacs(fm, a.steps, tgateOptions);
   const result = {
     model: a.model, backend: report.name, backendDetails: report.details ?? '', offload: a.offload, machine, date: new Date().toISOString(),
     height: a.height, width: a.width, steps: a.steps, gateStep: a.gateStep, params, loopMode: a.loopMode,
@@ -370,7 +376,7 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
     peakBytes: Number.isFinite(profilePeak) ? Math.max(profilePeak, peakSampled) : peakSampled, peakBytesInForward: profilePeak, peakBytesBetweenSteps: peakSampled,
     // Thop-style MACs (conv + linear) of this run's loop and of the paper's 25-step setting at full size.
     loopMacsBaseline, loopMacsTgate, loopMacRatio: loopMacsBaseline / loopMacsTgate,
-    loopMacsWithAttnBaseline: generationMacs(fm, a.steps, null, true), loopMacsWithAttnTgate: generationMacs(fm, a.steps, { ...p.tgate, gateStep: a.gateStep }, true),
+    loopMacsWithAttnBaseline: generationMacs(fm, a.steps, null, true), loopMacsWithAttnTgate: generationMacs(fm, a.steps, tgateOptions, true), tgateSettings: a.v1 ? 'v1' : 'readme',
     macsBaseline, macsTgate, macRatio: macsBaseline / macsTgate,
     speedupOverMacRatio: baselineSeconds / tgateSeconds / (loopMacsBaseline / loopMacsTgate),
     speedupCpuOverMacRatio: baselineCpu / tgateCpu / (loopMacsBaseline / loopMacsTgate), paperMacsBaseline: p.baseline, paperMacsTgate: p.tgated, leakedTensors: leaked,
