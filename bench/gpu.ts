@@ -97,8 +97,9 @@ async function main(): Promise<void> {
       say(`job failed: ${e instanceof Error ? e.stack : e}`);
     }
     save();
-    // Each job builds a model of other buffer sizes; without this the pool of the last one stays allocated.
-    say(`released ${(releaseWebgpuBufferPool() / 1024 ** 3).toFixed(2)} GiB of pooled GPU buffers`);
+    // runBench's model.dispose() frees the pool; a job that failed before it leaves the pool to free here.
+    const freed = releaseWebgpuBufferPool();
+    if (freed > 0) say(`released ${(freed / 1024 ** 3).toFixed(2)} GiB of pooled GPU buffers`);
   }
   say('done');
 }

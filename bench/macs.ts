@@ -228,11 +228,16 @@ export function macTable(steps = 25): string {
 }
 
 /**
- * The paper's TGATE column, reproduced: T-GATE v1's schedule (cross-attention cached and guidance dropped from
- * `gate` on; self-attention always computed) at the gate step that fits it.
+ * T-GATE v1's schedule, the one of the paper's tables, as our options: cross-attention cached and guidance
+ * dropped from `gate` on; self-attention never reused (its warm-up lasts the whole generation).
  */
+export function tgateV1(gate: number, steps: number): TgateOptions {
+  return { gateStep: gate, spInterval: 1, fiInterval: 1, warmUp: steps };
+}
+
+/** The paper's TGATE column, reproduced: MACs of T-GATE v1 at the gate step that fits it. */
 export function crossOnlyMacs(f: ForwardMacs, steps: number, gate: number): number {
-  return 2 * gate * totalMacs(f) + (steps - gate) * (totalMacs(f) - f.crossLinear);
+  return generationMacs(f, steps, tgateV1(gate, steps));
 }
 
 /** Markdown table: for each paper model, the v1 gate step whose count is nearest the paper's TGATE MACs. */

@@ -16,7 +16,7 @@ import { setAttnProcessor } from '../src/attention/registry.js';
 import { TgateProcessor, resolveTgate, tgateFlags, type TgateFlags } from '../src/attention/tgate.js';
 import { loadModel } from '../src/pipelines/load.js';
 import { streamsWeights } from '../src/layers/gemm.js';
-import { PAPER, forwardMacs, generationMacs, loadConfig, modelDir, totalMacs, type ModelKey } from './macs.js';
+import { PAPER, forwardMacs, generationMacs, loadConfig, modelDir, tgateV1, totalMacs, type ModelKey } from './macs.js';
 
 export interface BenchArgs {
   model: ModelKey; height: number; width: number; steps: number; gateStep: number;
@@ -72,7 +72,7 @@ async function sync(t: tf.Tensor): Promise<void> {
 
 /**
  * Counts WebGPU program dispatches (TF.js kernels and ours alike: each is one compute pass) until `stop()`;
- * null on other backends. Through Dawn a forward's time is mostly a fixed cost per dispatch.
+ * null on other backends. Each costs ~80–100 µs of CPU through Dawn.
  */
 export function countDispatches(): { count: number; stop(): void } | null {
   if (tf.getBackend() !== 'webgpu') return null;
@@ -263,7 +263,7 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
 
   let peakSampled = tf.memory().numBytes;
   const tensorsBefore = tf.memory().numTensors;
-  const tgateOptions = a.v1 ? { gateStep: a.gateStep, spInterval: 1, fiInterval: 1, warmUp: a.steps } : { ...PAPER[a.model].tgate, gateStep: a.gateStep };
+  const tgateOptions = a.v1 ? tgateV1(a.gateStep, a.steps) : { ...PAPER[a.model].tgate, gateStep: a.gateStep };
   const tg = resolveTgate(tgateOptions, a.steps);
   const stepPlan = (i: number, useTgate: boolean): { batch: 1 | 2; flags?: TgateFlags } =>
     (useTgate ? { batch: i >= tg.gateStep ? 1 : 2, flags: tgateFlags(i, tg) } : { batch: 2 });
@@ -333,17 +333,19 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
   const cpuG: number[] = [];
   let kindSeconds: { baseline?: Record<string, number>; tgate?: Record<string, number> } = {};
   const dispatches = { baseline: NaN, tgate: NaN };
+  /** One loop; the first of each kind also counts its WebGPU dispatches. */
+  const countedLoop = async (useTgate: boolean, first: boolean) => {
+    const counter = first ? countDispatches() : null;
+    const r = await loop(useTgate);
+    counter?.stop();
+    if (counter) dispatches[useTgate ? 'tgate' : 'baseline'] = counter.count;
+    return r;
+  };
   for (let r = 0; r < a.loops; r++) {
-    let counter = r === 0 ? countDispatches() : null;
-    const b = await loop(false);
+    const b = await countedLoop(false, r === 0);
     wallB.push(b.wall); cpuB.push(b.cpu);
-    counter?.stop();
-    if (counter) dispatches.baseline = counter.count;
-    counter = r === 0 ? countDispatches() : null;
-    const g = await loop(true);
+    const g = await countedLoop(true, r === 0);
     wallG.push(g.wall); cpuG.push(g.cpu);
-    counter?.stop();
-    if (counter) dispatches.tgate = counter.count;
     kindSeconds = { baseline: b.kinds, tgate: g.kinds };
   }
   if (!Number.isNaN(dispatches.baseline)) log(`WebGPU dispatches: baseline loop ${dispatches.baseline}, TGATE loop ${dispatches.tgate}`);
