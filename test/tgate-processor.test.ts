@@ -3,7 +3,7 @@
  * that feeds it (T-GATE computes it and throws it away), and skipping it changes nothing in the output.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { BasicTransformerBlock } from '../src/layers/transformer.js';
+import { BasicTransformerBlock } from '../src/models/transformer-2d.js';
 import { TgateProcessor, type TgateContext, type TgateFlags } from '../src/attention/tgate.js';
 import { setAttnProcessor } from '../src/attention/registry.js';
 import type { LayerNorm } from '../src/layers/norm.js';

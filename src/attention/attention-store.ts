@@ -13,7 +13,7 @@
  * Only the previous step's tensors are kept per module, so memory stays bounded however many steps run.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { Attention } from '../layers/attention.js';
+import type { Attention } from './attention.js';
 import type { Module } from '../nn/module.js';
 import type { AttnContext, AttnProcessor } from './processor.js';
 import { attentionModules } from './registry.js';

@@ -4,7 +4,7 @@
  * without touching the models.
  */
 import type * as tf from '@tensorflow/tfjs-core';
-import type { Attention } from '../layers/attention.js';
+import type { Attention } from './attention.js';
 
 /** Per-call information threaded from the pipeline to every processor (diffusers' cross_attention_kwargs). */
 export interface AttnContext {

@@ -1,7 +1,7 @@
 /** attnProcessors() / setAttnProcessor() over any Module tree, keyed `<module path>.processor`. */
 import type * as tf from '@tensorflow/tfjs-core';
 import type { Module } from '../nn/module.js';
-import { Attention } from '../layers/attention.js';
+import { Attention } from './attention.js';
 import type { AttnProcessor } from './processor.js';
 
 /** Every Attention module below `root`, keyed by its module path. */

@@ -7,13 +7,13 @@
  * {@link TgateProcessor} acts on them. Caches belong to one generation: {@link TgateProcessor.reset}.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { Attention } from '../layers/attention.js';
+import type { Attention } from './attention.js';
 import type { AttnContext, AttnProcessor } from './processor.js';
 
 export interface TgateOptions {
   /**
    * First step (0-based) at which cross-attention is reused and guidance dropped. Default 10. 'auto': decided
-   * during the generation from the measured cross-attention change (src/pipelines/auto-gate.ts).
+   * during the generation from the measured cross-attention change (src/attention/auto-gate.ts).
    */
   gateStep?: number | 'auto';
   /** Self-attention cache interval before the gate. Default 5. */
@@ -26,7 +26,7 @@ export interface TgateOptions {
   lcm?: boolean;
   /**
    * gateStep 'auto' only: gate once the mean relative change of the cross-attention outputs between two
-   * consecutive steps falls below this (default AUTO_GATE_THRESHOLD in src/pipelines/auto-gate.ts).
+   * consecutive steps falls below this (default AUTO_GATE_THRESHOLD in src/attention/auto-gate.ts).
    */
   autoThreshold?: number;
 }

@@ -1,10 +1,10 @@
 /** diffusers `Attention`: weights (to_q/to_k/to_v/to_out.0, optional group_norm) plus a pluggable processor. */
 import * as tf from '@tensorflow/tfjs-core';
 import { Module, ModuleList } from '../nn/module.js';
-import { Linear } from './linear.js';
-import { GroupNorm, LayerNorm } from './norm.js';
-import { scaledDotProductAttention } from '../attention/sdpa.js';
-import { AttnProcessorDefault, type AttnContext, type AttnProcessor } from '../attention/processor.js';
+import { Linear } from '../layers/linear.js';
+import { GroupNorm, LayerNorm } from '../layers/norm.js';
+import { scaledDotProductAttention } from './sdpa.js';
+import { AttnProcessorDefault, type AttnContext, type AttnProcessor } from './processor.js';
 
 export interface AttentionOptions {
   queryDim: number;

@@ -21,10 +21,10 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Module } from '../nn/module.js';
-import type { Attention } from '../layers/attention.js';
-import type { AttnProcessor } from '../attention/processor.js';
-import { attentionModules } from '../attention/registry.js';
-import type { GateController } from '../attention/tgate.js';
+import type { Attention } from './attention.js';
+import type { AttnProcessor } from './processor.js';
+import { attentionModules } from './registry.js';
+import type { GateController } from './tgate.js';
 
 /**
  * Default threshold on r_i, chosen on the bundled tiny-shapes model (25 DDIM steps, guidance 7.5, 6 prompts of
