@@ -18,14 +18,15 @@ export { weightInOurLayout } from './layers/streamed-weights.js';
 
 export { UNet2DConditionModel, CLIPTextModel, CLIPTextModelWithProjection, T5EncoderModel, AutoencoderKL, PixArtTransformer2DModel, modelFromConfig, modelClasses } from './models/registry.js';
 
-export { Attention } from './layers/attention.js';
+export { Attention } from './attention/attention.js';
 export { scaledDotProductAttention } from './attention/sdpa.js';
-export { AttnProcessorDefault, AttnProcessorChunked } from './attention/processor.js';
-export type { AttnProcessor, AttnContext } from './attention/processor.js';
-export { attnProcessors, setAttnProcessor } from './attention/registry.js';
+export { AttentionModule, AttnProcessorDefault, AttnProcessorChunked } from './attention/processor.js';
+export type { AttnProcessor, AttnContext, AttnProjections } from './attention/processor.js';
+export { attnProcessors, setAttnProcessor, wrapProcessors } from './attention/registry.js';
+export type { ProcessorWrapper } from './attention/registry.js';
 export { TgateProcessor, tgateFlags, resolveTgate } from './attention/tgate.js';
 export { AttentionStoreProcessor } from './attention/attention-store.js';
-export { AutoGate, AUTO_GATE_THRESHOLD } from './pipelines/auto-gate.js';
+export { AutoGate, AUTO_GATE_THRESHOLD } from './attention/auto-gate.js';
 export type { TgateOptions, TgateFlags } from './attention/tgate.js';
 
 export { schedulerFromConfig, SCHEDULERS, Rng, TorchGenerator } from './samplers/index.js';

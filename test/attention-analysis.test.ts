@@ -12,7 +12,7 @@ import { attnProcessors, setAttnProcessor } from '../src/attention/registry.js';
 import type { StableDiffusionPipeline } from '../src/pipelines/stable-diffusion.js';
 import { resolveTgate } from '../src/attention/tgate.js';
 import { onlineGate, suggestGate } from '../src/cli/analyze.js';
-import { AUTO_GATE_THRESHOLD } from '../src/pipelines/auto-gate.js';
+import { AUTO_GATE_THRESHOLD } from '../src/attention/auto-gate.js';
 
 type Figures = Record<string, number>;
 interface Ref {

@@ -3,9 +3,11 @@
  * that feeds it (T-GATE computes it and throws it away), and skipping it changes nothing in the output.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { BasicTransformerBlock } from '../src/layers/transformer.js';
-import { TgateProcessor, type TgateContext, type TgateFlags } from '../src/attention/tgate.js';
-import { setAttnProcessor } from '../src/attention/registry.js';
+import { BasicTransformerBlock } from '../src/models/transformer-2d.js';
+import type { TgateContext, TgateFlags, TgateOptions } from '../src/attention/tgate.js';
+import { beginTgate } from '../src/attention/tgate-session.js';
+import { attnProcessors, setAttnProcessor, wrapProcessors } from '../src/attention/registry.js';
+import type { AttnProcessor } from '../src/attention/processor.js';
 import type { LayerNorm } from '../src/layers/norm.js';
 import { relL2T, useBackend } from './helpers.js';
 
@@ -26,17 +28,25 @@ function countCalls(norms: Record<string, LayerNorm | undefined>): Record<string
 
 beforeAll(async () => useBackend('cpu'));
 
-test.each(['layer_norm', 'ada_norm_single'] as const)('%s block: reused attentions skip their norms, same output', (normType) => {
+// As a pipeline installs TGATE: a fixed gate, or the automatic gate (whose measuring wrapper must keep the
+// TGATE processor's `reuses`, or the block computes norms for attentions answered from the cache).
+const SESSIONS: [string, 'layer_norm' | 'ada_norm_single', TgateOptions][] = [
+  ['layer_norm block, gateStep 10', 'layer_norm', { gateStep: 10 }], ['ada_norm_single block, gateStep 10', 'ada_norm_single', { gateStep: 10 }],
+  ['layer_norm block, gateStep auto', 'layer_norm', { gateStep: 'auto' }], ['ada_norm_single block, gateStep auto', 'ada_norm_single', { gateStep: 'auto' }],
+];
+
+test.each(SESSIONS)('%s: reused attentions skip their norms, same output', (_name, normType, tgate) => {
   const dim = 32;
   const block = new BasicTransformerBlock({ dim, numAttentionHeads: 4, attentionHeadDim: 8, crossAttentionDim: 24, normType });
   block.initRandom(3, 0.2);
-  const proc = new TgateProcessor();
-  setAttnProcessor(block, proc);
+  const defaults = [...attnProcessors(block).values()];
+  const before = tf.memory().numTensors;
+  const session = beginTgate(block, tgate, 20, true);
+  expect(session.autoGate !== undefined).toBe(tgate.gateStep === 'auto');
   const calls = countCalls({ norm1: block.norm1, norm2: block.norm2, norm3: block.norm3 });
   const h = tf.randomNormal([2, 16, dim], 0, 1, 'float32', 1);
   const enc = tf.randomNormal([2, 7, 24], 0, 1, 'float32', 2);
   const timestep = normType === 'ada_norm_single' ? tf.randomNormal([2, 6 * dim], 0, 0.1, 'float32', 3) : null;
-  const before = tf.memory().numTensors;
 
   const computed = block.forward(h, enc, null, { tgate: CACHE } as TgateContext, timestep);
   const afterCompute = { ...calls };
@@ -49,9 +59,43 @@ test.each(['layer_norm', 'ada_norm_single'] as const)('%s block: reused attentio
   expect(calls).toEqual({ ...expected, [ff]: 2 });
   // Both caches were made from this same input, so reusing them reproduces the computed step.
   expect(relL2T(reused, computed)).toBeLessThanOrEqual(1e-7);
-  tf.dispose([computed, reused]);
-  proc.reset();
+  tf.dispose([computed, reused, h, enc, timestep].filter((t): t is tf.Tensor => t !== null));
+  session.end();
+  expect([...attnProcessors(block).values()].every((p, i) => p === defaults[i])).toBe(true);
   expect(tf.memory().numTensors).toBe(before);
-  tf.dispose([h, enc, timestep].filter((t): t is tf.Tensor => t !== null));
   block.dispose();
+});
+
+test('wrapProcessors: the wrapper\'s members replace, every other one is the inner processor\'s; restoring undoes it', () => {
+  const block = new BasicTransformerBlock({ dim: 8, numAttentionHeads: 2, attentionHeadDim: 4, crossAttentionDim: 6 });
+  const log: string[] = [];
+  // Methods that need `this`, as class-based processors (TgateProcessor) have.
+  const inner: AttnProcessor & { name: string } = {
+    name: 'inner',
+    call(_attn, hidden) { log.push(`call ${this.name}`); return hidden; },
+    reuses(_attn, cross) { log.push(`reuses ${this.name}`); return cross; },
+    reset() { log.push(`reset ${this.name}`); },
+  };
+  const bare: AttnProcessor = { call: (_attn, hidden) => hidden };
+  setAttnProcessor(block, { 'attn1.processor': inner, 'attn2.processor': bare });
+  const restore = wrapProcessors(block, (p, path) => ({
+    call: (attn, hidden, enc, bias, ctx) => { log.push(`wrapped ${path}`); return p.call(attn, hidden, enc, bias, ctx); },
+  }));
+  const wrapped = attnProcessors(block);
+  const w1 = wrapped.get('attn1.processor')!;
+  const w2 = wrapped.get('attn2.processor')!;
+  expect(w1).not.toBe(inner);
+  const x = tf.zeros([1, 2, 8]);
+  expect(w1.call(block.attn1, x, null, null, {})).toBe(x);
+  expect(block.attn1.reuses(true, {})).toBe(true);
+  w1.reset!();
+  expect(log).toEqual(['wrapped attn1', 'call inner', 'reuses inner', 'reset inner']);
+  // Members the inner processor lacks stay absent: the module's reuses() falls back to false.
+  expect(w2.reuses).toBeUndefined();
+  expect(w2.reset).toBeUndefined();
+  expect(block.attn2!.reuses(true, {})).toBe(false);
+  restore();
+  expect(attnProcessors(block).get('attn1.processor')).toBe(inner);
+  expect(attnProcessors(block).get('attn2.processor')).toBe(bare);
+  x.dispose();
 });

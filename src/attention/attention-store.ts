@@ -13,11 +13,9 @@
  * Only the previous step's tensors are kept per module, so memory stays bounded however many steps run.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { Attention } from '../layers/attention.js';
 import type { Module } from '../nn/module.js';
-import type { AttnContext, AttnProcessor } from './processor.js';
+import type { AttentionModule, AttnContext, AttnProcessor } from './processor.js';
 import { attentionModules } from './registry.js';
-import { attentionProbs } from './sdpa.js';
 
 /** Change of one module's attention between two consecutive steps. */
 export interface AttentionChange {
@@ -72,9 +70,9 @@ function kindOf(path: string, cross: boolean): AttentionKind {
  * the AttnContext (the denoising loop sets it); without one, each module's calls are counted.
  */
 export class AttentionStoreProcessor implements AttnProcessor {
-  private readonly names = new Map<Attention, string>();
-  private readonly prev = new Map<Attention, Prev>();
-  private readonly calls = new Map<Attention, number>();
+  private readonly names = new Map<AttentionModule, string>();
+  private readonly prev = new Map<AttentionModule, Prev>();
+  private readonly calls = new Map<AttentionModule, number>();
   private readonly perStep = new Map<number, Map<string, { kind: AttentionKind; c: AttentionChange }>>();
   private readonly probs: boolean;
 
@@ -83,7 +81,7 @@ export class AttentionStoreProcessor implements AttnProcessor {
     this.probs = opts.probs ?? true;
   }
 
-  call(attn: Attention, hidden: tf.Tensor, enc: tf.Tensor | null, bias: tf.Tensor | null, ctx: AttnContext): tf.Tensor {
+  call(attn: AttentionModule, hidden: tf.Tensor, enc: tf.Tensor | null, bias: tf.Tensor | null, ctx: AttnContext): tf.Tensor {
     const y = attn.finish(attn.attend(hidden, enc, bias), hidden);
     const path = this.names.get(attn);
     if (path === undefined) return y;
@@ -93,10 +91,10 @@ export class AttentionStoreProcessor implements AttnProcessor {
     return y;
   }
 
-  private measure(attn: Attention, path: string, step: number, y: tf.Tensor, hidden: tf.Tensor, enc: tf.Tensor | null, bias: tf.Tensor | null): void {
+  private measure(attn: AttentionModule, path: string, step: number, y: tf.Tensor, hidden: tf.Tensor, enc: tf.Tensor | null, bias: tf.Tensor | null): void {
     const prev = this.prev.get(attn);
     const b = y.shape[0];
-    const probs = this.probs ? tf.keep(this.probabilities(attn, hidden, enc, bias)) : undefined;
+    const probs = this.probs ? tf.keep(attn.probabilities(hidden, enc, bias)) : undefined;
     // Sums of squares are reduced on the device along the last axis only and finished in float64 here: a
     // float32 sum over millions of small squared probabilities loses percents (measured: 2% on 8M terms).
     const comparable = prev !== undefined && prev.out.shape.join() === y.shape.join();
@@ -141,18 +139,6 @@ export class AttentionStoreProcessor implements AttnProcessor {
       prev.probs?.dispose();
     }
     this.prev.set(attn, { out: tf.keep(y.clone()), outNorm, probs });
-  }
-
-  /** softmax(q kᵀ·scale + bias) as the module computes it (same norms and projections as Attention.attend). */
-  private probabilities(attn: Attention, hidden: tf.Tensor, enc: tf.Tensor | null, bias: tf.Tensor | null): tf.Tensor {
-    return tf.tidy(() => {
-      const s = hidden.shape;
-      let h = hidden.rank === 4 ? hidden.reshape([s[0], s[1]! * s[2]!, s[3]!]) : hidden;
-      if (attn.group_norm) h = attn.group_norm.forward(h);
-      let kv = enc ?? h;
-      if (enc && attn.norm_cross) kv = attn.norm_cross.forward(enc);
-      return attentionProbs(attn.to_q.forward(h), attn.to_k.forward(kv), { heads: attn.heads, scale: attn.scale, bias });
-    });
   }
 
   /** The recorded steps in order (each compared with the previous one). */

@@ -7,13 +7,12 @@
  * {@link TgateProcessor} acts on them. Caches belong to one generation: {@link TgateProcessor.reset}.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { Attention } from '../layers/attention.js';
-import type { AttnContext, AttnProcessor } from './processor.js';
+import type { AttentionModule, AttnContext, AttnProcessor } from './processor.js';
 
 export interface TgateOptions {
   /**
    * First step (0-based) at which cross-attention is reused and guidance dropped. Default 10. 'auto': decided
-   * during the generation from the measured cross-attention change (src/pipelines/auto-gate.ts).
+   * during the generation from the measured cross-attention change (src/attention/auto-gate.ts).
    */
   gateStep?: number | 'auto';
   /** Self-attention cache interval before the gate. Default 5. */
@@ -26,7 +25,7 @@ export interface TgateOptions {
   lcm?: boolean;
   /**
    * gateStep 'auto' only: gate once the mean relative change of the cross-attention outputs between two
-   * consecutive steps falls below this (default AUTO_GATE_THRESHOLD in src/pipelines/auto-gate.ts).
+   * consecutive steps falls below this (default AUTO_GATE_THRESHOLD in src/attention/auto-gate.ts).
    */
   autoThreshold?: number;
 }
@@ -119,15 +118,15 @@ export interface TgateContext extends AttnContext {
  * residual) according to `ctx.tgate`. Without flags it behaves as the default processor.
  */
 export class TgateProcessor implements AttnProcessor {
-  private readonly caches = new Map<Attention, tf.Tensor>();
+  private readonly caches = new Map<AttentionModule, tf.Tensor>();
 
-  reuses(attn: Attention, cross: boolean, ctx: TgateContext): boolean {
+  reuses(attn: AttentionModule, cross: boolean, ctx: TgateContext): boolean {
     const f = ctx.tgate;
     // As in T-GATE: reuse only when a cache exists; otherwise compute (without caching).
     return !!f && (cross ? f.caReuse : f.saReuse) && this.caches.has(attn);
   }
 
-  call(attn: Attention, hidden: tf.Tensor, enc: tf.Tensor | null, bias: tf.Tensor | null, ctx: TgateContext): tf.Tensor {
+  call(attn: AttentionModule, hidden: tf.Tensor, enc: tf.Tensor | null, bias: tf.Tensor | null, ctx: TgateContext): tf.Tensor {
     const f = ctx.tgate;
     if (!f) return attn.finish(attn.attend(hidden, enc, bias), hidden);
     const cross = enc !== null;
@@ -150,7 +149,7 @@ export class TgateProcessor implements AttnProcessor {
     return attn.finish(out, hidden);
   }
 
-  private store(attn: Attention, value: tf.Tensor): void {
+  private store(attn: AttentionModule, value: tf.Tensor): void {
     const old = this.caches.get(attn);
     // Kept out of the surrounding forward's tidy scope: the cache outlives this step.
     this.caches.set(attn, tf.keep(value));

@@ -6,7 +6,7 @@
  * The change "stays below" the threshold T from the first step j with r_j < T and r_{j+1} < T (two consecutive
  * steps, as the automatic gate requires: r_i is noisy). Suggested gate = j + 2: the first step after that
  * window; step j + 1 is cached. `--gate-step auto` decides online and lands one step later (j + 3), since it
- * learns r_{j+1} only after step j + 1 ran. Default T = AUTO_GATE_THRESHOLD (0.04, src/pipelines/auto-gate.ts).
+ * learns r_{j+1} only after step j + 1 ran. Default T = AUTO_GATE_THRESHOLD (0.04, src/attention/auto-gate.ts).
  */
 import type { CommandModule } from 'yargs';
 import { mkdir } from 'node:fs/promises';
@@ -14,7 +14,7 @@ import path from 'node:path';
 import { loadPipeline } from '../pipelines/load.js';
 import { AttentionStoreProcessor, type StepChanges } from '../attention/attention-store.js';
 import { attnProcessors, setAttnProcessor } from '../attention/registry.js';
-import { AUTO_GATE_PATIENCE, AUTO_GATE_THRESHOLD } from '../pipelines/auto-gate.js';
+import { AUTO_GATE_PATIENCE, AUTO_GATE_THRESHOLD } from '../attention/auto-gate.js';
 import type { Module } from '../nn/module.js';
 import { backendOption, demoModelDir, progressBar, setupBackend, writeAtomic } from './common.js';
 
@@ -45,7 +45,7 @@ export function suggestGate(steps: number[], rel: number[], threshold: number, p
   return k < 0 ? null : steps[k + patience - 1] + 1;
 }
 
-/** The gate the online rule of src/pipelines/auto-gate.ts would pick from the same curve (null: never). */
+/** The gate the online rule of src/attention/auto-gate.ts would pick from the same curve (null: never). */
 export function onlineGate(steps: number[], rel: number[], threshold: number, patience = AUTO_GATE_PATIENCE): number | null {
   const k = settled(rel, threshold, patience);
   return k < 0 ? null : steps[k + patience - 1] + 2;

@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Module, ModuleList } from '../nn/module.js';
 import { Conv2d } from '../layers/conv.js';
 import { GroupNorm } from '../layers/norm.js';
-import { Attention } from '../layers/attention.js';
+import { Attention } from '../attention/attention.js';
 import { ResnetBlock2D, Downsample2D, Upsample2D } from '../layers/resnet.js';
 import { activation } from '../layers/activations.js';
 import type { AttnContext, AttnProcessor } from '../attention/processor.js';

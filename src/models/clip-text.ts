@@ -8,9 +8,8 @@ import { Module, ModuleList, type Parameter } from '../nn/module.js';
 import { Linear } from '../layers/linear.js';
 import { LayerNorm } from '../layers/norm.js';
 import { activation } from '../layers/activations.js';
-import { scaledDotProductAttention } from '../attention/sdpa.js';
 import { attnProcessors, setAttnProcessor } from '../attention/registry.js';
-import type { AttnProcessor } from '../attention/processor.js';
+import { AttentionModule, type AttnProcessor, type AttnProjections } from '../attention/processor.js';
 import { loadWeightsInto, readConfig, type LoadWeightsOptions } from '../io/component-source.js';
 
 /**
@@ -124,24 +123,23 @@ export function parseCLIPTextConfig(raw: Record<string, unknown>): CLIPTextConfi
   return cfg;
 }
 
-class CLIPAttention extends Module {
+/** transformers CLIPAttention: self-attention only; the causal and padding masks come in as the bias. */
+class CLIPAttention extends AttentionModule {
+  readonly scale: number;
   readonly q_proj: Linear;
   readonly k_proj: Linear;
   readonly v_proj: Linear;
   readonly out_proj: Linear;
-  constructor(readonly dim: number, readonly heads: number) {
+  constructor(dim: number, readonly heads: number) {
     super();
+    this.scale = (dim / heads) ** -0.5;
     this.q_proj = this.child('q_proj', new Linear(dim, dim));
     this.k_proj = this.child('k_proj', new Linear(dim, dim));
     this.v_proj = this.child('v_proj', new Linear(dim, dim));
     this.out_proj = this.child('out_proj', new Linear(dim, dim));
   }
-  forward(x: tf.Tensor, bias: tf.Tensor): tf.Tensor {
-    return tf.tidy(() => {
-      const o = scaledDotProductAttention(this.q_proj.forward(x), this.k_proj.forward(x), this.v_proj.forward(x),
-        { heads: this.heads, scale: (this.dim / this.heads) ** -0.5, bias });
-      return this.out_proj.forward(o);
-    });
+  protected projections(): AttnProjections {
+    return { q: this.q_proj, k: this.k_proj, v: this.v_proj, out: this.out_proj };
   }
 }
 
@@ -174,7 +172,7 @@ class CLIPEncoderLayer extends Module {
   }
   forward(x: tf.Tensor, bias: tf.Tensor): tf.Tensor {
     return tf.tidy(() => {
-      const h = tf.add(x, this.self_attn.forward(this.layer_norm1.forward(x), bias));
+      const h = tf.add(x, this.self_attn.forward(this.layer_norm1.forward(x), null, bias));
       return tf.add(h, this.mlp.forward(this.layer_norm2.forward(h)));
     });
   }

@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Module, ModuleList, type Parameter } from '../nn/module.js';
 import { Linear } from '../layers/linear.js';
 import { LayerNorm } from '../layers/norm.js';
-import { BasicTransformerBlock } from '../layers/transformer.js';
+import { BasicTransformerBlock } from './transformer-2d.js';
 import { timestepsToArray } from '../layers/embeddings.js';
 import { AdaLayerNormSingle, PatchEmbed, PixArtAlphaTextProjection } from '../layers/pixart-embeddings.js';
 import type { AttnContext, AttnProcessor } from '../attention/processor.js';

@@ -9,9 +9,8 @@ import { Module, ModuleList, type WeightSource } from '../nn/module.js';
 import { Linear } from '../layers/linear.js';
 import { RMSNorm } from '../layers/norm.js';
 import { activation } from '../layers/activations.js';
-import { scaledDotProductAttention } from '../attention/sdpa.js';
 import { attnProcessors, setAttnProcessor } from '../attention/registry.js';
-import type { AttnProcessor } from '../attention/processor.js';
+import { AttentionModule, type AttnProcessor, type AttnProjections } from '../attention/processor.js';
 import { loadWeightsInto, readConfig, type LoadWeightsOptions } from '../io/component-source.js';
 import { Embedding, MASK_MIN, checkVocab, readIdRows, type TokenIds } from './clip-text.js';
 
@@ -91,7 +90,13 @@ export function relativePositionBucket(relative: number, bidirectional: boolean,
   return bucket + Math.min(large, nb - 1);
 }
 
-class T5Attention extends Module {
+/**
+ * transformers T5Attention (encoder self-attention). No scaling of q kᵀ (the 1/√d is folded into its
+ * initialisation); the relative position bias, computed once by block 0, comes in as the bias.
+ */
+class T5Attention extends AttentionModule {
+  readonly heads: number;
+  readonly scale = 1;
   readonly q: Linear;
   readonly k: Linear;
   readonly v: Linear;
@@ -99,6 +104,7 @@ class T5Attention extends Module {
   readonly relative_attention_bias?: Embedding;
   constructor(readonly c: T5EncoderConfig, hasRelativeBias: boolean) {
     super();
+    this.heads = c.numHeads;
     const inner = c.numHeads * c.dKv;
     this.q = this.child('q', new Linear(c.dModel, inner, false));
     this.k = this.child('k', new Linear(c.dModel, inner, false));
@@ -120,10 +126,8 @@ class T5Attention extends Module {
       .reshape([length, length, this.c.numHeads]).transpose([2, 0, 1]).expandDims(0) as tf.Tensor4D);
   }
 
-  /** T5 does not scale q kᵀ (the 1/√d is folded into its initialisation), hence scale 1. */
-  forward(x: tf.Tensor, bias: tf.Tensor): tf.Tensor {
-    return tf.tidy(() => this.o.forward(scaledDotProductAttention(this.q.forward(x), this.k.forward(x), this.v.forward(x),
-      { heads: this.c.numHeads, scale: 1, bias })));
+  protected projections(): AttnProjections {
+    return { q: this.q, k: this.k, v: this.v, out: this.o };
   }
 }
 
@@ -136,7 +140,7 @@ class T5LayerSelfAttention extends Module {
     this.layer_norm = this.child('layer_norm', new RMSNorm(c.dModel, c.layerNormEpsilon));
   }
   forward(x: tf.Tensor, bias: tf.Tensor): tf.Tensor {
-    return tf.tidy(() => tf.add(x, this.SelfAttention.forward(this.layer_norm.forward(x), bias)));
+    return tf.tidy(() => tf.add(x, this.SelfAttention.forward(this.layer_norm.forward(x), null, bias)));
   }
 }
 

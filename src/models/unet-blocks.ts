@@ -8,7 +8,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Module, ModuleList } from '../nn/module.js';
 import { ResnetBlock2D, Downsample2D, Upsample2D } from '../layers/resnet.js';
-import { Transformer2DModel } from '../layers/transformer.js';
+import { Transformer2DModel } from './transformer-2d.js';
 import type { AttnContext } from '../attention/processor.js';
 
 /** What every block needs besides its input feature map. */

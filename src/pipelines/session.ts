@@ -12,7 +12,7 @@ import type { AutoencoderKL } from '../models/autoencoder-kl.js';
 import { UNet2DConditionModel, type UNetForwardOptions } from '../models/unet-2d-condition.js';
 import type { TgateOptions } from '../attention/tgate.js';
 import { denoiseLoop, type DenoiseArgs, type StepInfo } from './denoise.js';
-import { beginTgate } from './tgate-session.js';
+import { beginTgate } from '../attention/tgate-session.js';
 import { DeepCache, type DeepCacheOptions } from './deepcache.js';
 import { decodeLatents, prepareLatents, toRGBImages, type RGBImage } from './common.js';
 

@@ -1,7 +1,7 @@
 /** Installs TGATE on a denoiser for one generation and removes it (and its caches) afterwards. */
 import type { Module } from '../nn/module.js';
-import { attnProcessors, setAttnProcessor } from '../attention/registry.js';
-import { resolveTgate, TgateProcessor, type ResolvedTgate, type TgateOptions } from '../attention/tgate.js';
+import { attnProcessors, setAttnProcessor } from './registry.js';
+import { resolveTgate, TgateProcessor, type ResolvedTgate, type TgateOptions } from './tgate.js';
 import { AutoGate } from './auto-gate.js';
 
 export interface TgateSession {

@@ -21,10 +21,9 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Module } from '../nn/module.js';
-import type { Attention } from '../layers/attention.js';
-import type { AttnProcessor } from '../attention/processor.js';
-import { attentionModules } from '../attention/registry.js';
-import type { GateController } from '../attention/tgate.js';
+import type { AttentionModule } from './processor.js';
+import { wrapProcessors } from './registry.js';
+import type { GateController } from './tgate.js';
 
 /**
  * Default threshold on r_i, chosen on the bundled tiny-shapes model (25 DDIM steps, guidance 7.5, 6 prompts of
@@ -61,7 +60,7 @@ export class AutoGate implements GateController {
   readonly changes: (number | undefined)[] = [];
   /** The gate once decided. */
   gateStep: number | null = null;
-  private readonly prev = new Map<Attention, Prev>();
+  private readonly prev = new Map<AttentionModule, Prev>();
   private stepSum: tf.Scalar | null = null;
   private stepCount = 0;
 
@@ -72,22 +71,21 @@ export class AutoGate implements GateController {
     if (!Number.isInteger(this.patience) || this.patience < 1) throw new Error(`auto gate: patience must be an integer ≥ 1, got ${this.patience}`);
   }
 
-  /** Wraps every attention module's current processor under `root` (only cross-attention calls are measured). */
-  install(root: Module): void {
-    for (const m of attentionModules(root).values()) {
-      const inner: AttnProcessor = m.processor;
-      m.processor = {
-        call: (attn, hidden, enc, bias, ctx) => {
-          const y = inner.call(attn, hidden, enc, bias, ctx);
-          if (enc !== null && this.gateStep === null) this.measure(attn, y);
-          return y;
-        },
-        reset: inner.reset ? () => inner.reset!() : undefined,
-      };
-    }
+  /**
+   * Wraps every attention module's current processor under `root` (only cross-attention calls are measured;
+   * everything else, `reuses` included, is the wrapped processor's). Returns the function that unwraps them.
+   */
+  install(root: Module): () => void {
+    return wrapProcessors(root, (inner) => ({
+      call: (attn, hidden, enc, bias, ctx) => {
+        const y = inner.call(attn, hidden, enc, bias, ctx);
+        if (enc !== null && this.gateStep === null) this.measure(attn, y);
+        return y;
+      },
+    }));
   }
 
-  private measure(attn: Attention, y: tf.Tensor): void {
+  private measure(attn: AttentionModule, y: tf.Tensor): void {
     const p = this.prev.get(attn);
     const normSq = tf.keep(tf.sum(tf.square(y)) as tf.Scalar);
     if (p && p.out.shape.join() === y.shape.join()) {

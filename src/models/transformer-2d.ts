@@ -4,11 +4,11 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Module, ModuleList, type Parameter } from '../nn/module.js';
-import { Attention } from './attention.js';
-import { FeedForward } from './feedforward.js';
-import { GroupNorm, LayerNorm } from './norm.js';
-import { Linear } from './linear.js';
-import { Conv2d } from './conv.js';
+import { Attention } from '../attention/attention.js';
+import { FeedForward } from '../layers/feedforward.js';
+import { GroupNorm, LayerNorm } from '../layers/norm.js';
+import { Linear } from '../layers/linear.js';
+import { Conv2d } from '../layers/conv.js';
 import type { AttnContext } from '../attention/processor.js';
 
 export interface BasicTransformerBlockOptions {

@@ -1,10 +1,9 @@
-/** diffusers `Attention`: weights (to_q/to_k/to_v/to_out.0, optional group_norm) plus a pluggable processor. */
+/** diffusers `Attention`: weights (to_q/to_k/to_v/to_out.0, optional group_norm and norm_cross) plus a pluggable processor. */
 import * as tf from '@tensorflow/tfjs-core';
-import { Module, ModuleList } from '../nn/module.js';
-import { Linear } from './linear.js';
-import { GroupNorm, LayerNorm } from './norm.js';
-import { scaledDotProductAttention } from '../attention/sdpa.js';
-import { AttnProcessorDefault, type AttnContext, type AttnProcessor } from '../attention/processor.js';
+import { ModuleList } from '../nn/module.js';
+import { Linear } from '../layers/linear.js';
+import { GroupNorm, LayerNorm } from '../layers/norm.js';
+import { AttentionModule, type AttnProjections } from './processor.js';
 
 export interface AttentionOptions {
   queryDim: number;
@@ -23,9 +22,7 @@ export interface AttentionOptions {
   crossAttentionNorm?: 'layer_norm' | null;
 }
 
-const DEFAULT_PROCESSOR = new AttnProcessorDefault();
-
-export class Attention extends Module {
+export class Attention extends AttentionModule {
   readonly heads: number;
   readonly scale: number;
   readonly isCross: boolean;
@@ -37,7 +34,6 @@ export class Attention extends Module {
   readonly norm_cross?: LayerNorm;
   readonly residualConnection: boolean;
   readonly rescaleOutputFactor: number;
-  processor: AttnProcessor = DEFAULT_PROCESSOR;
 
   constructor(o: AttentionOptions) {
     super();
@@ -57,38 +53,19 @@ export class Attention extends Module {
     this.to_out = this.child('to_out', new ModuleList([new Linear(inner, o.queryDim, o.outBias ?? true)]));
   }
 
-  /** Runs the processor (stateful processors key their state by this module). */
-  forward(hidden: tf.Tensor, enc: tf.Tensor | null = null, bias: tf.Tensor | null = null, ctx: AttnContext = {}): tf.Tensor {
-    return this.processor.call(this, hidden, enc, bias, ctx);
+  protected projections(): AttnProjections {
+    return { q: this.to_q, k: this.to_k, v: this.to_v, out: this.to_out.at(0) };
   }
 
-  /** Whether the processor will answer this call from a cache, so the caller may skip preparing `hidden`. */
-  reuses(cross: boolean, ctx: AttnContext): boolean {
-    return this.processor.reuses?.(this, cross, ctx) ?? false;
-  }
-
-  /**
-   * The attention computation proper — group norm, q/k/v, softmax(q kᵀ·scale + bias) v, out projection —
-   * without the residual. This is what TGATE caches and skips. Accepts [B,N,C] or NHWC [B,H,W,C].
-   */
-  attend(hidden: tf.Tensor, enc: tf.Tensor | null, bias: tf.Tensor | null, opts: { queryChunk?: number } = {}): tf.Tensor {
-    return tf.tidy(() => {
-      const shape4 = hidden.rank === 4 ? hidden.shape : null;
-      let h = shape4 ? hidden.reshape([shape4[0], shape4[1] * shape4[2], shape4[3]]) : hidden;
-      if (this.group_norm) h = this.group_norm.forward(h);
-      let kv = enc ?? h;
-      if (enc && this.norm_cross) kv = this.norm_cross.forward(enc);
-      const q = this.to_q.forward(h);
-      const k = this.to_k.forward(kv);
-      const v = this.to_v.forward(kv);
-      const o = scaledDotProductAttention(q, k, v, { heads: this.heads, scale: this.scale, bias, queryChunk: opts.queryChunk });
-      const out = this.to_out.at(0).forward(o);
-      return shape4 ? out.reshape(shape4) : out;
-    });
+  /** group_norm on the queries' input (self-attention reads keys from it too), norm_cross on encoder states. */
+  protected override inputs(hidden: tf.Tensor, enc: tf.Tensor | null): { x: tf.Tensor; kv: tf.Tensor } {
+    const x = this.group_norm ? this.group_norm.forward(hidden) : hidden;
+    const kv = enc ? (this.norm_cross ? this.norm_cross.forward(enc) : enc) : x;
+    return { x, kv };
   }
 
   /** Applies the residual connection and output rescale (kept outside the cached part, as in T-GATE). */
-  finish(out: tf.Tensor, residual: tf.Tensor): tf.Tensor {
+  override finish(out: tf.Tensor, residual: tf.Tensor): tf.Tensor {
     return tf.tidy(() => {
       let y = this.residualConnection ? tf.add(out, residual) : out;
       if (this.rescaleOutputFactor !== 1) y = tf.div(y, this.rescaleOutputFactor);
