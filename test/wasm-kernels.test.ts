@@ -1,6 +1,6 @@
-/** contiguousRange (src/layers/wasm-kernels.ts): the heap copy on wasm equals tf.slice of the flat view. */
+/** contiguousRange (src/layers/contiguous-range.ts, src/backends/wasm/contiguous-range.ts): the heap copy on wasm equals tf.slice of the flat view. */
 import * as tf from '@tensorflow/tfjs-core';
-import { contiguousRange } from '../src/layers/wasm-kernels.js';
+import { contiguousRange } from '../src/layers/contiguous-range.js';
 import { TEST_BACKENDS, useBackend } from './helpers.js';
 
 describe.each(TEST_BACKENDS)('contiguousRange on %s', (backend) => {

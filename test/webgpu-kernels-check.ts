@@ -1,5 +1,5 @@
 /**
- * The fused WebGPU kernels (src/layers/webgpu-kernels.ts) against the plain TF.js ops they replace, run in
+ * The fused WebGPU kernels (src/backends/webgpu/fused-kernels.ts) against the plain TF.js ops they replace, run in
  * the WebGPU child (test/webgpu-child.ts): same inputs, fused on and off, relative L2 error of each pair, and
  * the tensor count after both.
  */
@@ -8,10 +8,9 @@ import { GroupNorm, LayerNorm } from '../src/layers/norm.js';
 import { GeluProjection } from '../src/layers/feedforward.js';
 import { silu } from '../src/layers/activations.js';
 import { Linear } from '../src/layers/linear.js';
-import { setWebgpuFusedKernels } from '../src/layers/webgpu-kernels.js';
 import type { Module } from '../src/nn/module.js';
 import { relL2 } from './helpers.js';
-import { releaseWebgpuBufferPool } from '../src/backend.js';
+import { releaseWebgpuBufferPool, setWebgpuFusedKernels } from '../src/backends/index.js';
 
 /**
  * Bytes the pool held before and after {@link releaseWebgpuBufferPool}, whether compute still works after, and
