@@ -11,6 +11,7 @@ import { Linear } from '../src/layers/linear.js';
 import type { Module } from '../src/nn/module.js';
 import { relL2 } from './helpers.js';
 import { releaseWebgpuBufferPool, setWebgpuFusedKernels } from '../src/backends/index.js';
+import { kernels } from '../src/backends/kernels.js';
 
 /**
  * Bytes the pool held before and after {@link releaseWebgpuBufferPool}, whether compute still works after, and
@@ -39,6 +40,9 @@ export interface FusedReport {
   relL2: Record<string, number>;
   /** Tensors alive after the checks minus before (0 = nothing leaked). */
   leaked: number;
+  /** The WebGPU kernel set's entries with our fused kernels on and off (so a rel-L2 of 0 is not plain vs plain). */
+  kernelsOn: string[];
+  kernelsOff: string[];
 }
 
 // WebGPU in Node has no synchronous read-back.
@@ -60,6 +64,10 @@ function init<M extends Module>(m: M, seed: number): M {
 }
 
 export async function fusedKernelCheck(): Promise<FusedReport> {
+  setWebgpuFusedKernels(false);
+  const kernelsOff = Object.keys(kernels()).sort();
+  setWebgpuFusedKernels(true);
+  const kernelsOn = Object.keys(kernels()).sort();
   const before = tf.memory().numTensors;
   const out: Record<string, number> = {};
   // Mean far from 0 (+3) makes a variance computed without subtracting the mean visibly wrong.
@@ -104,5 +112,5 @@ export async function fusedKernelCheck(): Promise<FusedReport> {
   out.GEGLU = await both(() => geglu.forward(seq));
   geglu.dispose();
   tf.dispose([x, seq, big]);
-  return { relL2: out, leaked: tf.memory().numTensors - before };
+  return { relL2: out, leaked: tf.memory().numTensors - before, kernelsOn, kernelsOff };
 }
