@@ -122,9 +122,9 @@ export function toOurLayout(values: Float32Array, torchShape: number[], layout: 
 const disposeHooks: (() => void)[] = [];
 
 /**
- * Runs `fn` after every {@link Module.dispose}, once per registration of the same function. For backends
- * that hold memory beyond live tensors (src/backends/webgpu registers its buffer-pool release): nn/ knows no
- * backend.
+ * Runs `fn` after every {@link Module.dispose} (a function registered twice runs once). For backends that
+ * hold memory beyond live tensors, so that nn/ needs to know none: src/backends/webgpu registers its
+ * buffer-pool release.
  */
 export function onModuleDispose(fn: () => void): void {
   if (!disposeHooks.includes(fn)) disposeHooks.push(fn);
