@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import os from 'node:os';
-import { initBackend, type BackendName } from '../src/backend.js';
+import { activeBackend, initBackend, type BackendName } from '../src/backends/index.js';
 import '../src/nn/module.js';
 import { scaledDotProductAttention, type SdpaStrategy } from '../src/attention/sdpa.js';
 
@@ -31,7 +31,7 @@ async function main(): Promise<void> {
   const backend = arg('backend', 'wasm') as BackendName;
   await initBackend(backend, { quiet: true });
   const cpus = os.cpus();
-  console.log(`machine: ${cpus[0]?.model} × ${cpus.length} cores; backend ${tf.getBackend()}`);
+  console.log(`machine: ${cpus[0]?.model} × ${cpus.length} cores; backend ${activeBackend()}`);
   const reps = Number(arg('reps', '3'));
   const n = 1024;
   const a = tf.randomNormal([n, n], 0, 1, 'float32', 1);

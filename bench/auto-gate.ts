@@ -21,7 +21,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { initBackend, type BackendName } from '../src/backend.js';
+import { initBackend, type BackendName } from '../src/backends/index.js';
 import { loadPipeline } from '../src/pipelines/load.js';
 import type { SDGenerateOptions, StableDiffusionPipeline } from '../src/pipelines/stable-diffusion.js';
 import { EVAL_PROMPT_COUNT, evalPrompt, evaluateShapeImage, scoreBatch, type ShapePrediction } from '../src/eval/index.js';

@@ -16,7 +16,7 @@
  * and 25-step MACs at the paper's settings. The scheduler is a stand-in (x ← x − 0.01·ε): only the
  * denoiser loop is measured.
  */
-import { initBackend } from '../src/backend.js';
+import { initBackend } from '../src/backends/index.js';
 import { PAPER } from './macs.js';
 import { parseArgs, runBench } from './run-bench.js';
 

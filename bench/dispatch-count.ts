@@ -5,7 +5,7 @@
  *   npx tsx bench/dispatch-count.ts --model sd15 [--height 64 --width 64]
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { initBackend } from '../src/backend.js';
+import { initBackend } from '../src/backends/index.js';
 import { modelFromConfig } from '../src/models/registry.js';
 import { setAttnProcessor } from '../src/attention/registry.js';
 import { TgateProcessor, type TgateContext, type TgateFlags } from '../src/attention/tgate.js';

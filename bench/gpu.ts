@@ -9,14 +9,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { initBackend, releaseWebgpuBufferPool } from '../src/backend.js';
+import { initBackend, releaseWebgpuBufferPool, setWebgpuFusedKernels } from '../src/backends/index.js';
 import { parseJson } from '../src/io/json.js';
 import { openSafetensors } from '../src/io/node-source.js';
 import { loadPipeline } from '../src/pipelines/load.js';
 import type { StableDiffusionPipeline } from '../src/pipelines/stable-diffusion.js';
 import { relL2 } from '../test/helpers.js';
 import { parseArgs, runBench } from './run-bench.js';
-import { setWebgpuFusedKernels } from '../src/layers/webgpu-kernels.js';
 
 const DEFAULT_JOBS = [
   '--model sd15 --height 512 --width 512 --no-profile --loops 2',
@@ -83,7 +82,7 @@ async function main(): Promise<void> {
     const sb = words.indexOf('--submit-batch');
     const submitBatch = sb >= 0 ? Number(words.splice(sb, 2)[1]) : DEFAULT_SUBMIT_BATCH;
     tf.env().set('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE', submitBatch);
-    // `--no-fused`: the plain TF.js ops instead of src/layers/webgpu-kernels.ts, to measure what fusing saves.
+    // `--no-fused`: the plain TF.js ops instead of src/backends/webgpu/fused-kernels.ts, to measure what fusing saves.
     const nf = words.indexOf('--no-fused');
     const fusedKernels = nf < 0;
     if (!fusedKernels) words.splice(nf, 1);

@@ -20,7 +20,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { initBackend, type BackendName } from '../src/backend.js';
+import { initBackend, type BackendName } from '../src/backends/index.js';
 import { loadPipeline } from '../src/pipelines/load.js';
 import type { SDGenerateOptions, StableDiffusionPipeline } from '../src/pipelines/stable-diffusion.js';
 import { openSafetensors } from '../src/io/node-source.js';

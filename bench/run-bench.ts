@@ -5,8 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import os from 'node:os';
-import { type BackendName, type BackendReport } from '../src/backend.js';
-import { WASM_HEAP_LIMIT_BYTES } from '../src/backend-wasm.js';
+import { activeBackend, WASM_HEAP_LIMIT_BYTES, type BackendName, type BackendReport } from '../src/backends/index.js';
 import { modelFromConfig } from '../src/models/registry.js';
 import type { Module } from '../src/nn/module.js';
 import { offloadHandle, offloadWeights, type OffloadHandle } from '../src/nn/offload.js';
@@ -75,7 +74,7 @@ async function sync(t: tf.Tensor): Promise<void> {
  * null on other backends. Each costs ~80–100 µs of CPU through Dawn.
  */
 export function countDispatches(): { count: number; stop(): void } | null {
-  if (tf.getBackend() !== 'webgpu') return null;
+  if (activeBackend() !== 'webgpu') return null;
   type Run = (...args: unknown[]) => unknown;
   const backend = tf.backend() as unknown as { runWebGPUProgram: Run };
   const original = backend.runWebGPUProgram;

@@ -1,7 +1,9 @@
 /** tgate-tfjs public API: re-exports only. */
-export { initBackend, probeBackends, autoOrder, releaseWebgpuBufferPool, BACKENDS } from './backend.js';
-export { WASM_HEAP_LIMIT_BYTES, WasmHeapError } from './backend-wasm.js';
-export type { BackendName, BackendChoice, BackendOptions, BackendReport } from './backend.js';
+export {
+  initBackend, probeBackends, autoOrder, releaseWebgpuBufferPool, BACKENDS, WASM_HEAP_LIMIT_BYTES, WasmHeapError,
+  setWebgpuFusedKernels, setBufferLimit, deviceLimits, checkGenerationFits,
+} from './backends/index.js';
+export type { BackendName, BackendChoice, BackendOptions, BackendReport, DeviceLimits, SizePlanInput } from './backends/index.js';
 
 export { SafetensorsFile, SafetensorsError, BufferSource, HttpRangeSource, encodeSafetensors } from './io/safetensors.js';
 export type { ByteSource, TensorInfo, SafetensorsDtype } from './io/safetensors.js';
@@ -13,8 +15,7 @@ export type { WeightSource, ParamLayout } from './nn/module.js';
 export { offloadWeights, offloadHandle } from './nn/offload.js';
 export type { OffloadOptions, OffloadHandle } from './nn/offload.js';
 export { setGemmStrategy, getGemmStrategy, type GemmStrategy } from './layers/gemm.js';
-export { setWebgpuFusedKernels } from './layers/webgpu-kernels.js';
-export { weightInOurLayout } from './layers/streamed-weights.js';
+export { weightInOurLayout } from './nn/streamed-weights.js';
 
 export { UNet2DConditionModel, CLIPTextModel, CLIPTextModelWithProjection, T5EncoderModel, AutoencoderKL, PixArtTransformer2DModel, modelFromConfig, modelClasses } from './models/registry.js';
 

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { initBackend, probeBackends } from '../src/backend.js';
+import { initBackend, probeBackends } from '../src/backends/index.js';
 
 test('wasm backend computes a matMul like cpu', async () => {
   const a = tf.tensor2d([[1, 2], [3, 4]]);

@@ -1,7 +1,7 @@
 /** The fast cpu kernels against the stock tfjs-backend-cpu kernels they wrap. */
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { FAST_CPU_KERNELS, installFastCpuKernels, originalCpuKernels } from '../src/backend-cpu-fast.js';
+import { FAST_CPU_KERNELS, installFastCpuKernels, originalCpuKernels } from '../src/backends/cpu-fast/index.js';
 
 type Info = tf.TensorInfo;
 type Attrs = Record<string, unknown>;

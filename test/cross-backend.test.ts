@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { relL2, useBackend } from './helpers.js';
 import { loadPipeline } from '../src/pipelines/load.js';
 import type { StableDiffusionPipeline } from '../src/pipelines/stable-diffusion.js';
-import type { BackendName } from '../src/backend.js';
+import type { BackendName } from '../src/backends/index.js';
 import type { TgateOptions } from '../src/attention/tgate.js';
 import { runWebgpuChild } from './webgpu-run.js';
 

@@ -1,5 +1,5 @@
 /**
- * The streamed GEMM strategy (src/layers/gemm.ts, src/layers/streamed-weights.ts): Linear and Conv2d give
+ * The streamed GEMM strategy (src/layers/gemm.ts, src/nn/streamed-weights.ts): Linear and Conv2d give
  * what TF.js's own matMul/conv2d give, on every test backend, for every padding/stride/kernel the models use;
  * the weight is converted in place (never held twice), exactly, and back; offloading a model that already
  * ran streamed keeps its weights.
@@ -10,7 +10,7 @@ import { Linear } from '../src/layers/linear.js';
 import { Conv2d } from '../src/layers/conv.js';
 import { FeedForward } from '../src/layers/feedforward.js';
 import { AUTO_MIN_STREAMED, getGemmStrategy, setGemmStrategy, streamsWeight, streamsWeights, type GemmStrategy } from '../src/layers/gemm.js';
-import { weightInOurLayout } from '../src/layers/streamed-weights.js';
+import { weightInOurLayout } from '../src/nn/streamed-weights.js';
 import { offloadWeights } from '../src/nn/offload.js';
 import { relL2, TEST_BACKENDS, useBackend } from './helpers.js';
 

@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
-import { initBackend, type BackendName } from '../src/backend.js';
+import { initBackend, type BackendName } from '../src/backends/index.js';
 import { openSafetensors } from '../src/io/node-source.js';
 import { parseJson } from '../src/io/json.js';
 

@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { scaledDotProductAttention } from '../src/attention/sdpa.js';
-import { bufferLimitBytes, deviceLimits, limitStats, setBufferLimit } from '../src/limits.js';
+import { bufferLimitBytes, deviceLimits, limitStats, setBufferLimit } from '../src/backends/index.js';
 import { loadPipeline } from '../src/pipelines/load.js';
 import type { StableDiffusionPipeline } from '../src/pipelines/stable-diffusion.js';
 import { Rng } from '../src/samplers/index.js';

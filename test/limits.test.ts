@@ -1,5 +1,5 @@
 /**
- * Binding-limit safety (src/limits.ts): a score matrix larger than the (lowered) buffer limit is split by
+ * Binding-limit safety (src/backends/limits.ts): a score matrix larger than the (lowered) buffer limit is split by
  * query rows and gives the unsplit result; a row that cannot fit is an error naming the limit. Runs on
  * WebGPU through Dawn when it has an adapter (where the device's own limit is read), and always on wasm.
  */
@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { useBackend } from './helpers.js';
 import { splitCheck, type SplitReport } from './limits-check.js';
 import { runWebgpuChild } from './webgpu-run.js';
-import { checkGenerationFits, setBufferLimit } from '../src/limits.js';
+import { checkGenerationFits, setBufferLimit } from '../src/backends/index.js';
 
 const ASSET = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'assets', 'tiny-shapes');
 const BOUND = 1e-6;

@@ -2,8 +2,7 @@
 import os from 'node:os';
 import '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
-import { installFastCpuKernels } from '../src/backend-cpu-fast.js';
-import { quietCpuBackend } from '../src/backend.js';
+import { installFastCpuKernels, quietCpuBackend } from '../src/backends/index.js';
 installFastCpuKernels();
 await tf.setBackend('cpu');
 quietCpuBackend();

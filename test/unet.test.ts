@@ -58,7 +58,7 @@ function inputs(g: Record<string, tf.Tensor>, timestep: number | tf.Tensor): UNe
 }
 
 /**
- * Every golden output is checked on cpu as on wasm (with src/backend-cpu-fast.ts a tiny-UNet forward takes
+ * Every golden output is checked on cpu as on wasm (with src/backends/cpu-fast a tiny-UNet forward takes
  * ~5 s on cpu under jest). TGATE_UNET_CPU_FULL=0 limits cpu to the SDXL golden's t=500 call for quick runs.
  */
 const CPU_FULL = process.env.TGATE_UNET_CPU_FULL !== '0';

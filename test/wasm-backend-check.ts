@@ -4,8 +4,7 @@
  * heap guard did. That the process exits at all is part of the check (pool threads must not keep it alive).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { initBackend } from '../src/backend.js';
-import { WasmHeapError } from '../src/backend-wasm.js';
+import { initBackend, WasmHeapError } from '../src/backends/index.js';
 import { seededGemm } from './seeded-gemm.js';
 
 const threads = Number(process.argv[2]);

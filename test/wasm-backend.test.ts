@@ -1,5 +1,5 @@
 /**
- * The wasm backend in Node (src/backend-wasm-node.ts, src/backend-wasm.ts): XNNPACK's thread pool gets the
+ * The wasm backend in Node (src/backends/wasm/node.ts, src/backends/wasm/heap.ts): XNNPACK's thread pool gets the
  * threads asked for and gives the single-threaded results; the process still exits; a tensor that does not
  * fit in the heap is a WasmHeapError before anything is written, and the backend goes on working.
  * Each thread count runs in a child process, since the wasm backend is initialised once per process.
@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { relL2, useBackend } from './helpers.js';
-import { wasmThreadsWanted } from '../src/backend-wasm-node.js';
+import { wasmThreadsWanted } from '../src/backends/wasm/node.js';
 import { seededGemm } from './seeded-gemm.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));

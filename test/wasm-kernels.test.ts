@@ -1,10 +1,19 @@
-/** contiguousRange (src/layers/wasm-kernels.ts): the heap copy on wasm equals tf.slice of the flat view. */
+/**
+ * The wasm kernel set (src/backends/wasm/index.ts): contiguousRange (src/layers/contiguous-range.ts) copies
+ * inside the heap on wasm and equals tf.slice of the flat view; the set is registered by initBackend.
+ */
 import * as tf from '@tensorflow/tfjs-core';
-import { contiguousRange } from '../src/layers/wasm-kernels.js';
+import { contiguousRange } from '../src/layers/contiguous-range.js';
+import { kernels } from '../src/backends/kernels.js';
 import { TEST_BACKENDS, useBackend } from './helpers.js';
 
 describe.each(TEST_BACKENDS)('contiguousRange on %s', (backend) => {
   beforeAll(async () => { await useBackend(backend); });
+
+  test('the backend\'s kernel set is the one initBackend registered', () => {
+    const want = backend === 'wasm' ? ['contiguousRange', 'packsWeights', 'slowBatchedMatMul', 'upsampleNearest2x'] : [];
+    expect(Object.keys(kernels()).sort()).toEqual(want);
+  });
 
   test('every head of a [B, H, N, d] tensor equals its slice, and nothing leaks', () => {
     const x = tf.randomNormal([2, 3, 5, 4], 0, 1, 'float32', 1);

@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { writeFile } from 'node:fs/promises';
-import { initBackend } from '../src/backend.js';
+import { initBackend } from '../src/backends/index.js';
 import { loadPipeline } from '../src/pipelines/load.js';
 import type { StableDiffusionPipeline, SDGenerateOptions } from '../src/pipelines/stable-diffusion.js';
 import { splitCheck } from './limits-check.js';

@@ -1,5 +1,5 @@
 /**
- * The fused WebGPU kernels (src/layers/webgpu-kernels.ts) against the plain TF.js ops they replace, run in
+ * The fused WebGPU kernels (src/backends/webgpu/fused-kernels.ts) against the plain TF.js ops they replace, run in
  * the WebGPU child (test/webgpu-child.ts): same inputs, fused on and off, relative L2 error of each pair, and
  * the tensor count after both.
  */
@@ -8,10 +8,10 @@ import { GroupNorm, LayerNorm } from '../src/layers/norm.js';
 import { GeluProjection } from '../src/layers/feedforward.js';
 import { silu } from '../src/layers/activations.js';
 import { Linear } from '../src/layers/linear.js';
-import { setWebgpuFusedKernels } from '../src/layers/webgpu-kernels.js';
 import type { Module } from '../src/nn/module.js';
 import { relL2 } from './helpers.js';
-import { releaseWebgpuBufferPool } from '../src/backend.js';
+import { releaseWebgpuBufferPool, setWebgpuFusedKernels } from '../src/backends/index.js';
+import { kernels } from '../src/backends/kernels.js';
 
 /**
  * Bytes the pool held before and after {@link releaseWebgpuBufferPool}, whether compute still works after, and
@@ -40,6 +40,9 @@ export interface FusedReport {
   relL2: Record<string, number>;
   /** Tensors alive after the checks minus before (0 = nothing leaked). */
   leaked: number;
+  /** The WebGPU kernel set's entries with our fused kernels on and off (so a rel-L2 of 0 is not plain vs plain). */
+  kernelsOn: string[];
+  kernelsOff: string[];
 }
 
 // WebGPU in Node has no synchronous read-back.
@@ -61,6 +64,10 @@ function init<M extends Module>(m: M, seed: number): M {
 }
 
 export async function fusedKernelCheck(): Promise<FusedReport> {
+  setWebgpuFusedKernels(false);
+  const kernelsOff = Object.keys(kernels()).sort();
+  setWebgpuFusedKernels(true);
+  const kernelsOn = Object.keys(kernels()).sort();
   const before = tf.memory().numTensors;
   const out: Record<string, number> = {};
   // Mean far from 0 (+3) makes a variance computed without subtracting the mean visibly wrong.
@@ -105,5 +112,5 @@ export async function fusedKernelCheck(): Promise<FusedReport> {
   out.GEGLU = await both(() => geglu.forward(seq));
   geglu.dispose();
   tf.dispose([x, seq, big]);
-  return { relL2: out, leaked: tf.memory().numTensors - before };
+  return { relL2: out, leaked: tf.memory().numTensors - before, kernelsOn, kernelsOff };
 }

@@ -6,13 +6,11 @@
  * examples/browser/dist/), `?backend=webgpu|webgl|wasm`.
  * `window.tgateDemo` exposes the same operations to scripts (the browser test drives it).
  */
-import * as tf from '@tensorflow/tfjs-core';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
-import { initBackend, type BackendName } from '../../src/backend.js';
+import { activeBackend, checkGenerationFits, deviceLimits, initBackend, type BackendName } from '../../src/backends/index.js';
 import { loadPipeline, type Pipeline } from '../../src/pipelines/load.js';
 import { StableDiffusionPipeline } from '../../src/pipelines/stable-diffusion.js';
 import type { TgateOptions } from '../../src/attention/tgate.js';
-import { checkGenerationFits, deviceLimits } from '../../src/limits.js';
 
 type DemoBackend = 'webgpu' | 'webgl' | 'wasm';
 
@@ -91,7 +89,7 @@ function checkSize(pipe: StableDiffusionPipeline, s: DemoSettings): void {
     unetChannels: pipe.unet.config.blockOutChannels, vaeChannels: pipe.vae.config.blockOutChannels,
     heads: Math.max(...pipe.unet.config.numAttentionHeads), batch: s.guidance > 1 ? 2 : 1,
   });
-  if (problems.length) throw new Error(`this ${tf.getBackend()} device cannot run that size:\n${problems.join('\n')}`);
+  if (problems.length) throw new Error(`this ${activeBackend()} device cannot run that size:\n${problems.join('\n')}`);
 }
 
 /** One generation, shown in the column for its TGATE setting. */
@@ -117,9 +115,9 @@ async function generate(backend: DemoBackend, s: DemoSettings): Promise<DemoResu
   const img = images[0]!;
   const which = s.tgate ? 'tgate' : 'plain';
   draw($<HTMLCanvasElement>(`canvas-${which}`), img);
-  $(`time-${which}`).textContent = `${(ms / 1000).toFixed(2)} s on ${tf.getBackend()}`;
+  $(`time-${which}`).textContent = `${(ms / 1000).toFixed(2)} s on ${activeBackend()}`;
   status(`done in ${(ms / 1000).toFixed(2)} s`);
-  return { backend: tf.getBackend(), width: img.width, height: img.height, rgb: Array.from(img.data), ms };
+  return { backend: activeBackend(), width: img.width, height: img.height, rgb: Array.from(img.data), ms };
 }
 
 function draw(canvas: HTMLCanvasElement, img: { width: number; height: number; data: Uint8Array }): void {

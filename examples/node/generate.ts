@@ -8,7 +8,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { initBackend, type BackendChoice } from '../../src/backend.js';
+import { initBackend, type BackendChoice } from '../../src/backends/index.js';
 import { loadPipeline } from '../../src/pipelines/load.js';
 import { encodePNG } from '../../src/io/png.js';
 

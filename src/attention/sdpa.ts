@@ -4,9 +4,10 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 // Registers the chained tensor methods (x.reshape() …) used below.
-import '../nn/module.js';
-import { attentionQueryChunk } from '../limits.js';
-import { contiguousRange } from '../layers/wasm-kernels.js';
+import '../nn/chained-ops.js';
+import { attentionQueryChunk } from '../backends/index.js';
+import { kernels } from '../backends/kernels.js';
+import { contiguousRange } from '../layers/contiguous-range.js';
 
 export interface SdpaOptions {
   heads: number;
@@ -36,7 +37,7 @@ export const PER_HEAD_MIN_SCORES = 1 << 14;
 /** The strategy 'auto' resolves to on the current backend, for a score matrix of nq × nk per head. */
 export function resolveSdpaStrategy(s: SdpaStrategy = 'auto', nq = Infinity, nk = Infinity): 'batched' | 'per-head' {
   if (s !== 'auto') return s;
-  return tf.getBackend() === 'wasm' && nq * nk >= PER_HEAD_MIN_SCORES ? 'per-head' : 'batched';
+  return kernels().slowBatchedMatMul && nq * nk >= PER_HEAD_MIN_SCORES ? 'per-head' : 'batched';
 }
 
 function splitHeads(x: tf.Tensor, heads: number): tf.Tensor4D {

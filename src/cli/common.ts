@@ -3,7 +3,7 @@ import { rename, writeFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type * as tf from '@tensorflow/tfjs-core';
-import { BACKENDS, initBackend, type BackendChoice } from '../backend.js';
+import { BACKENDS, initBackend, type BackendChoice } from '../backends/index.js';
 import { openSafetensors } from '../io/node-source.js';
 import { encodeSafetensors } from '../io/safetensors.js';
 

@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { autoOrder, initBackend, probeBackends } from '../backend.js';
+import { autoOrder, initBackend, probeBackends } from '../backends/index.js';
 
 export const infoCommand: CommandModule<object, { 'dawn-backend'?: string }> = {
   command: 'info',

@@ -1,10 +1,10 @@
 /** Activation functions with PyTorch's definitions. */
 import * as tf from '@tensorflow/tfjs-core';
-import { siluWebgpu, webgpuFused } from './webgpu-kernels.js';
+import { kernels } from '../backends/kernels.js';
 
 export type ActivationName = 'silu' | 'swish' | 'gelu' | 'gelu_tanh' | 'gelu_new' | 'gelu_pytorch_tanh' | 'quick_gelu' | 'relu' | 'mish';
 
-export const silu = (x: tf.Tensor): tf.Tensor => (webgpuFused() ? siluWebgpu(x) : tf.tidy(() => tf.mul(x, tf.sigmoid(x))));
+export const silu = (x: tf.Tensor): tf.Tensor => kernels().silu?.(x) ?? tf.tidy(() => tf.mul(x, tf.sigmoid(x)));
 
 /** Exact GELU: x·Φ(x) = ½x(1 + erf(x/√2)). */
 export const gelu = (x: tf.Tensor): tf.Tensor => tf.tidy(() => tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1)));

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Module, type Parameter } from '../nn/module.js';
 import { conv2dBias, conv2dStreamed, matMulBias, streamsWeight } from './gemm.js';
-import { packedWeight, streamedWeight } from './streamed-weights.js';
+import { packedWeight, streamedWeight } from '../nn/streamed-weights.js';
 
 /**
  * torch.nn.Conv2d on NHWC input: weight HWIO, PyTorch's symmetric zero `padding` and `stride`. On wasm a

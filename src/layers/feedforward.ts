@@ -3,16 +3,18 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Module, ModuleList } from '../nn/module.js';
 import { Linear } from './linear.js';
 import { gelu, geluTanh } from './activations.js';
-import { gegluWebgpu, webgpuFused } from './webgpu-kernels.js';
-import { contiguousRange } from './wasm-kernels.js';
-import { streamsWeight, transpose2d } from './gemm.js';
+import { kernels } from '../backends/kernels.js';
+import { transpose2d } from '../nn/transpose2d.js';
+import { contiguousRange } from './contiguous-range.js';
+import { streamsWeight } from './gemm.js';
 
 /**
- * [..., 2n] → its two halves [..., n]. On wasm one transpose then two contiguous copies instead of tf.split,
- * whose two Slices each copy the whole input out of the heap through JS first (layers/wasm-kernels.ts).
+ * [..., 2n] → its two halves [..., n]. Where the backend copies contiguous ranges itself (wasm), one transpose
+ * then two such copies instead of tf.split, whose two Slices each copy the whole input out of the wasm heap
+ * through JS first (backends/wasm/contiguous-range.ts).
  */
 function halves(h: tf.Tensor): [tf.Tensor, tf.Tensor] {
-  if (tf.getBackend() !== 'wasm') return tf.split(h, 2, -1) as [tf.Tensor, tf.Tensor];
+  if (!kernels().contiguousRange) return tf.split(h, 2, -1) as [tf.Tensor, tf.Tensor];
   return tf.tidy(() => {
     const n = h.shape[h.rank - 1]! / 2;
     const rows = h.size / (2 * n);
@@ -35,11 +37,7 @@ export class GeluProjection extends Module {
   forward(x: tf.Tensor): tf.Tensor {
     return tf.tidy(() => {
       const h = this.proj.forward(x);
-      if (this.kind === 'geglu') {
-        if (webgpuFused()) return gegluWebgpu(h);
-        const [a, gate] = halves(h);
-        return gateWithGelu(a, gate);
-      }
+      if (this.kind === 'geglu') return kernels().geglu?.(h) ?? gateWithGelu(...halves(h));
       return this.kind === 'gelu' ? gelu(h) : geluTanh(h);
     });
   }

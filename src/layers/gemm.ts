@@ -10,17 +10,19 @@
  *   yᵀ[out, rows] = W[out, in] · xᵀ[in, rows]
  * The packed operand is then the activation (a fresh tensor, packed at the cost of reading it once and freed
  * with it), and the weight is read in place. It needs the weight as [out, in], so a streamed parameter's
- * tensor is kept in that layout (layers/streamed-weights.ts); convolutions become one GEMM over an im2col
+ * tensor is kept in that layout (nn/streamed-weights.ts); convolutions become one GEMM over an im2col
  * built by XNNPACK itself (a convolution with a one-hot filter, see {@link conv2dStreamed}).
  *
- * 'packed' is TF.js's own path (the weight as matMul's B / conv2d's filter). 'auto' (the default) streams on
- * wasm only (the other backends do not copy their weights), and only weights of {@link AUTO_MIN_STREAMED}
+ * 'packed' is TF.js's own path (the weight as matMul's B / conv2d's filter). 'auto' (the default) streams only
+ * on a backend that packs its weights (`packsWeights` in backends/kernels.ts: wasm), and only weights of {@link AUTO_MIN_STREAMED}
  * elements or more: below that the packed copy costs little memory, while the streamed path's transposes and
  * im2col cost more than the GEMM saves (a UNet with 32–128 channels ran 1.8× slower streamed).
  */
 import * as tf from '@tensorflow/tfjs-core';
 // x.reshape(), x.transpose()… on tf.Tensor.
 import '../nn/chained-ops.js';
+import { transpose2d } from '../nn/transpose2d.js';
+import { kernels } from '../backends/kernels.js';
 
 export type GemmStrategy = 'auto' | 'packed' | 'streamed';
 
@@ -49,7 +51,7 @@ export const AUTO_MIN_STREAMED = 1 << 18;
 
 /** Whether the current strategy and backend stream large weights (the ones that decide whether a model fits). */
 export function streamsWeights(): boolean {
-  return strategy === 'streamed' || (strategy === 'auto' && tf.getBackend() === 'wasm');
+  return strategy === 'streamed' || (strategy === 'auto' && !!kernels().packsWeights);
 }
 
 /** Whether a weight of `size` elements is streamed now. */
@@ -57,44 +59,17 @@ export function streamsWeight(size: number): boolean {
   return strategy === 'streamed' || (streamsWeights() && size >= AUTO_MIN_STREAMED);
 }
 
-/**
- * [r, c] → [c, r]. wasm's 2-D transpose writes with a stride of r floats, which misses the cache on tall
- * inputs (8× slower at 8192×320); moving 8-float runs first and then transposing 8-wide strips does not.
- * With `consume`, `x` is disposed as soon as the first pass has read it: converting a weight in place then
- * holds one extra copy of it in flight, never two (layers/streamed-weights.ts).
- */
-export function transpose2d(x: tf.Tensor2D, consume = false): tf.Tensor2D {
-  const [r, c] = x.shape;
-  if (c % 8 !== 0 || r < 64) {
-    const out = tf.transpose(x);
-    if (consume) x.dispose();
-    return out;
-  }
-  const runs = tf.tidy(() => x.reshape([r, c / 8, 8]).transpose([1, 0, 2]));
-  if (consume) x.dispose();
-  const out = tf.tidy(() => runs.transpose([0, 2, 1]).reshape([c, r]) as tf.Tensor2D);
-  runs.dispose();
-  return out;
-}
-
-/**
- * On WebGPU a UNet forward is bound by per-dispatch cost (~100 µs through Dawn), not arithmetic, so there the
- * bias is added inside the GEMM's kernel. Elsewhere the separate add is kept: tfjs-backend-cpu's fused
- * kernels bypass the faster kernels src/backend-cpu-fast.ts registers, and the result is the same sum.
- */
-function fusesBias(): boolean {
-  return tf.getBackend() === 'webgpu';
-}
-
-/** x · w (+ bias), `w` as matMul's B ([in, out]). */
+/** x · w (+ bias), `w` as matMul's B ([in, out]); the bias inside the GEMM where the backend offers that (WebGPU). */
 export function matMulBias(x: tf.Tensor2D, w: tf.Tensor2D, bias?: tf.Tensor): tf.Tensor2D {
-  if (bias && fusesBias()) return tf.fused.matMul({ a: x, b: w, bias }) as tf.Tensor2D;
+  const fused = kernels().matMulBias;
+  if (bias && fused) return fused(x, w, bias);
   return tf.tidy(() => (bias ? tf.add<tf.Tensor2D>(tf.matMul(x, w), bias) : tf.matMul(x, w)));
 }
 
-/** conv2d(x, w) (+ bias), `w` HWIO. */
+/** conv2d(x, w) (+ bias), `w` HWIO; the bias inside the convolution where the backend offers that (WebGPU). */
 export function conv2dBias(x: tf.Tensor4D, w: tf.Tensor4D, stride: number, pad: number | 'valid', bias?: tf.Tensor): tf.Tensor4D {
-  if (bias && fusesBias()) return tf.fused.conv2d({ x, filter: w, strides: stride, pad, bias });
+  const fused = kernels().conv2dBias;
+  if (bias && fused) return fused(x, w, stride, pad, bias);
   return tf.tidy(() => (bias ? tf.add<tf.Tensor4D>(tf.conv2d(x, w, stride, pad), bias) : tf.conv2d(x, w, stride, pad)));
 }
 

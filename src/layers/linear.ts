@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Module, type Parameter } from '../nn/module.js';
-import { matMulBias, matMulStreamed, streamsWeight, transpose2d } from './gemm.js';
-import { packedWeight, streamedWeight } from './streamed-weights.js';
+import { matMulBias, matMulStreamed, streamsWeight } from './gemm.js';
+import { transpose2d } from '../nn/transpose2d.js';
+import { packedWeight, streamedWeight } from '../nn/streamed-weights.js';
 
 /**
  * torch.nn.Linear: weight stored [in, out] (transposed once at load), applied on the last axis. On wasm a

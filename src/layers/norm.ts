@@ -1,20 +1,16 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Module, type Parameter } from '../nn/module.js';
 import { silu } from './activations.js';
-import { groupNormWebgpu, webgpuFused } from './webgpu-kernels.js';
+import { kernels } from '../backends/kernels.js';
 
 /**
- * (x − mean) / √(variance + eps) · scale + offset, with mean/variance/scale/offset broadcast against x.
- * On WebGPU (when its fused kernels are off, layers/webgpu-kernels.ts) this is one batchNorm dispatch instead
- * of six: there a UNet forward is bound by per-dispatch cost (~100 µs through Dawn), not arithmetic. cpu and
- * wasm keep the plain ops, whose batchNorm kernels only broadcast over the last axis.
+ * (x − mean) / √(variance + eps) · scale + offset, with mean/variance/scale/offset broadcast against x: the
+ * backend's one-kernel version where it has one (WebGPU), else the plain ops (cpu's and wasm's batchNorm
+ * kernels only broadcast over the last axis).
  */
 function normalize(x: tf.Tensor, mean: tf.Tensor, variance: tf.Tensor, eps: number, scale?: tf.Tensor, offset?: tf.Tensor): tf.Tensor {
-  if (tf.getBackend() === 'webgpu') {
-    const r = x.rank;
-    const asRank = (t: tf.Tensor) => (t.rank === r ? t : t.reshape([...Array(r - t.rank).fill(1), ...t.shape]));
-    return tf.batchNorm(x, mean, variance, offset && asRank(offset), scale && asRank(scale), eps);
-  }
+  const fused = kernels().normalize?.(x, mean, variance, eps, scale, offset);
+  if (fused) return fused;
   let y = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps)));
   if (scale) y = tf.mul(y, scale);
   if (offset) y = tf.add(y, offset);
@@ -36,7 +32,8 @@ export class GroupNorm extends Module {
 
   forward<T extends tf.Tensor>(x: T): T {
     return tf.tidy(() => {
-      if (webgpuFused()) return this.fused(x, false);
+      const fused = this.kernel(x, false);
+      if (fused) return fused;
       const shape = x.shape;
       const cg = this.numChannels / this.numGroups;
       const g = x.reshape([shape[0], -1, this.numGroups, cg]);
@@ -49,15 +46,18 @@ export class GroupNorm extends Module {
 
   /**
    * act(forward(x + addend)); `addend` holds one value per (batch, channel), e.g. a resnet's projected time
-   * embedding [B, 1, 1, C]. On WebGPU the add and a following SiLU run inside the normalising kernel.
+   * embedding [B, 1, 1, C]. Where the backend has a GroupNorm kernel (WebGPU) the add and a following SiLU
+   * run inside it.
    */
   forwardAct<T extends tf.Tensor>(x: T, act: (t: tf.Tensor) => tf.Tensor, addend: tf.Tensor | null = null): T {
-    if (act === silu && webgpuFused()) return this.fused(x, true, addend);
+    const fused = act === silu ? this.kernel(x, true, addend) : undefined;
+    if (fused) return fused;
     return tf.tidy(() => act(this.forward(addend ? tf.add(x, addend) : x)) as T);
   }
 
-  private fused<T extends tf.Tensor>(x: T, silu: boolean, addend: tf.Tensor | null = null): T {
-    return groupNormWebgpu(x, x.shape[0], this.numGroups, this.eps, { gamma: this.weight?.t, beta: this.bias?.t, silu, addend }) as T;
+  /** The backend's GroupNorm kernel on x (with SiLU, addend); undefined when the backend has none. */
+  private kernel<T extends tf.Tensor>(x: T, silu: boolean, addend: tf.Tensor | null = null): T | undefined {
+    return kernels().groupNorm?.(x, x.shape[0], this.numGroups, this.eps, { gamma: this.weight?.t, beta: this.bias?.t, silu, addend }) as T | undefined;
   }
 }
 
@@ -75,7 +75,8 @@ export class LayerNorm extends Module {
 
   forward<T extends tf.Tensor>(x: T): T {
     return tf.tidy(() => {
-      if (webgpuFused()) return groupNormWebgpu(x, x.size / this.dim, 1, this.eps, { gamma: this.weight?.t, beta: this.bias?.t }) as T;
+      const fused = kernels().groupNorm?.(x, x.size / this.dim, 1, this.eps, { gamma: this.weight?.t, beta: this.bias?.t });
+      if (fused) return fused as T;
       const mean = tf.mean(x, -1, true);
       const variance = tf.mean(tf.squaredDifference(x, mean), -1, true);
       return normalize(x, mean, variance, this.eps, this.weight?.t, this.bias?.t) as T;

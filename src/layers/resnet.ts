@@ -1,6 +1,7 @@
 /** diffusers ResnetBlock2D, Downsample2D and Upsample2D on NHWC tensors. */
 import * as tf from '@tensorflow/tfjs-core';
 import { Module } from '../nn/module.js';
+import { kernels } from '../backends/kernels.js';
 import { Conv2d } from './conv.js';
 import { GroupNorm } from './norm.js';
 import { Linear } from './linear.js';
@@ -91,10 +92,8 @@ export class Downsample2D extends Module {
 
 /** Nearest-neighbour 2× upsampling (torch F.interpolate mode="nearest"). */
 export function upsampleNearest2x(x: tf.Tensor4D): tf.Tensor4D {
-  return tf.tidy(() => {
+  return kernels().upsampleNearest2x?.(x) ?? tf.tidy(() => {
     const [b, h, w, c] = x.shape;
-    // wasm resizes in one C++ kernel (source index ⌊dst/2⌋, an exact copy); its Tile is a JS loop.
-    if (tf.getBackend() === 'wasm') return tf.image.resizeNearestNeighbor(x, [2 * h, 2 * w]);
     // Two rank-4 tiles: WebGPU runs a tile of rank ≥ 5 on the CPU through readSync, which Node's Dawn cannot do.
     const cols = tf.tile(x.reshape([b * h, w, 1, c]), [1, 1, 2, 1]).reshape([b, h, 1, 2 * w * c]);
     return tf.tile(cols, [1, 1, 2, 1]).reshape([b, 2 * h, 2 * w, c]);

@@ -9,7 +9,6 @@ import * as tf from '@tensorflow/tfjs-core';
 // Registers x.reshape(), x.transpose()… on tf.Tensor for every module that builds on this one.
 import './chained-ops.js';
 import { ownedArray, randomNormalHost, toOurLayoutHost } from './host-weights.js';
-import { releaseWebgpuBufferPool } from '../backend.js';
 
 /**
  * How a parameter is stored in PyTorch vs here: `linear` weights are [out,in] there and [in,out] here,
@@ -27,7 +26,7 @@ export interface HostSlot {
    * streamed GEMM layout, the slot may keep that copy instead (`streamed`), so later uploads skip the transpose.
    */
   values: Float32Array | null;
-  /** Whether `values` are in the streamed layout of layers/streamed-weights.ts; assigning `values` clears it. */
+  /** Whether `values` are in the streamed layout of nn/streamed-weights.ts; assigning `values` clears it. */
   readonly streamed: boolean;
   /** Creates `p.value` from `values` for the forward now running; the offload scope releases it. */
   materialize(p: Parameter): tf.Tensor;
@@ -120,6 +119,17 @@ export function toOurLayout(values: Float32Array, torchShape: number[], layout: 
   });
 }
 
+const disposeHooks: (() => void)[] = [];
+
+/**
+ * Runs `fn` after every {@link Module.dispose} (a function registered twice runs once). For backends that
+ * hold memory beyond live tensors, so that nn/ needs to know none: src/backends/webgpu registers its
+ * buffer-pool release.
+ */
+export function onModuleDispose(fn: () => void): void {
+  if (!disposeHooks.includes(fn)) disposeHooks.push(fn);
+}
+
 export class Module {
   private readonly children = new Map<string, Module>();
   private readonly params = new Map<string, Parameter>();
@@ -200,13 +210,13 @@ export class Module {
   }
 
   /**
-   * Releases every parameter's weights (backend tensors and offloaded copies in JS memory). On WebGPU it also
-   * frees the buffers TF.js pooled for reuse ({@link releaseWebgpuBufferPool}): they would otherwise stay
-   * allocated under whatever model is loaded next.
+   * Releases every parameter's weights (backend tensors and offloaded copies in JS memory), then runs the
+   * {@link onModuleDispose} hooks: on WebGPU, `releaseWebgpuBufferPool` frees the buffers TF.js pooled for
+   * reuse, which would otherwise stay allocated under whatever model is loaded next.
    */
   dispose(): void {
     for (const [, p] of this.namedParameters()) p.release();
-    releaseWebgpuBufferPool();
+    for (const fn of disposeHooks) fn();
   }
 }
 

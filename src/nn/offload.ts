@@ -17,12 +17,12 @@
  * weights plus one unit. An already-loaded model can be offloaded too (its weights are copied out).
  *
  * The price is one host→backend copy of every used weight per forward. On wasm, large Linear/Conv2d weights
- * are converted to the streamed GEMM layout on first use (layers/streamed-weights.ts); JS memory then keeps
+ * are converted to the streamed GEMM layout on first use (nn/streamed-weights.ts); JS memory then keeps
  * the converted copy in place of the loaded one, so the transpose is paid once, not every forward.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { HostSlot, Module, Parameter } from './module.js';
-import { isStreamed, streamedFromValues, weightInOurLayout } from '../layers/streamed-weights.js';
+import { isStreamed, streamedFromValues, weightInOurLayout } from './streamed-weights.js';
 
 export interface OffloadOptions {
   /** Largest unit, in bytes of fp32 weights; bigger subtrees are split into their children. Default 512 MiB. */

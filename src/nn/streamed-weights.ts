@@ -1,5 +1,5 @@
 /**
- * Linear and Conv2d weights held in the layout the streamed GEMM reads (src/layers/gemm.ts): [out, in] for a
+ * Linear and Conv2d weights held in the layout the streamed GEMM reads (layers/gemm.ts): [out, in] for a
  * Linear, [O, kh·kw·I] for a Conv2d (columns in tap, channel order, as gemm.ts's im2col rows). Ours is the
  * transpose of that: [in, out], and HWIO viewed as [kh·kw·I, O].
  *
@@ -10,8 +10,8 @@
  * {@link weightInOurLayout}.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { Parameter } from '../nn/module.js';
-import { transpose2d } from './gemm.js';
+import type { Parameter } from './module.js';
+import { transpose2d } from './transpose2d.js';
 
 const streamedTensors = new WeakSet<tf.Tensor>();
 

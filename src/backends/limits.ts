@@ -70,15 +70,6 @@ export function attentionQueryChunk(rowBytes: number, nq: number): number | unde
   return Math.floor(limit / rowBytes);
 }
 
-/** Throws, naming `what` and the limit, when a tensor of `shape` (float32) cannot be one buffer here. */
-export function assertFits(shape: number[], what: string): void {
-  const limit = bufferLimitBytes();
-  const bytes = shape.reduce((a, b) => a * b, 4);
-  if (limit !== null && bytes > limit) {
-    throw new Error(`${what} [${shape.join(', ')}] needs ${bytes} bytes, over the ${limit}-byte buffer limit of ${tf.getBackend()}`);
-  }
-}
-
 /** The parts of a UNet/VAE config that set the largest activations. */
 export interface SizePlanInput {
   height: number;

@@ -3,7 +3,7 @@
  * points and summation order.
  */
 import type * as tf from '@tensorflow/tfjs-core';
-import { f32, size, stridedCopy, stridesOf, type FastFunc } from './common.js';
+import { f32, size, stridedCopy, stridesOf, type FastFunc } from './kernel-base.js';
 
 // Local bindings for the hot loops (see common.ts for why).
 const F32 = Float32Array;

@@ -1,5 +1,5 @@
 /** Float32 BatchMatMul, bit-identical to the stock kernel (same k-blocking and summation order). */
-import { f32, size, stridedCopy, type FastFunc } from './common.js';
+import { f32, size, stridedCopy, type FastFunc } from './kernel-base.js';
 
 // Local bindings for the hot loops (see common.ts for why).
 const F32 = Float32Array;

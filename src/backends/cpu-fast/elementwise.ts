@@ -4,7 +4,7 @@
  * stored as float32.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { collapse, f32, size, stridesOf, type FastFunc } from './common.js';
+import { collapse, f32, size, stridesOf, type FastFunc } from './kernel-base.js';
 
 // Local bindings for the hot loops (see common.ts for why).
 const F32 = Float32Array;

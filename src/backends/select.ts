@@ -1,10 +1,14 @@
 /**
  * Backend selection. Every backend package is imported lazily, so a missing optional one
  * (tfjs-node-gpu and tfjs-node need libtensorflow, whose install downloads it) only removes that choice.
+ * Setting a backend up also installs what this library adds to it: the fast cpu kernels, the wasm heap guard
+ * and the kernel sets layers ask for (backends/kernels.ts).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { installFastCpuKernels } from './backend-cpu-fast.js';
-import { guardWasmHeap } from './backend-wasm.js';
+import { installFastCpuKernels } from './cpu-fast/index.js';
+import { installWasm } from './wasm/index.js';
+import { installDawn, type DawnBackend, type DawnModule } from './webgpu/dawn.js';
+import { installWebgpu } from './webgpu/index.js';
 
 export type BackendName = 'node-gpu' | 'node' | 'webgpu' | 'wasm' | 'webgl' | 'cpu';
 export type BackendChoice = BackendName | 'auto';
@@ -13,7 +17,7 @@ export const BACKENDS: BackendName[] = ['node-gpu', 'node', 'webgpu', 'wasm', 'w
 
 export interface BackendOptions {
   /** Dawn's backend for WebGPU in Node: 'vulkan' (default) or 'opengles' (NVIDIA servers, Mesa). Env: DAWN_BACKEND. */
-  dawnBackend?: 'vulkan' | 'opengles' | 'default';
+  dawnBackend?: DawnBackend;
   /**
    * wasm in Node: XNNPACK threads (1 to 8; default every CPU of the machine, up to 8; env TGATE_WASM_THREADS).
    * Read when the wasm backend is first initialised in the process; later calls keep its pool.
@@ -43,30 +47,6 @@ async function importOptional(spec: string): Promise<unknown> {
 
 let webgpuDetails: string | undefined;
 
-async function setupNodeWebGPU(opts: BackendOptions): Promise<void> {
-  const g = globalThis as unknown as { navigator?: { gpu?: unknown } };
-  if (g.navigator?.gpu) return;
-  const dawn = (await importOptional('webgpu')) as { create: (flags: string[]) => unknown; globals: object };
-  const asked = opts.dawnBackend ?? (process.env.DAWN_BACKEND as BackendOptions['dawnBackend'] | undefined);
-  // Vulkan first; containers often lack it, while OpenGL ES over EGL (NVIDIA's or Mesa's) works.
-  const tries: NonNullable<BackendOptions['dawnBackend']>[] = asked ? [asked] : ['vulkan', 'opengles'];
-  const failures: string[] = [];
-  for (const which of tries) {
-    const gpu = dawn.create(which === 'default' ? [] : [`backend=${which}`]) as { requestAdapter(o?: object): Promise<unknown> };
-    // Dawn's GLES backend only exposes a compatibility-mode adapter; ask for it so the request succeeds.
-    const adapterOpts = which === 'opengles' ? { featureLevel: 'compatibility' } : {};
-    const probe = (await gpu.requestAdapter(adapterOpts)) as { info?: { vendor?: string; description?: string }; limits?: { maxStorageBufferBindingSize?: number } } | null;
-    if (!probe) { failures.push(`no ${which} adapter`); continue; }
-    const realRequest = gpu.requestAdapter.bind(gpu);
-    gpu.requestAdapter = (o?: object) => realRequest({ ...(o ?? {}), ...adapterOpts });
-    Object.assign(globalThis, dawn.globals);
-    webgpuDetails = `Dawn ${which}: ${probe.info?.description || probe.info?.vendor || 'adapter'}, maxStorageBufferBindingSize ${probe.limits?.maxStorageBufferBindingSize}`;
-    Object.defineProperty(globalThis, 'navigator', { value: { ...(g.navigator ?? {}), gpu }, configurable: true, writable: true });
-    return;
-  }
-  throw new Error(`Dawn found no WebGPU adapter (${failures.join(', ')}); for OpenGL ES install libegl1 libgles2 (+ libegl-mesa0 on CPU machines) and set EGL_PLATFORM=surfaceless`);
-}
-
 /** Registers a backend's TF.js package and sets it; throws with the reason when it cannot. */
 async function trySet(name: BackendName, opts: BackendOptions): Promise<{ tfBackend: string; details?: string }> {
   switch (name) {
@@ -78,21 +58,22 @@ async function trySet(name: BackendName, opts: BackendOptions): Promise<{ tfBack
       return { tfBackend: 'cpu' };
     case 'wasm': {
       const wasm = await import('@tensorflow/tfjs-backend-wasm');
-      const restore = isNode ? await (await import('./backend-wasm-node.js')).prepareNodeWasm(opts.wasmThreads) : () => {};
+      const restore = isNode ? await (await import('./wasm/node.js')).prepareNodeWasm(opts.wasmThreads) : () => {};
       try {
         await setOrThrow('wasm');
       } finally {
         restore();
       }
-      guardWasmHeap();
+      installWasm();
       const threads = wasm.getThreadsCount();
       return { tfBackend: 'wasm', details: `SIMD ${tf.env().getBool('WASM_HAS_SIMD_SUPPORT') ? 'on' : 'off'}, ${threads} thread${threads > 1 ? 's' : ''}; heap limit ~3.9 GiB (wasm32)` };
     }
     case 'webgpu':
-      if (isNode) await setupNodeWebGPU(opts);
+      if (isNode) webgpuDetails = (await installDawn(() => importOptional('webgpu') as Promise<DawnModule>, opts.dawnBackend)) ?? webgpuDetails;
       else if (!(globalThis as { navigator?: { gpu?: unknown } }).navigator?.gpu) throw new Error('this browser has no navigator.gpu');
       await import('@tensorflow/tfjs-backend-webgpu');
       await setOrThrow('webgpu');
+      installWebgpu();
       return { tfBackend: 'webgpu', details: webgpuDetails };
     case 'webgl':
       if (isNode) throw new Error('WebGL needs a browser (no WebGL context in Node)');
@@ -133,43 +114,9 @@ export function quietCpuBackend(): void {
   if (b) b.firstUse = false;
 }
 
-interface PooledBuffers {
-  freeBuffers: Map<string, { size: number; destroy(): void }[]>;
-  numFreeBuffers: number;
-  numBytesAllocated: number;
-}
-
-/**
- * Frees the GPU buffers tfjs-backend-webgpu keeps for reuse, and returns how many bytes that was (0 on other
- * backends). It pools every released buffer by exact size and never frees one, so a disposed model's
- * buffers stay allocated, and a model of other sizes loaded after it allocates its own on top: on an 80 GB
- * H100, SDXL run after three SD-1.5 runs in one process took 5× as long as in a fresh one. `Module.dispose()`
- * calls it; call it yourself after releasing other large tensors. Tensors still alive are not touched.
- */
-export function releaseWebgpuBufferPool(): number {
-  if (tf.getBackend() !== 'webgpu') return 0;
-  const backend = tf.backend() as unknown as {
-    bufferManager?: PooledBuffers; commandEncoder?: unknown; endComputePassEncoder?(): void; submitQueue?(): void;
-  };
-  // Buffers of tensors disposed while their work was queued go back to the pool only when the queue is submitted.
-  if (backend.commandEncoder && backend.endComputePassEncoder && backend.submitQueue) {
-    backend.endComputePassEncoder();
-    backend.submitQueue();
-  }
-  const pool = backend.bufferManager;
-  if (!pool?.freeBuffers) return 0;
-  let freed = 0;
-  for (const buffers of pool.freeBuffers.values()) {
-    for (const b of buffers) {
-      freed += b.size;
-      b.destroy();
-    }
-    pool.numFreeBuffers -= buffers.length;
-    // Emptied, not deleted: the manager stops pooling altogether once its map is empty.
-    buffers.length = 0;
-  }
-  pool.numBytesAllocated -= freed;
-  return freed;
+/** The TF.js id of the active backend (`tensorflow` for node/node-gpu), for reports and logs. */
+export function activeBackend(): string {
+  return tf.getBackend();
 }
 
 /** The order `auto` tries, per environment. */

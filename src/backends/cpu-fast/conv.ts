@@ -1,6 +1,6 @@
 /** Float32 NHWC Conv2D, bit-identical to the stock kernel. */
 import * as tf from '@tensorflow/tfjs-core';
-import { f32, type FastFunc } from './common.js';
+import { f32, type FastFunc } from './kernel-base.js';
 
 // Local bindings for the hot loops (see common.ts for why).
 const F32 = Float32Array;

@@ -3,7 +3,7 @@
  * instead of the stock element-by-element TensorBuffer.get/set.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { newLike, numeric, size, stridedCopy, stridesOf, type FastFunc, type Vals } from './common.js';
+import { newLike, numeric, size, stridedCopy, stridesOf, type FastFunc, type Vals } from './kernel-base.js';
 
 // ---------------------------------------------------------------------------------------- data movement
 

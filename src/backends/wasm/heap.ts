@@ -1,5 +1,5 @@
 /**
- * The wasm heap, failing loudly (browser and Node; the Node-only set-up is backend-wasm-node.ts).
+ * The wasm heap, failing loudly (browser and Node; the Node-only set-up is ./node.ts).
  *
  * wasm32 memory ends at 4 GiB, and there tfjs-backend-wasm's malloc returns 0, which it uses as an
  * address: the tensor is written over the heap's start and nothing says so. Every tensor allocation is

@@ -9,29 +9,16 @@
  * reductions (SDXL 1024², 25-step loops: 29.0 s → 26.4 s baseline, 21.2 s → 18.4 s TGATE; bench/results/
  * h100-webgpu-run3.json and run5.json). The math is the plain ops' (mean, then the mean of squared
  * differences; TF.js's Abramowitz–Stegun erf): only the order of summation differs. Every function takes and
- * returns plain tensors; inputs are viewed flat, so reshapes around them are free.
+ * returns plain tensors; inputs are viewed flat, so reshapes around them are free. They reach layers through the
+ * WebGPU kernel set (./index.ts), and can be turned off there.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { WebGPUProgram } from '@tensorflow/tfjs-backend-webgpu';
+import type { GroupNormOptions } from '../kernels.js';
 
 type Uniform = { type: 'int32' | 'float32'; data: number[] };
 interface WebgpuBackend {
   runWebGPUProgram(p: WebGPUProgram, inputs: tf.TensorInfo[], dtype: tf.DataType, uniforms?: Uniform[]): tf.TensorInfo;
-}
-
-let enabled = (typeof process !== 'undefined' ? process.env?.TGATE_WEBGPU_FUSED : undefined) !== '0';
-
-/**
- * Turns the fused kernels on or off (env TGATE_WEBGPU_FUSED=0 sets off initially), so a benchmark can compare
- * both paths in one run. Other backends never use them.
- */
-export function setWebgpuFusedKernels(on: boolean): void {
-  enabled = on;
-}
-
-/** Whether the fused kernels run now: the WebGPU backend is active and they are enabled. */
-export function webgpuFused(): boolean {
-  return enabled && tf.getBackend() === 'webgpu';
 }
 
 /** An elementwise program over a flat output of `size` elements, one invocation per element. */
@@ -151,22 +138,12 @@ function run(program: WebGPUProgram, inputs: tf.Tensor[], uniforms: Uniform[]): 
   return tf.engine().makeTensorFromTensorInfo(info);
 }
 
-/** Options of {@link groupNormWebgpu}. */
-export interface FusedNormOptions {
-  gamma?: tf.Tensor;
-  beta?: tf.Tensor;
-  /** SiLU after the affine terms. */
-  silu?: boolean;
-  /** Added to x before normalising, one value per (batch, channel): any shape of B·C elements. */
-  addend?: tf.Tensor | null;
-}
-
 /**
  * GroupNorm over x viewed as [B, M, G·C] (channels last): (x − mean) / √(var + eps) · gamma + beta per group
  * of C channels, in one dispatch (two for groups over {@link ONE_DISPATCH_MAX} elements). LayerNorm is the
  * case G = 1, M = 1.
  */
-export function groupNormWebgpu(x: tf.Tensor, batch: number, numGroups: number, eps: number, o: FusedNormOptions = {}): tf.Tensor {
+export function groupNormWebgpu(x: tf.Tensor, batch: number, numGroups: number, eps: number, o: GroupNormOptions = {}): tf.Tensor {
   return tf.tidy(() => {
     const channels = x.shape[x.rank - 1]!;
     const groupChannels = channels / numGroups;

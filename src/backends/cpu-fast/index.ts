@@ -4,20 +4,20 @@
  * The stock cpu kernels decompose every output index into coordinates when an operand broadcasts, build
  * Softmax from five separate kernels, and copy non-contiguous slices element by element through
  * TensorBuffer.get/set. For a diffusion UNet that makes one forward take tens of seconds. Each fast kernel
- * (in src/backend-cpu-fast/, one file per kernel family) handles the common float32 cases with flat strided
+ * (in this folder, one file per kernel family) handles the common float32 cases with flat strided
  * loops and returns null for everything else, which the wrapper installed here hands to the original
  * kernel. Values match the originals: the same float64 arithmetic, the same float32 rounding points, the
  * same summation order (BatchMatMul keeps the stock k-blocking).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { Args, FastFunc } from './backend-cpu-fast/common.js';
-import { conv2D } from './backend-cpu-fast/conv.js';
+import type { Args, FastFunc } from './kernel-base.js';
+import { conv2D } from './conv.js';
 import {
   add, erf, exp, maximum, minimum, multiply, realDiv, rsqrt, sigmoid, squaredDifference, sub, tanh,
-} from './backend-cpu-fast/elementwise.js';
-import { batchMatMul } from './backend-cpu-fast/matmul.js';
-import { slice, splitV, transpose } from './backend-cpu-fast/layout.js';
-import { max, mean, softmax, sum } from './backend-cpu-fast/reduce.js';
+} from './elementwise.js';
+import { batchMatMul } from './matmul.js';
+import { slice, splitV, transpose } from './layout.js';
+import { max, mean, softmax, sum } from './reduce.js';
 
 const MARK = '__tgateFastCpu';
 

@@ -1,0 +1,77 @@
+/**
+ * The one way code outside src/backends reaches a backend's own kernels.
+ *
+ * Layers hold the plain TF.js math, which runs (and is checked against diffusers) on every backend. A backend
+ * with something faster for one of those steps registers it here when backends/select.ts sets that backend
+ * up, and the layer asks for it, keeping its plain path as the fallback:
+ *
+ *     kernels().silu?.(x) ?? plainSilu(x)
+ *
+ * Every entry is optional, so a backend without a set (or one set with `tf.setBackend` directly, without
+ * `initBackend`) runs the plain ops: slower, never different in meaning. Besides kernels, a set states facts
+ * about its backend that change which algorithm a layer should pick (`packsWeights`, `slowBatchedMatMul`):
+ * the backend states the fact, the layer decides what follows from it, so no layer names a backend.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+/** Options of {@link BackendKernels.groupNorm}. */
+export interface GroupNormOptions {
+  gamma?: tf.Tensor;
+  beta?: tf.Tensor;
+  /** SiLU after the affine terms. */
+  silu?: boolean;
+  /** Added to x before normalising, one value per (batch, channel): any shape of B·C elements. */
+  addend?: tf.Tensor | null;
+}
+
+/** What a backend may offer. Kernels take and return plain tensors and own no state. */
+export interface BackendKernels {
+  /**
+   * (x − mean) / √(variance + eps) · scale + offset, the statistics broadcast against x (GroupNorm and
+   * LayerNorm when {@link groupNorm} is absent).
+   */
+  normalize?(x: tf.Tensor, mean: tf.Tensor, variance: tf.Tensor, eps: number, scale?: tf.Tensor, offset?: tf.Tensor): tf.Tensor;
+  /**
+   * GroupNorm over x viewed as [B, M, G·C] (channels last), with optional affine terms, an addend before and
+   * a SiLU after; LayerNorm is the case G = 1, M = 1.
+   */
+  groupNorm?(x: tf.Tensor, batch: number, numGroups: number, eps: number, o?: GroupNormOptions): tf.Tensor;
+  /** x · sigmoid(x). */
+  silu?(x: tf.Tensor): tf.Tensor;
+  /** diffusers GEGLU's activation: h = [a, gate] on the last axis → a · GELU(gate) (exact GELU). */
+  geglu?(h: tf.Tensor): tf.Tensor;
+  /** x · w + bias, `w` as matMul's B ([in, out]), the bias added inside the GEMM. */
+  matMulBias?(x: tf.Tensor2D, w: tf.Tensor2D, bias: tf.Tensor): tf.Tensor2D;
+  /** conv2d(x, w) + bias, `w` HWIO, the bias added inside the convolution. */
+  conv2dBias?(x: tf.Tensor4D, w: tf.Tensor4D, stride: number, pad: number | 'valid', bias: tf.Tensor): tf.Tensor4D;
+  /**
+   * Elements [start, start + size(shape)) of x's row-major data as a new tensor, copied once (the range is
+   * already checked); null when this backend does not handle x (its dtype), and the caller slices instead.
+   */
+  contiguousRange?(x: tf.Tensor, start: number, shape: number[]): tf.Tensor | null;
+  /** Nearest-neighbour 2× upsampling of NHWC input. */
+  upsampleNearest2x?(x: tf.Tensor4D): tf.Tensor4D;
+  /**
+   * matMul's B and conv2d's filter are packed into a copy kept as long as that tensor lives (XNNPACK):
+   * resident weights then cost twice their size, offloaded ones a repack per forward (layers/gemm.ts).
+   */
+  packsWeights?: boolean;
+  /** A batched matMul over [B, heads] runs several times slower than one 2-D matMul per matrix. */
+  slowBatchedMatMul?: boolean;
+}
+
+const NONE: BackendKernels = Object.freeze({});
+const sets = new Map<string, BackendKernels>();
+
+/**
+ * Sets the kernels of the TF.js backend `tfBackend` (replacing any set before). For backend set-up code in
+ * src/backends only.
+ */
+export function registerKernels(tfBackend: string, set: BackendKernels): void {
+  sets.set(tfBackend, set);
+}
+
+/** The kernels of the active backend (an empty set when it registered none). */
+export function kernels(): BackendKernels {
+  return sets.get(tf.getBackend()) ?? NONE;
+}
