@@ -314,3 +314,21 @@ describe('F16 / BF16 / F64 / small-int decoding', () => {
     expect(Array.from((await u8.readValues('x')).values)).toEqual([255, 0]);
   });
 });
+
+describe('sharded checkpoints', () => {
+  test('an index whose weight_map is not an object of file names is an error naming the index', async () => {
+    const { openComponentWeights } = await import('../src/io/diffusers-folder.js');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'st-index-'));
+    try {
+      const index = path.join(dir, 'diffusion_pytorch_model.safetensors.index.json');
+      for (const map of [[1, 2], { a: 5 }, { a: '' }, null, 'x']) {
+        fs.writeFileSync(index, JSON.stringify({ weight_map: map }));
+        await expect(openComponentWeights(dir)).rejects.toThrow(`${index}: weight_map must be an object of tensor name → file name`);
+      }
+      fs.writeFileSync(index, JSON.stringify({ metadata: {} }));
+      await expect(openComponentWeights(dir)).rejects.toThrow(/index\.json: weight_map must be/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
