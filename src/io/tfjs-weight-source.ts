@@ -43,29 +43,17 @@ export class TfjsWeightSource implements WeightSource {
   static async open(location: string, opts: TfjsOpenOptions = {}): Promise<TfjsWeightSource> {
     const url = isRemote(location, opts.fetch);
     const jsonLoc = /\.json$/i.test(location) ? location : url ? `${location.replace(/\/+$/, '')}/model.json` : `${location.replace(/[\\/]+$/, '')}/model.json`;
-    let bytes: Uint8Array;
-    if (url) {
-      const r = await (opts.fetch ?? fetch)(jsonLoc);
-      if (!r.ok) throw new Error(`fetching ${jsonLoc} failed: HTTP ${r.status}`);
-      const got = await readBody(r, MAX_MODEL_JSON_BYTES);
-      if ('overLimit' in got) throw new Error(`${jsonLoc} is larger than the ${MAX_MODEL_JSON_BYTES}-byte limit for a model.json`);
-      if ('short' in got) throw new Error(`fetching ${jsonLoc}: the transfer ended after ${got.got} of ${got.contentLength} bytes`);
-      bytes = got.bytes;
-    } else {
-      bytes = await readLocal(jsonLoc);
-    }
-    const { json, groups } = parseModelJson(bytes, jsonLoc);
-    const declared = (gi: number): number[] | undefined => groups[gi].declared;
-    let stores: ShardStore[];
+    const { json, groups } = parseModelJson(url ? await readRemote(jsonLoc, opts.fetch ?? fetch) : await readLocal(jsonLoc), jsonLoc);
+    let store: (paths: string[], gi: number) => ShardStore;
     if (url) {
       // Relative URLs resolve against the page (browser); in Node a URL must be absolute.
       const base = new URL('.', new URL(jsonLoc, typeof window !== 'undefined' ? window.location.href : undefined));
-      stores = json.weightsManifest.map((g, gi) =>
-        new FetchShardStore(g.paths.map((p) => new URL(p, base).href), opts, declared(gi), groups[gi].total));
+      store = (paths, gi) => new FetchShardStore(paths.map((p) => new URL(p, base).href), opts, groups[gi].declared, groups[gi].total);
     } else {
       const dir = jsonLoc.replace(/[\\/][^\\/]*$/, '') || '.';
-      stores = json.weightsManifest.map((g, gi) => new FileShardStore(g.paths.map((p) => `${dir}/${p}`), declared(gi)));
+      store = (paths, gi) => new FileShardStore(paths.map((p) => `${dir}/${p}`), groups[gi].declared);
     }
+    const stores = json.weightsManifest.map((g, gi) => store(g.paths, gi));
     return new TfjsWeightSource(jsonLoc, json, groups, stores);
   }
 
@@ -119,6 +107,16 @@ export class TfjsWeightSource implements WeightSource {
   }
 
   async close(): Promise<void> { await Promise.all(this.stores.map((s) => s.close())); }
+}
+
+/** Fetches a model.json, reading at most the size limit. */
+async function readRemote(url: string, fetchFn: typeof fetch): Promise<Uint8Array> {
+  const r = await fetchFn(url);
+  if (!r.ok) throw new Error(`fetching ${url} failed: HTTP ${r.status}`);
+  const got = await readBody(r, MAX_MODEL_JSON_BYTES);
+  if ('overLimit' in got) throw new Error(`${url} is larger than the ${MAX_MODEL_JSON_BYTES}-byte limit for a model.json`);
+  if ('short' in got) throw new Error(`fetching ${url}: the transfer ended after ${got.got} of ${got.contentLength} bytes`);
+  return got.bytes;
 }
 
 /** Reads a local model.json, refusing one above the size limit before reading it. */
