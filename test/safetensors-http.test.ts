@@ -6,7 +6,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { HttpRangeSource, SafetensorsError, SafetensorsFile, encodeSafetensors } from '../src/io/safetensors.js';
 
-type Mode = 'ranges' | 'ignore-range' | 'wrong-content-range' | 'short-206' | 'longer-than-head';
+type Mode = 'ranges' | 'ignore-range' | 'wrong-content-range' | 'short-206' | 'longer-than-head' | 'head-without-length';
 
 interface Server { url: string; requests: { method: string; range?: string }[]; bodyBytes: number; close(): Promise<void> }
 
@@ -20,7 +20,7 @@ async function serve(file: Uint8Array, mode: Mode): Promise<Server> {
       s.bodyBytes += body.length;
       res.end(body);
     };
-    if (req.method === 'HEAD') { send(200, { 'content-length': file.length }); return; }
+    if (req.method === 'HEAD') { send(200, mode === 'head-without-length' ? { 'transfer-encoding': 'chunked' } : { 'content-length': file.length }); return; }
     const m = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '');
     if (mode === 'ignore-range' || !m) { send(200, { 'content-length': file.length }, file); return; }
     if (mode === 'longer-than-head') { const b = new Uint8Array(file.length + 4); b.set(file); send(200, { 'content-length': b.length }, b); return; }
@@ -99,6 +99,13 @@ describe('HttpRangeSource', () => {
     const s = await serve(bytes, 'wrong-content-range');
     try {
       await expect(readAll(new HttpRangeSource(s.url))).rejects.toThrow(/m\.safetensors: .*Content-Range "bytes 1-8\/\d+" for the request of bytes 0-7/);
+    } finally { await s.close(); }
+  });
+
+  test('a HEAD without Content-Length is an error saying so (was: read as a 0-byte file)', async () => {
+    const s = await serve(bytes, 'head-without-length');
+    try {
+      await expect(readAll(new HttpRangeSource(s.url))).rejects.toThrow(/m\.safetensors: HEAD request failed \(HTTP 200\) or gave no valid Content-Length/);
     } finally { await s.close(); }
   });
 
