@@ -43,9 +43,12 @@ export async function findWeightFiles(dir: string, variant?: string): Promise<st
     const base = variant ? `${stem}.${variant}.safetensors` : `${stem}.safetensors`;
     if (names.includes(base)) return [path.join(dir, base)];
     if (names.includes(`${base}.index.json`)) {
-      const idx = await readJson<{ weight_map?: Record<string, string> }>(path.join(dir, `${base}.index.json`));
-      if (!idx.weight_map) throw new Error(`${path.join(dir, `${base}.index.json`)} has no weight_map`);
-      return [...new Set(Object.values(idx.weight_map))].map((f) => path.join(dir, f));
+      const idx = await readJson<{ weight_map?: unknown }>(path.join(dir, `${base}.index.json`));
+      const map = idx?.weight_map;
+      if (!map || typeof map !== 'object' || Array.isArray(map) || !Object.values(map).every((f) => typeof f === 'string' && f.length > 0)) {
+        throw new Error(`${path.join(dir, `${base}.index.json`)}: weight_map must be an object of tensor name → file name`);
+      }
+      return [...new Set(Object.values(map as Record<string, string>))].map((f) => path.join(dir, f));
     }
   }
   const st = names.filter((n) => n.endsWith('.safetensors') || n.endsWith('.index.json'));

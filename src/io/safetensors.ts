@@ -2,107 +2,18 @@
  * safetensors: an 8-byte little-endian header length N, N bytes of JSON describing each tensor
  * (`dtype`, `shape`, `data_offsets` relative to the data section), then the raw little-endian data.
  *
- * Every number in the header is untrusted: it is validated against the file size before anything is
- * allocated, so a corrupt file fails with a message naming the file and the problem, never a huge
- * allocation or a hang.
+ * The header is untrusted: `safetensors-header.ts` validates it as the reference reader does (exact
+ * coverage of the data section, sizes, types) with bounds on its complexity, before anything is allocated
+ * for tensors, so a corrupt file fails with a message naming the file and the problem, never shifted data,
+ * a huge allocation or a hang.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { DTYPE_BYTES, SafetensorsError, headerLength, parseHeader, type SafetensorsDtype, type TensorInfo } from './safetensors-header.js';
 
-/** Storage dtypes of the safetensors format that we read. */
-export type SafetensorsDtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
-
-export const DTYPE_BYTES: Record<SafetensorsDtype, number> = {
-  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1,
-};
-
-/** One tensor's entry in the header. Offsets are absolute (from the start of the file). */
-export interface TensorInfo {
-  name: string;
-  dtype: SafetensorsDtype;
-  shape: number[];
-  begin: number;
-  end: number;
-}
-
-/** Largest header we accept; real checkpoints have headers of a few hundred KiB. */
-const MAX_HEADER_BYTES = 100 * 1024 * 1024;
-
-export class SafetensorsError extends Error {
-  constructor(readonly file: string, problem: string) {
-    super(`${file}: ${problem}`);
-    this.name = 'SafetensorsError';
-  }
-}
-
-/** Reads the header length from the first 8 bytes, checking it against the file size. */
-export function headerLength(first8: Uint8Array, fileSize: number, file: string): number {
-  if (fileSize < 8 || first8.length < 8) throw new SafetensorsError(file, `truncated: ${fileSize} bytes, a safetensors file starts with an 8-byte header length`);
-  const view = new DataView(first8.buffer, first8.byteOffset, 8);
-  const n = view.getBigUint64(0, true);
-  if (n > BigInt(MAX_HEADER_BYTES)) throw new SafetensorsError(file, `header length ${n} is larger than the ${MAX_HEADER_BYTES}-byte limit`);
-  if (Number(n) + 8 > fileSize) throw new SafetensorsError(file, `header length ${n} runs past the end of the file (${fileSize} bytes): truncated or not a safetensors file`);
-  return Number(n);
-}
-
-/**
- * Parses and validates a header. Tensors must lie inside the data section, must not overlap, and
- * their byte size must equal shape × dtype size.
- */
-export function parseHeader(
-  headerBytes: Uint8Array, fileSize: number, file: string,
-): { tensors: Map<string, TensorInfo>; metadata: Record<string, string> } {
-  let json: unknown;
-  try {
-    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(headerBytes));
-  } catch (e) {
-    throw new SafetensorsError(file, `header is not valid UTF-8 JSON (${(e as Error).message})`);
-  }
-  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new SafetensorsError(file, 'header is not a JSON object');
-  const dataStart = 8 + headerBytes.length;
-  const dataBytes = fileSize - dataStart;
-  const tensors = new Map<string, TensorInfo>();
-  let metadata: Record<string, string> = {};
-  for (const [name, raw] of Object.entries(json as Record<string, unknown>)) {
-    if (name === '__metadata__') {
-      if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new SafetensorsError(file, '__metadata__ is not an object');
-      metadata = raw as Record<string, string>;
-      continue;
-    }
-    const e = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown } | null;
-    if (e === null || typeof e !== 'object') throw new SafetensorsError(file, `tensor "${name}": entry is not an object`);
-    // hasOwn, not `in`: "toString" and friends are on every object's prototype.
-    if (typeof e.dtype !== 'string' || !Object.hasOwn(DTYPE_BYTES, e.dtype)) {
-      throw new SafetensorsError(file, `tensor "${name}": unknown dtype ${JSON.stringify(e.dtype)} (supported: ${Object.keys(DTYPE_BYTES).join(', ')})`);
-    }
-    const dtype = e.dtype as SafetensorsDtype;
-    if (!Array.isArray(e.shape) || e.shape.some((d) => !Number.isSafeInteger(d) || d < 0)) {
-      throw new SafetensorsError(file, `tensor "${name}": shape ${JSON.stringify(e.shape)} is not a list of non-negative integers`);
-    }
-    const shape = e.shape as number[];
-    const off = e.data_offsets;
-    if (!Array.isArray(off) || off.length !== 2 || !off.every((o) => Number.isSafeInteger(o) && o >= 0) || off[0] > off[1]) {
-      throw new SafetensorsError(file, `tensor "${name}": data_offsets ${JSON.stringify(off)} are not two ordered non-negative integers`);
-    }
-    if (off[1] > dataBytes) {
-      throw new SafetensorsError(file, `tensor "${name}": data_offsets [${off[0]}, ${off[1]}] run past the data section (${dataBytes} bytes): truncated file?`);
-    }
-    let elems = 1;
-    for (const d of shape) elems *= d;
-    const want = elems * DTYPE_BYTES[dtype];
-    if (want !== off[1] - off[0]) {
-      throw new SafetensorsError(file, `tensor "${name}": shape [${shape}] × ${dtype} needs ${want} bytes but data_offsets span ${off[1] - off[0]}`);
-    }
-    tensors.set(name, { name, dtype, shape, begin: dataStart + off[0], end: dataStart + off[1] });
-  }
-  // Ties broken by end, so a zero-size tensor sharing its offset with a neighbour is not an overlap.
-  const sorted = [...tensors.values()].sort((a, b) => a.begin - b.begin || a.end - b.end);
-  for (let i = 1; i < sorted.length; i++) {
-    if (sorted[i].begin < sorted[i - 1].end) {
-      throw new SafetensorsError(file, `tensors "${sorted[i - 1].name}" and "${sorted[i].name}" overlap`);
-    }
-  }
-  return { tensors, metadata };
-}
+export {
+  DTYPE_BYTES, MAX_HEADER_BYTES, SafetensorsError, headerLength, parseHeader, type SafetensorsDtype, type TensorInfo,
+} from './safetensors-header.js';
+export { HttpRangeSource, type HttpRangeOptions } from './http-range-source.js';
 
 function f16ToF32(bits: Uint16Array): Float32Array {
   const out = new Float32Array(bits.length);
@@ -174,30 +85,6 @@ export class BufferSource implements ByteSource {
   constructor(private readonly bytes: Uint8Array, readonly name = '<buffer>') {}
   async size(): Promise<number> { return this.bytes.length; }
   async read(begin: number, end: number): Promise<Uint8Array> { return this.bytes.subarray(begin, end); }
-}
-
-/** Fetches byte ranges over HTTP(S) with `Range` requests, so only the tensors asked for travel. */
-export class HttpRangeSource implements ByteSource {
-  private total?: number;
-  constructor(readonly name: string, private readonly fetchFn: typeof fetch = fetch) {}
-  async size(): Promise<number> {
-    if (this.total === undefined) {
-      const r = await this.fetchFn(this.name, { method: 'HEAD' });
-      const len = Number(r.headers.get('content-length'));
-      if (!r.ok || !Number.isFinite(len)) throw new SafetensorsError(this.name, `HEAD request failed (${r.status}) or gave no Content-Length`);
-      this.total = len;
-    }
-    return this.total;
-  }
-  async read(begin: number, end: number): Promise<Uint8Array> {
-    if (end <= begin) return new Uint8Array(0);
-    const r = await this.fetchFn(this.name, { headers: { Range: `bytes=${begin}-${end - 1}` } });
-    if (!r.ok) throw new SafetensorsError(this.name, `range request ${begin}-${end - 1} failed with HTTP ${r.status}`);
-    const buf = new Uint8Array(await r.arrayBuffer());
-    if (r.status === 200) return buf.subarray(begin, end); // server ignored Range: take our slice
-    if (buf.length !== end - begin) throw new SafetensorsError(this.name, `range request ${begin}-${end - 1} returned ${buf.length} bytes`);
-    return buf;
-  }
 }
 
 /** A parsed safetensors file: the header is read once, tensors are read on demand by byte range. */

@@ -3,6 +3,8 @@
  * on demand) or whole-shard fetches (any `fetch`, optionally kept in the Cache API). This file has no
  * static Node imports: the browser bundle must not pull in `fs`.
  */
+import { readBody } from './http-body.js';
+import { checkShardSize } from './tfjs-validate.js';
 
 /** Progress of shard downloads (browser / http). */
 export interface FetchProgress {
@@ -39,10 +41,11 @@ export function nodeFs(): Promise<FsPromises> {
   return fsMod;
 }
 
-/** Local shard files, read by byte range through one handle each (Node). */
+/** Local shard files, read by byte range through one handle each (Node). Sizes are checked against model.json's. */
 export class FileShardStore implements ShardStore {
   private handles = new Map<number, Promise<import('node:fs/promises').FileHandle>>();
-  constructor(private readonly files: string[], private readonly sizes?: number[]) {}
+  private readonly sizes = new Map<number, number>();
+  constructor(private readonly files: string[], private readonly declared?: number[]) {}
   get count(): number { return this.files.length; }
   private fh(i: number): Promise<import('node:fs/promises').FileHandle> {
     let h = this.handles.get(i);
@@ -54,8 +57,15 @@ export class FileShardStore implements ShardStore {
     }
     return h;
   }
+  /** The file's actual size (never the declared one: a longer or shorter file must not load). */
   async size(i: number): Promise<number> {
-    return this.sizes?.[i] ?? (await (await this.fh(i)).stat()).size;
+    let n = this.sizes.get(i);
+    if (n === undefined) {
+      n = (await (await this.fh(i)).stat()).size;
+      checkShardSize(this.files[i], n, this.declared?.[i]);
+      this.sizes.set(i, n);
+    }
+    return n;
   }
   async read(i: number, begin: number, end: number): Promise<{ bytes: Uint8Array; owned: boolean }> {
     const buf = new Uint8Array(end - begin);
@@ -63,7 +73,7 @@ export class FileShardStore implements ShardStore {
     let got = 0;
     while (got < buf.length) {
       const { bytesRead } = await fh.read(buf, got, buf.length - got, begin + got);
-      if (bytesRead === 0) throw new Error(`weight shard ${this.files[i]} is truncated: wanted bytes ${begin}..${end}`);
+      if (bytesRead === 0) throw new Error(`weight shard ${this.files[i]} is truncated: wanted bytes ${begin}..${end} (the file shrank while it was read?)`);
       got += bytesRead;
     }
     return { bytes: buf, owned: true };
@@ -77,15 +87,19 @@ export class FileShardStore implements ShardStore {
 
 /**
  * Whole-shard fetches (the unit a browser cache keeps), at most two shards held: tensors are read in
- * stream order, and one spanning a boundary needs the two shards it touches.
+ * stream order, and one spanning a boundary needs the two shards it touches. A shard is read up to its
+ * declared size (or, undeclared, the group's total) and must have exactly the declared size.
  */
 export class FetchShardStore implements ShardStore {
   private held: { i: number; bytes: Uint8Array }[] = [];
   private readonly known: (number | undefined)[];
   private loaded = 0;
   private pending = new Map<number, Promise<Uint8Array>>();
-  constructor(private readonly urls: string[], private readonly opts: TfjsOpenOptions, sizes?: number[]) {
-    this.known = urls.map((_, i) => sizes?.[i]);
+  constructor(
+    private readonly urls: string[], private readonly opts: TfjsOpenOptions,
+    private readonly declared: number[] | undefined, private readonly groupBytes: number,
+  ) {
+    this.known = urls.map((_, i) => declared?.[i]);
   }
   get count(): number { return this.urls.length; }
 
@@ -104,31 +118,18 @@ export class FetchShardStore implements ShardStore {
       r = await f(url);
       if (!r.ok) throw new Error(`fetching weight shard ${url} failed: HTTP ${r.status}`);
     }
-    const len = Number(r.headers.get('content-length'));
-    const parts: Uint8Array[] = [];
-    let got = 0;
-    if (r.body && typeof r.body.getReader === 'function') {
-      const reader = r.body.getReader();
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        parts.push(value);
-        got += value.length;
-        this.opts.onProgress?.({ loadedBytes: this.loaded + got, totalBytes: this.total(), shard: i, shardCount: this.count });
-      }
-    } else {
-      const b = new Uint8Array(await r.arrayBuffer());
-      parts.push(b);
-      got = b.length;
+    const want = this.declared?.[i];
+    const got = await readBody(r, want ?? this.groupBytes, (n) => {
+      this.opts.onProgress?.({ loadedBytes: this.loaded + n, totalBytes: this.total(), shard: i, shardCount: this.count });
+    });
+    if ('overLimit' in got) {
+      const size = got.contentLength ?? `more than ${want ?? this.groupBytes}`;
+      checkShardSize(url, size, want);
+      throw new Error(`${url} has ${size} bytes, more than all weights of its group need (${this.groupBytes})`);
     }
-    if (Number.isFinite(len) && len > 0 && !r.headers.get('content-encoding') && got !== len) {
-      throw new Error(`weight shard ${url}: got ${got} of ${len} bytes`);
-    }
-    const bytes = parts.length === 1 ? parts[0] : new Uint8Array(got);
-    if (parts.length !== 1) { let o = 0; for (const p of parts) { bytes.set(p, o); o += p.length; } }
-    if (this.known[i] !== undefined && this.known[i] !== bytes.length) {
-      throw new Error(`weight shard ${url} has ${bytes.length} bytes, model.json says ${this.known[i]}`);
-    }
+    if ('short' in got) throw new Error(`weight shard ${url}: the transfer ended after ${got.got} of ${got.contentLength} bytes`);
+    const bytes = got.bytes;
+    checkShardSize(url, bytes.length, want);
     this.known[i] = bytes.length;
     this.loaded += bytes.length;
     this.opts.onProgress?.({ loadedBytes: this.loaded, totalBytes: this.total(), shard: i, shardCount: this.count });

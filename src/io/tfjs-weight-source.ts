@@ -7,9 +7,11 @@
  */
 import { isRemote } from './location.js';
 import type { WeightSource } from '../nn/module.js';
+import { readBody } from './http-body.js';
 import type { TfjsModelJson, TfjsWeightEntry, TgateMetadata } from './tfjs-manifest.js';
-import { decodeStored, storedByteLength } from './tfjs-quantize.js';
+import { decodeStored } from './tfjs-quantize.js';
 import { FetchShardStore, FileShardStore, nodeFs, type ShardStore, type TfjsOpenOptions } from './tfjs-shard-stores.js';
+import { MAX_MODEL_JSON_BYTES, checkGroupBytes, parseModelJson, type GroupLayout } from './tfjs-validate.js';
 
 interface Located { entry: TfjsWeightEntry; group: number; offset: number; length: number }
 
@@ -22,16 +24,13 @@ export class TfjsWeightSource implements WeightSource {
   private readonly index = new Map<string, Located>();
   private readonly groupStarts: (number[] | undefined)[] = [];
 
-  private constructor(readonly name: string, readonly modelJson: TfjsModelJson, private readonly stores: ShardStore[]) {
+  private constructor(
+    readonly name: string, readonly modelJson: TfjsModelJson, private readonly groups: GroupLayout[], private readonly stores: ShardStore[],
+  ) {
     modelJson.weightsManifest.forEach((g, gi) => {
-      let off = 0;
-      for (const w of g.weights) {
-        if (w.dtype !== 'float32') throw new Error(`${name}: weight "${w.name}" has dtype ${w.dtype}; only float32 weights are supported`);
-        if (this.index.has(w.name)) throw new Error(`${name}: weight "${w.name}" is listed twice`);
-        const length = storedByteLength(w);
-        this.index.set(w.name, { entry: w, group: gi, offset: off, length });
-        off += length;
-      }
+      g.weights.forEach((entry, wi) => {
+        this.index.set(entry.name, { entry, group: gi, offset: groups[gi].offsets[wi], length: groups[gi].lengths[wi] });
+      });
     });
   }
 
@@ -44,31 +43,18 @@ export class TfjsWeightSource implements WeightSource {
   static async open(location: string, opts: TfjsOpenOptions = {}): Promise<TfjsWeightSource> {
     const url = isRemote(location, opts.fetch);
     const jsonLoc = /\.json$/i.test(location) ? location : url ? `${location.replace(/\/+$/, '')}/model.json` : `${location.replace(/[\\/]+$/, '')}/model.json`;
-    let json: TfjsModelJson;
-    let stores: ShardStore[];
+    const { json, groups } = parseModelJson(url ? await readRemote(jsonLoc, opts.fetch ?? fetch) : await readLocal(jsonLoc), jsonLoc);
+    let store: (paths: string[], gi: number) => ShardStore;
     if (url) {
-      const f = opts.fetch ?? fetch;
-      const r = await f(jsonLoc);
-      if (!r.ok) throw new Error(`fetching ${jsonLoc} failed: HTTP ${r.status}`);
-      json = parseModelJson(await r.text(), jsonLoc);
       // Relative URLs resolve against the page (browser); in Node a URL must be absolute.
       const base = new URL('.', new URL(jsonLoc, typeof window !== 'undefined' ? window.location.href : undefined));
-      stores = json.weightsManifest.map((g, gi) =>
-        new FetchShardStore(g.paths.map((p) => new URL(p, base).href), opts, gi === 0 ? json.userDefinedMetadata?.tgate?.shardSizes : undefined));
+      store = (paths, gi) => new FetchShardStore(paths.map((p) => new URL(p, base).href), opts, groups[gi].declared, groups[gi].total);
     } else {
-      const fs = await nodeFs();
-      let text: string;
-      try {
-        text = await fs.readFile(jsonLoc, 'utf8');
-      } catch (e) {
-        throw new Error(`cannot read ${jsonLoc}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-      }
-      json = parseModelJson(text, jsonLoc);
       const dir = jsonLoc.replace(/[\\/][^\\/]*$/, '') || '.';
-      stores = json.weightsManifest.map((g, gi) =>
-        new FileShardStore(g.paths.map((p) => `${dir}/${p}`), gi === 0 ? json.userDefinedMetadata?.tgate?.shardSizes : undefined));
+      store = (paths, gi) => new FileShardStore(paths.map((p) => `${dir}/${p}`), groups[gi].declared);
     }
-    return new TfjsWeightSource(jsonLoc, json, stores);
+    const stores = json.weightsManifest.map((g, gi) => store(g.paths, gi));
+    return new TfjsWeightSource(jsonLoc, json, groups, stores);
   }
 
   keys(): string[] { return [...this.index.keys()]; }
@@ -81,12 +67,16 @@ export class TfjsWeightSource implements WeightSource {
 
   shape(key: string): number[] { return this.locate(key).entry.shape; }
 
+  /** Where each shard of a group starts in its byte stream, once the shards are checked to hold exactly the weights. */
   private async starts(group: number): Promise<number[]> {
     let s = this.groupStarts[group];
     if (!s) {
       const store = this.stores[group];
+      const sizes: number[] = [];
+      for (let i = 0; i < store.count; i++) sizes.push(await store.size(i));
+      checkGroupBytes(this.name, group, this.groups[group].total, sizes);
       s = [0];
-      for (let i = 0; i < store.count; i++) s.push(s[i] + (await store.size(i)));
+      for (const n of sizes) s.push(s[s.length - 1] + n);
       this.groupStarts[group] = s;
     }
     return s;
@@ -98,7 +88,6 @@ export class TfjsWeightSource implements WeightSource {
     const store = this.stores[group];
     const starts = await this.starts(group);
     const end = offset + length;
-    if (end > starts[starts.length - 1]) throw new Error(`${this.name}: weight "${key}" ends at byte ${end} but the shards hold ${starts[starts.length - 1]}`);
     const pieces: Uint8Array[] = [];
     let owned = false;
     for (let i = 0; i < store.count && starts[i] < end; i++) {
@@ -120,17 +109,25 @@ export class TfjsWeightSource implements WeightSource {
   async close(): Promise<void> { await Promise.all(this.stores.map((s) => s.close())); }
 }
 
-function parseModelJson(text: string, where: string): TfjsModelJson {
-  let j: unknown;
+/** Fetches a model.json, reading at most the size limit. */
+async function readRemote(url: string, fetchFn: typeof fetch): Promise<Uint8Array> {
+  const r = await fetchFn(url);
+  if (!r.ok) throw new Error(`fetching ${url} failed: HTTP ${r.status}`);
+  const got = await readBody(r, MAX_MODEL_JSON_BYTES);
+  if ('overLimit' in got) throw new Error(`${url} is larger than the ${MAX_MODEL_JSON_BYTES}-byte limit for a model.json`);
+  if ('short' in got) throw new Error(`fetching ${url}: the transfer ended after ${got.got} of ${got.contentLength} bytes`);
+  return got.bytes;
+}
+
+/** Reads a local model.json, refusing one above the size limit before reading it. */
+async function readLocal(file: string): Promise<Uint8Array> {
+  const fs = await nodeFs();
   try {
-    j = JSON.parse(text);
+    const { size } = await fs.stat(file);
+    if (size > MAX_MODEL_JSON_BYTES) throw new Error(`${file} is larger than the ${MAX_MODEL_JSON_BYTES}-byte limit for a model.json`);
+    return new Uint8Array(await fs.readFile(file));
   } catch (e) {
-    throw new Error(`${where} is not valid JSON: ${(e as Error).message}`);
+    const code = (e as NodeJS.ErrnoException).code;
+    throw code ? new Error(`cannot read ${file}: ${code}`) : e;
   }
-  const m = j as Partial<TfjsModelJson> | null;
-  if (!m || typeof m !== 'object' || !Array.isArray(m.weightsManifest)) throw new Error(`${where} has no weightsManifest: not a TF.js model folder`);
-  for (const g of m.weightsManifest) {
-    if (!Array.isArray(g?.paths) || !Array.isArray(g?.weights)) throw new Error(`${where}: a weightsManifest group lacks paths or weights`);
-  }
-  return m as TfjsModelJson;
 }
