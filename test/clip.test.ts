@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { CLIPTextModel, CLIPTextModelWithProjection, type CLIPTextOutput } from '../src/models/clip-text.js';
 import { readComponentConfig } from '../src/io/diffusers-folder.js';
-import { TEST_BACKENDS, fixture, loadFixture, relL2T, useBackend } from './helpers.js';
+import { TEST_BACKENDS, fixture, loadFixture, relL2T, useBackend } from './support/helpers.js';
 
 const BOUND: Record<string, number> = { cpu: 1e-5, wasm: 1e-4 };
 

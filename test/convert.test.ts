@@ -5,7 +5,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { mkdtemp, mkdir, readFile, readdir, rm, stat, writeFile, copyFile, open } from 'node:fs/promises';
-import { fixture } from './helpers.js';
+import { fixture } from './support/helpers.js';
 import { convertPipeline, convertComponent } from '../convert/convert.js';
 import { modelFromConfig } from '../src/models/registry.js';
 import { openComponentWeights, readComponentConfig } from '../src/io/diffusers-folder.js';

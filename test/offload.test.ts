@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import os from 'node:os';
 import path from 'node:path';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { fixture, loadFixture, relL2, TEST_BACKENDS, useBackend } from './helpers.js';
+import { fixture, loadFixture, relL2, TEST_BACKENDS, useBackend } from './support/helpers.js';
 import { loadModel, loadPipeline } from '../src/pipelines/load.js';
 import { offloadHandle, offloadWeights, type OffloadHandle } from '../src/nn/offload.js';
 import { openWeights, readConfig } from '../src/io/component-source.js';

@@ -5,7 +5,7 @@
  * a RangeError from a huge allocation, or a non-Error throw.
  */
 import fs from 'node:fs';
-import { fixture } from './helpers.js';
+import { fixture } from './support/helpers.js';
 import { SafetensorsError, SafetensorsFile, encodeSafetensors, type SafetensorsDtype } from '../src/io/safetensors.js';
 
 const VARIANTS = 10000;

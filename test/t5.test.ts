@@ -6,7 +6,7 @@ import path from 'node:path';
 import { T5EncoderModel, relativePositionBucket } from '../src/models/t5-encoder.js';
 import { encodeSafetensors } from '../src/io/safetensors.js';
 import { openSafetensors } from '../src/io/node-source.js';
-import { TEST_BACKENDS, fixture, loadFixture, relL2T, useBackend } from './helpers.js';
+import { TEST_BACKENDS, fixture, loadFixture, relL2T, useBackend } from './support/helpers.js';
 
 const BOUND: Record<string, number> = { cpu: 1e-5, wasm: 1e-4 };
 const DIR = fixture('pipelines/pixart_tiny/text_encoder');

@@ -7,7 +7,7 @@ import { BasicTransformerBlock } from '../src/layers/transformer.js';
 import { TgateProcessor, type TgateContext, type TgateFlags } from '../src/attention/tgate.js';
 import { setAttnProcessor } from '../src/attention/registry.js';
 import type { LayerNorm } from '../src/layers/norm.js';
-import { relL2T, useBackend } from './helpers.js';
+import { relL2T, useBackend } from './support/helpers.js';
 
 const CACHE: TgateFlags = { caCache: true, caReuse: false, saCache: true, saReuse: false, keepShape: true };
 const REUSE: TgateFlags = { caCache: false, caReuse: true, saCache: false, saReuse: true, keepShape: true };

@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../src/backend.js';
 import { WasmHeapError } from '../src/backend-wasm.js';
-import { seededGemm } from './seeded-gemm.js';
+import { seededGemm } from './support/seeded-gemm.js';
 
 const threads = Number(process.argv[2]);
 const workerBefore = typeof (globalThis as Record<string, unknown>).Worker;

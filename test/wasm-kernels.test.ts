@@ -1,7 +1,7 @@
 /** contiguousRange (src/layers/wasm-kernels.ts): the heap copy on wasm equals tf.slice of the flat view. */
 import * as tf from '@tensorflow/tfjs-core';
 import { contiguousRange } from '../src/layers/wasm-kernels.js';
-import { TEST_BACKENDS, useBackend } from './helpers.js';
+import { TEST_BACKENDS, useBackend } from './support/helpers.js';
 
 describe.each(TEST_BACKENDS)('contiguousRange on %s', (backend) => {
   beforeAll(async () => { await useBackend(backend); });

@@ -10,7 +10,7 @@ import { silu } from '../src/layers/activations.js';
 import { Linear } from '../src/layers/linear.js';
 import { setWebgpuFusedKernels } from '../src/layers/webgpu-kernels.js';
 import type { Module } from '../src/nn/module.js';
-import { relL2 } from './helpers.js';
+import { relL2 } from './support/helpers.js';
 import { releaseWebgpuBufferPool } from '../src/backend.js';
 
 /**
