@@ -124,9 +124,9 @@ describe('CLIP pooling follows eos_token_id', () => {
 
 describe('CLIP errors', () => {
   test('unsupported config values name the key', async () => {
-    expect(() => CLIPTextModel.fromConfig({ ...tinyConfig(2), hidden_act: 'swiglu' })).toThrow(/hidden_act "swiglu"/);
-    expect(() => CLIPTextModel.fromConfig({ ...tinyConfig(2), num_attention_heads: 3 })).toThrow(/num_attention_heads 3/);
-    expect(() => CLIPTextModel.fromConfig({ ...tinyConfig(2), hidden_size: 'big' })).toThrow(/hidden_size "big"/);
+    expect(() => CLIPTextModel.fromConfig({ ...tinyConfig(2), hidden_act: 'swiglu' })).toThrow(/hidden_act="swiglu"/);
+    expect(() => CLIPTextModel.fromConfig({ ...tinyConfig(2), num_attention_heads: 3 })).toThrow(/num_attention_heads=3/);
+    expect(() => CLIPTextModel.fromConfig({ ...tinyConfig(2), hidden_size: 'big' })).toThrow(/hidden_size="big"/);
     const cfg = await readComponentConfig(fixture('pipelines/sd15_tiny/text_encoder'));
     expect(cfg._class_name).toBe('CLIPTextModel');
   });
