@@ -4,68 +4,17 @@
  * (`text_model.encoder.layers.N.self_attn.q_proj.weight`, …), so a `model.safetensors` loads 1:1.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { Module, ModuleList, type Parameter } from '../nn/module.js';
+import { Module, ModuleList } from '../nn/module.js';
 import { Linear } from '../layers/linear.js';
 import { LayerNorm } from '../layers/norm.js';
 import { ACTIVATION_NAMES, activation } from '../layers/activations.js';
 import { scaledDotProductAttention } from '../attention/sdpa.js';
 import { attnProcessors, setAttnProcessor } from '../attention/registry.js';
 import type { AttnProcessor } from '../attention/processor.js';
+import { Embedding } from '../layers/embeddings.js';
+import { MASK_MIN, checkVocab, readIdRows, type TokenIds } from './text-inputs.js';
 import { loadWeightsInto, readConfig, type LoadWeightsOptions } from '../io/component-source.js';
 import { ConfigReader, LIMITS } from '../io/config.js';
-
-/**
- * torch.finfo(float32).min: what transformers adds for masked positions. A finite value (not -Infinity) keeps
- * softmax defined on rows that have no visible key, as in torch.
- */
-export const MASK_MIN = -3.4028234663852886e38;
-
-/** Token ids: an int32 tensor [B, L] or nested arrays. */
-export type TokenIds = tf.Tensor | number[][];
-
-/** Reads token ids (or a 0/1 mask) into a row-major Int32Array, checking rank, rectangularity and integrality. */
-export function readIdRows(x: TokenIds, what: string): { values: Int32Array; batch: number; length: number } {
-  if (x instanceof tf.Tensor) {
-    if (x.rank !== 2) throw new Error(`${what} must have shape [batch, length], got [${x.shape}]`);
-    const data = x.dataSync();
-    const values = new Int32Array(data.length);
-    for (let i = 0; i < data.length; i++) {
-      if (!Number.isInteger(data[i])) throw new Error(`${what} must hold integers, found ${data[i]}`);
-      values[i] = data[i];
-    }
-    return { values, batch: x.shape[0]!, length: x.shape[1]! };
-  }
-  if (!Array.isArray(x) || x.length === 0 || !x.every(Array.isArray)) throw new Error(`${what} must be a non-empty number[][] or a rank-2 tensor`);
-  const length = x[0].length;
-  const values = new Int32Array(x.length * length);
-  x.forEach((row, b) => {
-    if (row.length !== length) throw new Error(`${what}: row ${b} has ${row.length} entries, row 0 has ${length}`);
-    row.forEach((v, i) => {
-      if (!Number.isInteger(v)) throw new Error(`${what} must hold integers, found ${v} in row ${b}`);
-      values[b * length + i] = v;
-    });
-  });
-  return { values, batch: x.length, length };
-}
-
-/** Checks every id lies in [0, vocab). */
-export function checkVocab(ids: Int32Array, vocab: number, what: string): void {
-  for (let i = 0; i < ids.length; i++) {
-    if (ids[i] < 0 || ids[i] >= vocab) throw new Error(`${what}: token id ${ids[i]} is outside the vocabulary [0, ${vocab})`);
-  }
-}
-
-/** torch.nn.Embedding: a [num, dim] table read with tf.gather. */
-export class Embedding extends Module {
-  readonly weight: Parameter;
-  constructor(readonly num: number, readonly dim: number) {
-    super();
-    this.weight = this.param('weight', [num, dim]);
-  }
-  forward(ids: tf.Tensor): tf.Tensor {
-    return tf.gather(this.weight.t, ids);
-  }
-}
 
 export interface CLIPTextConfig {
   vocabSize: number;

@@ -14,7 +14,8 @@ import { attnProcessors, setAttnProcessor } from '../attention/registry.js';
 import type { AttnProcessor } from '../attention/processor.js';
 import { loadWeightsInto, readConfig, type LoadWeightsOptions } from '../io/component-source.js';
 import { ConfigReader, LIMITS } from '../io/config.js';
-import { Embedding, MASK_MIN, checkVocab, readIdRows, type TokenIds } from './clip-text.js';
+import { Embedding } from '../layers/embeddings.js';
+import { MASK_MIN, checkVocab, readIdRows, type TokenIds } from './text-inputs.js';
 
 export interface T5EncoderConfig {
   vocabSize: number;
