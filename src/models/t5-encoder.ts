@@ -12,7 +12,7 @@ import { ACTIVATION_NAMES, activation } from '../layers/activations.js';
 import { scaledDotProductAttention } from '../attention/sdpa.js';
 import { attnProcessors, setAttnProcessor } from '../attention/registry.js';
 import type { AttnProcessor } from '../attention/processor.js';
-import { loadWeightsInto, readConfig, type LoadWeightsOptions } from '../io/component-source.js';
+import { buildAndLoad, type LoadWeightsOptions } from '../io/component-source.js';
 import { ConfigReader, LIMITS } from '../io/config.js';
 import { Embedding } from '../layers/embeddings.js';
 import { MASK_MIN, checkVocab, readIdRows, type TokenIds } from './text-inputs.js';
@@ -246,12 +246,12 @@ export class T5EncoderModel extends Module {
 
   /** Loads `<dir>/config.json` and `model.safetensors` (or a sharded `model.safetensors.index.json`). */
   static async fromPretrained(dir: string, opts: LoadWeightsOptions = {}): Promise<T5EncoderModel> {
-    return loadWeightsInto(T5EncoderModel.fromConfig(await readConfig(dir, opts)), dir, opts);
+    return buildAndLoad(dir, (c, file) => T5EncoderModel.fromConfig(c, file), opts);
   }
 
   /** Accepts checkpoints with `shared.weight`, `encoder.embed_tokens.weight`, or both (tied). */
-  override loadStateDict(src: WeightSource, opts: { onProgress?: (done: number, total: number) => void } = {}): Promise<void> {
-    return super.loadStateDict(new TiedEmbeddingSource(src), opts);
+  override weightSource(src: WeightSource): WeightSource {
+    return new TiedEmbeddingSource(src);
   }
 
   /** Encodes token ids (inside tf.tidy); the caller disposes lastHiddenState. */
