@@ -5,7 +5,7 @@ export type { BackendName, BackendChoice, BackendOptions, BackendReport } from '
 
 export { SafetensorsFile, SafetensorsError, BufferSource, HttpRangeSource, encodeSafetensors } from './io/safetensors.js';
 export type { ByteSource, TensorInfo, SafetensorsDtype } from './io/safetensors.js';
-export { openWeights, loadComponent, readConfig, readModelIndex } from './io/component-source.js';
+export { openWeights, readConfig, readModelIndex } from './io/component-source.js';
 export { TfjsWeightSource } from './io/tfjs-format.js';
 
 export { Module, ModuleList, Parameter, StateDictError } from './nn/module.js';
@@ -16,7 +16,13 @@ export { setGemmStrategy, getGemmStrategy, type GemmStrategy } from './layers/ge
 export { setWebgpuFusedKernels } from './layers/webgpu-kernels.js';
 export { weightInOurLayout } from './layers/streamed-weights.js';
 
-export { UNet2DConditionModel, CLIPTextModel, CLIPTextModelWithProjection, T5EncoderModel, AutoencoderKL, PixArtTransformer2DModel, modelFromConfig, modelClasses } from './models/registry.js';
+export {
+  UNet2DConditionModel, CLIPTextModel, CLIPTextModelWithProjection, T5EncoderModel, AutoencoderKL, PixArtTransformer2DModel,
+  MODEL_SPECS, modelSpecs, modelFromConfig, runModel,
+} from './models/registry.js';
+export type { ModelSpec, NamedTensors, RunOptions } from './models/registry.js';
+export { loadModel } from './models/load.js';
+export { ConfigError } from './io/config.js';
 
 export { Attention } from './layers/attention.js';
 export { scaledDotProductAttention } from './attention/sdpa.js';
@@ -35,7 +41,7 @@ export type { Scheduler, StepOptions, StepOutput } from './samplers/index.js';
 export { CLIPTokenizer, T5Tokenizer, loadTokenizer } from './tokenizers/index.js';
 export type { Tokenizer } from './tokenizers/index.js';
 
-export { loadPipeline, loadModel } from './pipelines/load.js';
+export { loadPipeline } from './pipelines/load.js';
 export type { Pipeline, LoadOptions } from './pipelines/load.js';
 export { StableDiffusionPipeline } from './pipelines/stable-diffusion.js';
 export type { SDGenerateOptions, GenerateResult, GenerateOptionsBase } from './pipelines/stable-diffusion.js';

@@ -11,7 +11,7 @@ import { ResnetBlock2D, Downsample2D, Upsample2D } from '../layers/resnet.js';
 import { ACTIVATION_NAMES, activation } from '../layers/activations.js';
 import type { AttnContext, AttnProcessor } from '../attention/processor.js';
 import { attnProcessors, setAttnProcessor } from '../attention/registry.js';
-import { loadWeightsInto, readConfig, type LoadWeightsOptions } from '../io/component-source.js';
+import { buildAndLoad, type LoadWeightsOptions } from '../io/component-source.js';
 import { ConfigReader, LIMITS, rule } from '../io/config.js';
 
 export interface AutoencoderKLConfig {
@@ -260,7 +260,7 @@ export class AutoencoderKL extends Module {
 
   /** Loads a diffusers `vae/` folder (config.json + safetensors, optional variant such as "fp16"). */
   static async fromPretrained(dir: string, opts: LoadWeightsOptions = {}): Promise<AutoencoderKL> {
-    return loadWeightsInto(AutoencoderKL.fromConfig(await readConfig(dir, opts)), dir, opts);
+    return buildAndLoad(dir, (c, file) => AutoencoderKL.fromConfig(c, file), opts);
   }
 
   private checkInput(x: tf.Tensor, channels: number, what: string): void {

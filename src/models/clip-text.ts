@@ -13,7 +13,7 @@ import { attnProcessors, setAttnProcessor } from '../attention/registry.js';
 import type { AttnProcessor } from '../attention/processor.js';
 import { Embedding } from '../layers/embeddings.js';
 import { MASK_MIN, checkVocab, readIdRows, type TokenIds } from './text-inputs.js';
-import { loadWeightsInto, readConfig, type LoadWeightsOptions } from '../io/component-source.js';
+import { buildAndLoad, type LoadWeightsOptions } from '../io/component-source.js';
 import { ConfigReader, LIMITS } from '../io/config.js';
 
 export interface CLIPTextConfig {
@@ -253,7 +253,7 @@ export class CLIPTextModel extends CLIPTextBase {
   }
 
   static async fromPretrained(dir: string, opts: LoadWeightsOptions = {}): Promise<CLIPTextModel> {
-    return loadWeightsInto(CLIPTextModel.fromConfig(await readConfig(dir, opts)), dir, opts);
+    return buildAndLoad(dir, (c, file) => CLIPTextModel.fromConfig(c, file), opts);
   }
 
   /** Encodes token ids (no grad, inside tf.tidy); the caller disposes the returned tensors. */
@@ -277,7 +277,7 @@ export class CLIPTextModelWithProjection extends CLIPTextBase {
   }
 
   static async fromPretrained(dir: string, opts: LoadWeightsOptions = {}): Promise<CLIPTextModelWithProjection> {
-    return loadWeightsInto(CLIPTextModelWithProjection.fromConfig(await readConfig(dir, opts)), dir, opts);
+    return buildAndLoad(dir, (c, file) => CLIPTextModelWithProjection.fromConfig(c, file), opts);
   }
 
   forward(opts: CLIPTextForwardOptions): CLIPTextOutput {

@@ -12,7 +12,7 @@ import { AdaLayerNormSingle, PatchEmbed, PixArtAlphaTextProjection } from '../la
 import type { AttnContext, AttnProcessor } from '../attention/processor.js';
 import { attnProcessors, setAttnProcessor, withRecordedAttention } from '../attention/registry.js';
 import { maskToBias } from '../attention/sdpa.js';
-import { loadWeightsInto, readConfig, type LoadWeightsOptions } from '../io/component-source.js';
+import { buildAndLoad, type LoadWeightsOptions } from '../io/component-source.js';
 import { ConfigReader, LIMITS } from '../io/config.js';
 
 export interface PixArtTransformerConfig {
@@ -154,7 +154,7 @@ export class PixArtTransformer2DModel extends Module {
 
   /** Loads a diffusers `transformer/` folder. */
   static async fromPretrained(dir: string, opts: LoadWeightsOptions = {}): Promise<PixArtTransformer2DModel> {
-    return loadWeightsInto(PixArtTransformer2DModel.fromConfig(await readConfig(dir, opts)), dir, opts);
+    return buildAndLoad(dir, (c, file) => PixArtTransformer2DModel.fromConfig(c, file), opts);
   }
 
   /** Flattens a per-sample condition to B·n values, broadcasting a single row to the batch. */

@@ -11,7 +11,7 @@ import { timestepEmbedding, timestepsToArray, TimestepEmbeddingMLP } from '../la
 import type { AttnContext, AttnProcessor } from '../attention/processor.js';
 import { attnProcessors, setAttnProcessor, withRecordedAttention } from '../attention/registry.js';
 import { maskToBias } from '../attention/sdpa.js';
-import { loadWeightsInto, readConfig, type LoadWeightsOptions } from '../io/component-source.js';
+import { buildAndLoad, type LoadWeightsOptions } from '../io/component-source.js';
 import {
   CrossAttnDownBlock2D, CrossAttnUpBlock2D, DownBlock2D, UNetMidBlock2DCrossAttn, UpBlock2D,
   type AttentionSettings, type BlockInputs, type ResnetSettings,
@@ -131,7 +131,7 @@ export class UNet2DConditionModel extends Module {
 
   /** Loads a component folder's config and weights (diffusers or converted; `variant` e.g. "fp16"). */
   static async fromPretrained(dir: string, opts: LoadWeightsOptions = {}): Promise<UNet2DConditionModel> {
-    return loadWeightsInto(UNet2DConditionModel.fromConfig(await readConfig(dir, opts)), dir, opts);
+    return buildAndLoad(dir, (c, file) => UNet2DConditionModel.fromConfig(c, file), opts);
   }
 
   /** How much the down path shrinks H and W (inputs must be multiples of it). */
