@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { fixture, loadFixture, relL2T, useBackend } from './support/helpers.js';
-import { convertPipeline } from '../convert/convert.js';
+import { convertPipeline } from '../src/convert/convert.js';
 import { loadPipeline } from '../src/pipelines/load.js';
 import type { StableDiffusionXLPipeline } from '../src/pipelines/stable-diffusion-xl.js';
 
