@@ -52,4 +52,4 @@ export type { PixArtGenerateOptions } from './pipelines/pixart-alpha.js';
 export { DeepCache } from './pipelines/deepcache.js';
 export type { DeepCacheOptions } from './pipelines/deepcache.js';
 export type { StepInfo } from './pipelines/denoise.js';
-export type { RGBImage } from './pipelines/common.js';
+export type { RGBImage } from './io/png.js';

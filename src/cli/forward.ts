@@ -6,7 +6,8 @@
 import type { CommandModule } from 'yargs';
 import { loadModel } from '../models/load.js';
 import { runModel } from '../models/registry.js';
-import { backendOption, readTensors, setupBackend, writeTensors } from './common.js';
+import { backendOption, setupBackend } from './options.js';
+import { readTensors, writeTensors } from './files.js';
 
 export const forwardCommand: CommandModule<object, { dir: string; inputs: string; output: string; backend: string; mode: 'decode' | 'encode'; variant?: string }> = {
   command: 'forward <dir>',
