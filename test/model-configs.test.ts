@@ -3,6 +3,8 @@
  * the bounds; missing, mistyped and out-of-bounds keys fail naming the file, the class and the key.
  */
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { fixture } from './support/helpers.js';
 import { ConfigError } from '../src/io/config.js';
 import { resolveUNetConfig } from '../src/models/unet-2d-condition-config.js';
@@ -10,6 +12,7 @@ import { resolveAutoencoderKLConfig } from '../src/models/autoencoder-kl.js';
 import { resolvePixArtConfig } from '../src/models/pixart-transformer.js';
 import { parseCLIPTextConfig } from '../src/models/clip-text.js';
 import { parseT5Config } from '../src/models/t5-encoder.js';
+import { loadModel } from '../src/models/load.js';
 
 type Cfg = Record<string, unknown>;
 const readJson = (rel: string): Cfg => JSON.parse(fs.readFileSync(fixture(rel), 'utf8'));
@@ -135,5 +138,28 @@ describe('cross-key checks and defaults', () => {
     expect(parseCLIPTextConfig(full)).toMatchObject({ hiddenSize: 768, projectionDim: 768 });
     expect(configError(() => parseCLIPTextConfig({ ...full, text_config: { hidden_size: 768, num_attention_heads: 5 } }, FILE)).message)
       .toBe(`${FILE} (CLIPTextModel text_config): num_attention_heads=5 does not divide hidden_size=768`);
+  });
+});
+
+describe('loading names the config file', () => {
+  let dir: string;
+  beforeAll(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tgate-config-')); });
+  afterAll(() => { fs.rmSync(dir, { recursive: true, force: true }); });
+
+  const write = (name: string, text: string): string => {
+    const d = path.join(dir, name);
+    fs.mkdirSync(d, { recursive: true });
+    fs.writeFileSync(path.join(d, 'config.json'), text);
+    return d;
+  };
+
+  test('a bad key, a null config and an unknown class each name <dir>/config.json', async () => {
+    const unet = { ...readJson('pipelines/sd15_tiny/unet/config.json'), layers_per_block: 1e6 };
+    const bad = write('bad-key', JSON.stringify(unet));
+    await expect(loadModel(bad)).rejects.toThrow(`${bad}/config.json (UNet2DConditionModel): layers_per_block=1000000 is invalid: expected an integer in 1…64`);
+    const nul = write('null', 'null');
+    await expect(loadModel(nul)).rejects.toThrow(`${path.join(nul, 'config.json')} holds null, not a JSON object of settings`);
+    const odd = write('odd-class', JSON.stringify({ _class_name: 'ControlNetModel' }));
+    await expect(loadModel(odd)).rejects.toThrow(new RegExp(`^${odd}/config.json: unknown _class_name "ControlNetModel" \\(supported: UNet2DConditionModel, `));
   });
 });
