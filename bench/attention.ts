@@ -1,6 +1,7 @@
 /**
- * Attention microbenchmark (DESIGN decision 9): the batched path of src/attention/sdpa.ts against per-head
- * 2-D matMuls, at UNet attention shapes. `tsx bench/attention.ts [--backend wasm] [--tokens 256,1024]`.
+ * Attention microbenchmark: the batched path of src/attention/sdpa.ts against per-head 2-D matMuls, at UNet
+ * attention shapes (why `auto` picks per-head on wasm for large score matrices: docs/BENCHMARKS.md, "Attention
+ * strategies on wasm"). `tsx bench/attention.ts [--backend wasm] [--tokens 256,1024]`.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import os from 'node:os';

@@ -14,7 +14,7 @@ import { parseJson } from '../src/io/json.js';
 import { openSafetensors } from '../src/io/node-source.js';
 import { loadPipeline } from '../src/pipelines/load.js';
 import type { StableDiffusionPipeline } from '../src/pipelines/stable-diffusion.js';
-import { relL2 } from '../test/helpers.js';
+import { relL2 } from '../src/eval/rel-l2.js';
 import { parseArgs, runBench } from './run-bench.js';
 
 const DEFAULT_JOBS = [

@@ -1,10 +1,9 @@
 /**
- * Analytic multiply-accumulate (MAC) counts of the denoisers, derived from their diffusers configs, counted
- * the way the T-GATE paper's table does (thop): every nn.Conv2d and nn.Linear, i.e. output elements ×
- * (input channels × kernel area); attention's own matmuls (q kᵀ, p v) are functional calls thop does not
- * hook, so they are reported separately. Also counts a whole generation with and without TGATE, applying
- * the per-step schedule of src/attention/tgate.ts (a reused attention skips q/k/v, both matmuls and the
- * out-projection; classifier-free guidance is dropped from the gate step on).
+ * MAC counts of whole generations, with and without TGATE, against the T-GATE paper's table. One forward's
+ * count comes from the model's spec (src/models/macs.ts, thop-style: convolutions and linears; attention's
+ * own matmuls reported apart); this file applies the per-step schedule of src/attention/tgate.ts (a reused
+ * attention skips q/k/v, both matmuls and the out-projection; classifier-free guidance is dropped from the
+ * gate step on).
  *
  * `tsx bench/macs.ts` prints the table for the four models at the paper's settings.
  */
@@ -12,136 +11,14 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { resolveTgate, tgateFlags, type TgateOptions } from '../src/attention/tgate.js';
+import { modelFromConfig, modelMacs, type ForwardMacs, type MacOptions } from '../src/models/registry.js';
 
-/** MACs of one denoiser forward for ONE sample, split by what TGATE can skip. */
-export interface ForwardMacs {
-  /** Convolutions and linears outside the attention modules (ResNets, FF, projections, embeddings). */
-  rest: number;
-  /** to_q/to_k/to_v/to_out of self-attention. */
-  selfLinear: number;
-  /** to_q/to_k/to_v/to_out of cross-attention. */
-  crossLinear: number;
-  /** q kᵀ and p v of self-attention (not counted by thop). */
-  selfMatmul: number;
-  /** q kᵀ and p v of cross-attention (not counted by thop). */
-  crossMatmul: number;
-}
-
-export interface MacOptions {
-  /** Image size in pixels (latents are /latentScale). */
-  height: number;
-  width: number;
-  /** VAE downsampling factor, pixels per latent: 8 for SD/SDXL/PixArt, 4 for the bundled tiny-shapes model. */
-  latentScale?: number;
-  /** Text tokens: 77 for CLIP, 120 for PixArt's T5. */
-  textLen?: number;
-}
-
+export type { ForwardMacs, MacOptions };
 type Cfg = Record<string, unknown>;
-const zero = (): ForwardMacs => ({ rest: 0, selfLinear: 0, crossLinear: 0, selfMatmul: 0, crossMatmul: 0 });
-const conv = (n: number, cin: number, cout: number, k: number): number => n * cout * cin * k * k;
-const lin = (n: number, cin: number, cout: number): number => n * cin * cout;
 
-/** One BasicTransformerBlock stack (diffusers Transformer2DModel inside the UNet) at n tokens, width c. */
-function spatialTransformer(m: ForwardMacs, n: number, c: number, layers: number, x: number, l: number): void {
-  m.rest += 2 * lin(n, c, c); // proj_in, proj_out (1×1 conv or linear: same count)
-  for (let i = 0; i < layers; i++) {
-    m.selfLinear += 4 * lin(n, c, c);
-    m.selfMatmul += 2 * n * n * c;
-    m.crossLinear += 2 * lin(n, c, c) + 2 * lin(l, x, c);
-    m.crossMatmul += 2 * n * l * c;
-    m.rest += lin(n, c, 8 * c) + lin(n, 4 * c, c); // GEGLU: proj to 2·4c, then 4c → c
-  }
-}
-
-function resnet(m: ForwardMacs, n: number, cin: number, cout: number, temb: number): void {
-  m.rest += conv(n, cin, cout, 3) + lin(1, temb, cout) + conv(n, cout, cout, 3) + (cin !== cout ? conv(n, cin, cout, 1) : 0);
-}
-
-const perBlock = (v: unknown, blocks: number): number[] => (Array.isArray(v) ? (v as number[]) : Array(blocks).fill((v as number) ?? 1));
-
-/** UNet2DConditionModel (SD-1.5, SD-2.1, SDXL). */
-export function unetMacs(cfg: Cfg, o: MacOptions): ForwardMacs {
-  const m = zero();
-  const boc = cfg.block_out_channels as number[];
-  const nb = boc.length;
-  const lpb = cfg.layers_per_block as number;
-  const x = cfg.cross_attention_dim as number;
-  const l = o.textLen ?? 77;
-  const tlpb = perBlock(cfg.transformer_layers_per_block, nb);
-  const rtlpb = cfg.reverse_transformer_layers_per_block ? (cfg.reverse_transformer_layers_per_block as number[]).flat() : [...tlpb].reverse();
-  const temb = (cfg.time_embedding_dim as number | null) ?? 4 * boc[0];
-  const h0 = o.height / (o.latentScale ?? 8);
-  const w0 = o.width / (o.latentScale ?? 8);
-  const tokens = (level: number) => (h0 / 2 ** level) * (w0 / 2 ** level);
-  m.rest += lin(1, boc[0], temb) + lin(1, temb, temb);
-  if (cfg.addition_embed_type === 'text_time') m.rest += lin(1, cfg.projection_class_embeddings_input_dim as number, temb) + lin(1, temb, temb);
-  m.rest += conv(tokens(0), cfg.in_channels as number, boc[0], cfg.conv_in_kernel as number ?? 3);
-  const down = cfg.down_block_types as string[];
-  let prev = boc[0];
-  for (let i = 0; i < nb; i++) {
-    const n = tokens(i);
-    for (let j = 0; j < lpb; j++) {
-      resnet(m, n, j === 0 ? prev : boc[i], boc[i], temb);
-      if (down[i].startsWith('CrossAttn')) spatialTransformer(m, n, boc[i], tlpb[i], x, l);
-    }
-    if (i < nb - 1) m.rest += conv(tokens(i + 1), boc[i], boc[i], 3);
-    prev = boc[i];
-  }
-  const nMid = tokens(nb - 1);
-  resnet(m, nMid, boc[nb - 1], boc[nb - 1], temb);
-  spatialTransformer(m, nMid, boc[nb - 1], tlpb[nb - 1], x, l);
-  resnet(m, nMid, boc[nb - 1], boc[nb - 1], temb);
-  const up = cfg.up_block_types as string[];
-  const rev = [...boc].reverse();
-  let prevOut = rev[0];
-  for (let i = 0; i < nb; i++) {
-    const level = nb - 1 - i;
-    const n = tokens(level);
-    const out = rev[i];
-    const inCh = rev[Math.min(i + 1, nb - 1)];
-    for (let j = 0; j < lpb + 1; j++) {
-      const skip = j === lpb ? inCh : out;
-      resnet(m, n, (j === 0 ? prevOut : out) + skip, out, temb);
-      if (up[i].startsWith('CrossAttn')) spatialTransformer(m, n, out, rtlpb[i], x, l);
-    }
-    if (i < nb - 1) m.rest += conv(tokens(level - 1), out, out, 3); // upsample 2× then 3×3 conv
-    prevOut = out;
-  }
-  m.rest += conv(tokens(0), boc[0], cfg.out_channels as number, cfg.conv_out_kernel as number ?? 3);
-  return m;
-}
-
-/** PixArtTransformer2DModel (PixArt-α). */
-export function pixartMacs(cfg: Cfg, o: MacOptions): ForwardMacs {
-  const m = zero();
-  const d = (cfg.num_attention_heads as number) * (cfg.attention_head_dim as number);
-  const p = cfg.patch_size as number;
-  const n = (o.height / (o.latentScale ?? 8) / p) * (o.width / (o.latentScale ?? 8) / p);
-  const l = o.textLen ?? 120;
-  const caption = cfg.caption_channels as number;
-  const outCh = cfg.out_channels as number;
-  const addCond = cfg.use_additional_conditions ?? (cfg.sample_size === 128);
-  m.rest += conv(n, cfg.in_channels as number, d, p); // patch embedding: kernel p, stride p
-  m.rest += lin(1, 256, d) + lin(1, d, d) + lin(1, d, 6 * d); // timestep MLP and adaLN-single linear
-  if (addCond) {
-    const q = d / 3;
-    m.rest += lin(2, 256, q) + lin(2, q, q) + lin(1, 256, q) + lin(1, q, q); // resolution (2 values), aspect ratio
-  }
-  m.rest += lin(l, caption, d) + lin(l, d, d); // caption projection
-  for (let i = 0; i < (cfg.num_layers as number); i++) {
-    m.selfLinear += 4 * lin(n, d, d);
-    m.selfMatmul += 2 * n * n * d;
-    m.crossLinear += 2 * lin(n, d, d) + 2 * lin(l, d, d);
-    m.crossMatmul += 2 * n * l * d;
-    m.rest += lin(n, d, 4 * d) + lin(n, 4 * d, d);
-  }
-  m.rest += lin(n, d, p * p * outCh);
-  return m;
-}
-
+/** One forward of the denoiser a diffusers config describes, per sample (the model is built without weights). */
 export function forwardMacs(cfg: Cfg, o: MacOptions): ForwardMacs {
-  return String(cfg._class_name).startsWith('UNet') ? unetMacs(cfg, o) : pixartMacs(cfg, o);
+  return modelMacs(modelFromConfig(cfg), o);
 }
 
 /** Sum of one forward, per sample; `matmul` adds attention's own matmuls (not counted by thop). */

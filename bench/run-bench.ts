@@ -6,16 +6,16 @@
 import * as tf from '@tensorflow/tfjs-core';
 import os from 'node:os';
 import { activeBackend, WASM_HEAP_LIMIT_BYTES, type BackendName, type BackendReport } from '../src/backends/index.js';
-import { modelFromConfig } from '../src/models/registry.js';
+import { modelFromConfig, modelMacs } from '../src/models/registry.js';
 import type { Module } from '../src/nn/module.js';
 import { offloadHandle, offloadWeights, type OffloadHandle } from '../src/nn/offload.js';
 import type { AttnContext } from '../src/attention/processor.js';
 import { AttnProcessorDefault } from '../src/attention/processor.js';
 import { setAttnProcessor } from '../src/attention/registry.js';
 import { TgateProcessor, resolveTgate, tgateFlags, type TgateFlags } from '../src/attention/tgate.js';
-import { loadModel } from '../src/pipelines/load.js';
+import { loadModel } from '../src/models/load.js';
 import { streamsWeights } from '../src/layers/gemm.js';
-import { PAPER, forwardMacs, generationMacs, loadConfig, modelDir, tgateV1, totalMacs, type ModelKey } from './macs.js';
+import { PAPER, generationMacs, loadConfig, modelDir, tgateV1, totalMacs, type ModelKey } from './macs.js';
 
 export interface BenchArgs {
   model: ModelKey; height: number; width: number; steps: number; gateStep: number;
@@ -227,7 +227,7 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
   });
 
   // One profiled batch-2 forward: warm-up, the backend's peak bytes and the executed conv/matMul MACs.
-  const fm = forwardMacs(cfg, { height: a.height, width: a.width, textLen, latentScale: scale });
+  const fm = modelMacs(model, { height: a.height, width: a.width, textLen, latentScale: scale });
   const fwdMacs = totalMacs(fm, true);
   let profilePeak = NaN;
   let executedMacs = NaN;
@@ -357,7 +357,7 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
   const leaked = tf.memory().numTensors - tensorsBefore;
 
   const p = PAPER[a.model];
-  const full = forwardMacs(cfg, { height: p.size, width: p.size, latentScale: p.latentScale });
+  const full = modelMacs(model, { height: p.size, width: p.size, latentScale: p.latentScale });
   const macsBaseline = generationMacs(full, 25, null);
   const macsTgate = generationMacs(full, 25, p.tgate);
   const loopMacsBaseline = generationMacs(fm, a.steps, null);

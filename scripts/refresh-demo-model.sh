@@ -81,9 +81,9 @@ else
 fi
 
 # The TF.js copy is derived data: regenerate it only when the converter has been built.
-if [[ -f dist/convert/cli.js ]]; then
+if [[ -f dist/src/convert/cli.js ]]; then
   node bin/tgate.js convert assets/tiny-shapes assets/tiny-shapes-tfjs --force
   echo "refresh-demo-model: regenerated assets/tiny-shapes-tfjs"
 else
-  echo "refresh-demo-model: dist/convert/cli.js not built; skipped the TF.js conversion (npm run build, then rerun)"
+  echo "refresh-demo-model: dist/src/convert/cli.js not built; skipped the TF.js conversion (npm run build, then rerun)"
 fi

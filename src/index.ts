@@ -7,7 +7,7 @@ export type { BackendName, BackendChoice, BackendOptions, BackendReport, DeviceL
 
 export { SafetensorsFile, SafetensorsError, BufferSource, HttpRangeSource, encodeSafetensors } from './io/safetensors.js';
 export type { ByteSource, TensorInfo, SafetensorsDtype } from './io/safetensors.js';
-export { openWeights, loadComponent, readConfig, readModelIndex } from './io/component-source.js';
+export { openWeights, readConfig, readModelIndex } from './io/component-source.js';
 export { TfjsWeightSource } from './io/tfjs-format.js';
 
 export { Module, ModuleList, Parameter, StateDictError } from './nn/module.js';
@@ -17,7 +17,13 @@ export type { OffloadOptions, OffloadHandle } from './nn/offload.js';
 export { setGemmStrategy, getGemmStrategy, type GemmStrategy } from './layers/gemm.js';
 export { weightInOurLayout } from './nn/streamed-weights.js';
 
-export { UNet2DConditionModel, CLIPTextModel, CLIPTextModelWithProjection, T5EncoderModel, AutoencoderKL, PixArtTransformer2DModel, modelFromConfig, modelClasses } from './models/registry.js';
+export {
+  UNet2DConditionModel, CLIPTextModel, CLIPTextModelWithProjection, T5EncoderModel, AutoencoderKL, PixArtTransformer2DModel,
+  MODEL_SPECS, modelSpecs, modelFromConfig, runModel,
+} from './models/registry.js';
+export type { ModelSpec, NamedTensors, RunOptions } from './models/registry.js';
+export { loadModel } from './models/load.js';
+export { ConfigError } from './io/config.js';
 
 export { Attention } from './attention/attention.js';
 export { scaledDotProductAttention } from './attention/sdpa.js';
@@ -37,7 +43,7 @@ export type { Scheduler, StepOptions, StepOutput } from './samplers/index.js';
 export { CLIPTokenizer, T5Tokenizer, loadTokenizer } from './tokenizers/index.js';
 export type { Tokenizer } from './tokenizers/index.js';
 
-export { loadPipeline, loadModel } from './pipelines/load.js';
+export { loadPipeline } from './pipelines/load.js';
 export type { Pipeline, LoadOptions } from './pipelines/load.js';
 export { StableDiffusionPipeline } from './pipelines/stable-diffusion.js';
 export type { SDGenerateOptions, GenerateResult, GenerateOptionsBase } from './pipelines/stable-diffusion.js';
@@ -48,4 +54,4 @@ export type { PixArtGenerateOptions } from './pipelines/pixart-alpha.js';
 export { DeepCache } from './pipelines/deepcache.js';
 export type { DeepCacheOptions } from './pipelines/deepcache.js';
 export type { StepInfo } from './pipelines/denoise.js';
-export type { RGBImage } from './pipelines/common.js';
+export type { RGBImage } from './io/png.js';

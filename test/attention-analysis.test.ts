@@ -4,7 +4,7 @@
  */
 import fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
-import { fixture, loadFixture, readPythonJson, relL2, useBackend } from './helpers.js';
+import { fixture, loadFixture, readPythonJson, relL2, useBackend } from './support/helpers.js';
 import { loadPipeline } from '../src/pipelines/load.js';
 import { schedulerFromConfig } from '../src/samplers/index.js';
 import { AttentionStoreProcessor, type AttentionChange, type StepChanges } from '../src/attention/attention-store.js';

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BrowserContext, Page } from 'playwright-core';
-import { useBackend } from './helpers.js';
+import { useBackend } from './support/helpers.js';
 import { loadPipeline } from '../src/pipelines/load.js';
 import type { StableDiffusionPipeline } from '../src/pipelines/stable-diffusion.js';
 import type { TgateOptions } from '../src/attention/tgate.js';

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
-import { fixture, loadFixture, relL2T } from './helpers.js';
+import { fixture, loadFixture, relL2T } from './support/helpers.js';
 import { encodeSafetensors } from '../src/io/safetensors.js';
 import { writeFileSync } from 'node:fs';
 import { decodePNG } from '../src/io/png.js';

@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { CLIPTextModel, CLIPTextModelWithProjection, type CLIPTextOutput } from '../src/models/clip-text.js';
 import { readComponentConfig } from '../src/io/diffusers-folder.js';
-import { TEST_BACKENDS, fixture, loadFixture, relL2T, useBackend } from './helpers.js';
+import { TEST_BACKENDS, fixture, loadFixture, relL2T, useBackend } from './support/helpers.js';
 
 const BOUND: Record<string, number> = { cpu: 1e-5, wasm: 1e-4 };
 
@@ -124,9 +124,9 @@ describe('CLIP pooling follows eos_token_id', () => {
 
 describe('CLIP errors', () => {
   test('unsupported config values name the key', async () => {
-    expect(() => CLIPTextModel.fromConfig({ ...tinyConfig(2), hidden_act: 'swiglu' })).toThrow(/hidden_act "swiglu"/);
-    expect(() => CLIPTextModel.fromConfig({ ...tinyConfig(2), num_attention_heads: 3 })).toThrow(/num_attention_heads 3/);
-    expect(() => CLIPTextModel.fromConfig({ ...tinyConfig(2), hidden_size: 'big' })).toThrow(/hidden_size "big"/);
+    expect(() => CLIPTextModel.fromConfig({ ...tinyConfig(2), hidden_act: 'swiglu' })).toThrow(/hidden_act="swiglu"/);
+    expect(() => CLIPTextModel.fromConfig({ ...tinyConfig(2), num_attention_heads: 3 })).toThrow(/num_attention_heads=3/);
+    expect(() => CLIPTextModel.fromConfig({ ...tinyConfig(2), hidden_size: 'big' })).toThrow(/hidden_size="big"/);
     const cfg = await readComponentConfig(fixture('pipelines/sd15_tiny/text_encoder'));
     expect(cfg._class_name).toBe('CLIPTextModel');
   });

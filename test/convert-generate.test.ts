@@ -6,8 +6,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { fixture, loadFixture, relL2T, useBackend } from './helpers.js';
-import { convertPipeline } from '../convert/convert.js';
+import { fixture, loadFixture, relL2T, useBackend } from './support/helpers.js';
+import { convertPipeline } from '../src/convert/convert.js';
 import { loadPipeline } from '../src/pipelines/load.js';
 import type { StableDiffusionXLPipeline } from '../src/pipelines/stable-diffusion-xl.js';
 

@@ -5,16 +5,17 @@
 import os from 'node:os';
 import path from 'node:path';
 import { mkdtemp, mkdir, readFile, readdir, rm, stat, writeFile, copyFile, open } from 'node:fs/promises';
-import { fixture } from './helpers.js';
-import { convertPipeline, convertComponent } from '../convert/convert.js';
+import { fixture } from './support/helpers.js';
+import { convertPipeline, convertComponent } from '../src/convert/convert.js';
 import { modelFromConfig } from '../src/models/registry.js';
 import { openComponentWeights, readComponentConfig } from '../src/io/diffusers-folder.js';
 import type { Parameter } from '../src/nn/module.js';
-import { openWeights, loadComponent } from '../src/io/component-source.js';
+import { openWeights } from '../src/io/component-source.js';
+import { loadModel } from '../src/models/load.js';
 import { jest } from '@jest/globals';
 import yargs from 'yargs';
-import { verifyConversion } from '../convert/verify.js';
-import { convertCommand } from '../convert/cli.js';
+import { verifyConversion } from '../src/convert/verify.js';
+import { convertCommand } from '../src/convert/cli.js';
 import { openSafetensors } from '../src/io/node-source.js';
 import { encodeSafetensors } from '../src/io/safetensors.js';
 import { TfjsWeightSource, f32ToF16Bits, type TfjsModelJson } from '../src/io/tfjs-format.js';
@@ -182,7 +183,7 @@ describe('convert single component folders', () => {
     expect(spanning).toBeGreaterThan(3);
     expect(await compare(src, out, bitIdentical)).toBe(0);
     // the model loads from it through the generic loader
-    const model = await loadComponent(out);
+    const model = await loadModel(out);
     expect(model.numParameters()).toBe(rep.parameters);
     model.dispose();
   });

@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { relL2, useBackend } from './helpers.js';
+import { relL2, useBackend } from './support/helpers.js';
 import { loadPipeline } from '../src/pipelines/load.js';
 import type { StableDiffusionPipeline } from '../src/pipelines/stable-diffusion.js';
 import type { BackendName } from '../src/backends/index.js';

@@ -12,8 +12,8 @@ import {
   evaluateShapeImage, evalPrompt, formatCaption, parseCaption, tryParseCaption, scoreBatch, scorePrediction,
   type ShapePrediction, type CaptionVariant,
 } from '../src/eval/index.js';
-import { renderDataset } from './shapes-render.js';
-import { fixture } from './helpers.js';
+import { renderDataset } from './support/shapes-render.js';
+import { fixture } from './support/helpers.js';
 
 interface PerImage { prompt: string; seed: number; pred: ShapePrediction; fill: number | null; ok3: boolean }
 interface MethodResult { colour: number; shape: number; position: number; size: number; all3: number; per_image: PerImage[] }

@@ -12,7 +12,7 @@ import { FeedForward } from '../src/layers/feedforward.js';
 import { AUTO_MIN_STREAMED, getGemmStrategy, setGemmStrategy, streamsWeight, streamsWeights, type GemmStrategy } from '../src/layers/gemm.js';
 import { weightInOurLayout } from '../src/nn/streamed-weights.js';
 import { offloadWeights } from '../src/nn/offload.js';
-import { relL2, TEST_BACKENDS, useBackend } from './helpers.js';
+import { relL2, TEST_BACKENDS, useBackend } from './support/helpers.js';
 
 const TOL = 1e-6;
 

@@ -13,7 +13,7 @@ import { FeedForward, GeluProjection } from '../src/layers/feedforward.js';
 import { timestepEmbedding } from '../src/layers/embeddings.js';
 import { Downsample2D, Upsample2D, upsampleNearest2x, ResnetBlock2D } from '../src/layers/resnet.js';
 import { scaledDotProductAttention } from '../src/attention/sdpa.js';
-import { relL2, TEST_BACKENDS, useBackend } from './helpers.js';
+import { relL2, TEST_BACKENDS, useBackend } from './support/helpers.js';
 
 const TOL = 1e-5;
 

@@ -9,7 +9,7 @@ import { bufferLimitBytes, deviceLimits, limitStats, setBufferLimit } from '../s
 import { loadPipeline } from '../src/pipelines/load.js';
 import type { StableDiffusionPipeline } from '../src/pipelines/stable-diffusion.js';
 import { Rng } from '../src/samplers/index.js';
-import { relL2 } from './helpers.js';
+import { relL2 } from './support/helpers.js';
 
 export interface SplitReport {
   backend: string;

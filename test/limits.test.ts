@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { useBackend } from './helpers.js';
+import { useBackend } from './support/helpers.js';
 import { splitCheck, type SplitReport } from './limits-check.js';
 import { runWebgpuChild } from './webgpu-run.js';
 import { checkGenerationFits, setBufferLimit } from '../src/backends/index.js';

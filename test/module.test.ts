@@ -7,8 +7,8 @@ import { Module, ModuleList, StateDictError, type WeightSource } from '../src/nn
 import { Linear } from '../src/layers/linear.js';
 import { Conv2d } from '../src/layers/conv.js';
 import { SafetensorsFile, encodeSafetensors } from '../src/io/safetensors.js';
-import { SafetensorsWeightSource } from '../src/io/weights.js';
-import { relL2 } from './helpers.js';
+import { SafetensorsWeightSource } from '../src/io/safetensors-weight-source.js';
+import { relL2 } from './support/helpers.js';
 
 class Tiny extends Module {
   readonly lin: Linear;

@@ -1,6 +1,6 @@
 /** Invalid generate() options are rejected before any work starts, with messages that name the problem. */
 import * as tf from '@tensorflow/tfjs-core';
-import { fixture, loadFixture, readPythonJson, relL2T, useBackend } from './helpers.js';
+import { fixture, loadFixture, readPythonJson, relL2T, useBackend } from './support/helpers.js';
 import { loadPipeline } from '../src/pipelines/load.js';
 import { schedulerFromConfig } from '../src/samplers/index.js';
 import type { StableDiffusionPipeline } from '../src/pipelines/stable-diffusion.js';

@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { readFile } from 'node:fs/promises';
 import { PixArtTransformer2DModel, type PixArtForwardOptions } from '../src/models/pixart-transformer.js';
 import { get2dSincosPosEmbed } from '../src/layers/pixart-embeddings.js';
-import { fixture, loadFixture, relL2T, TEST_BACKENDS, useBackend } from './helpers.js';
+import { fixture, loadFixture, relL2T, TEST_BACKENDS, useBackend } from './support/helpers.js';
 
 const BOUND: Record<string, number> = { cpu: 1e-5, wasm: 1e-4 };
 const INTER_ORDER = ['pos_embed', 'adaln_single', 'caption_projection', 'transformer_blocks.0.attn1', 'transformer_blocks.0.attn2',

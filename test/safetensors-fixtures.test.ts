@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { FIXTURES } from './helpers.js';
+import { FIXTURES } from './support/helpers.js';
 import { openSafetensors } from '../src/io/node-source.js';
 
 const DT: Record<string, string> = { float32: 'F32', int64: 'I64', float16: 'F16', int32: 'I32', bool: 'BOOL' };

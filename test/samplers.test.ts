@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { readFileSync } from 'node:fs';
-import { fixture, loadFixture, relL2T } from './helpers.js';
+import { fixture, loadFixture, relL2T } from './support/helpers.js';
 import { schedulerFromConfig, Rng, type Scheduler } from '../src/samplers/index.js';
 
 interface Case {

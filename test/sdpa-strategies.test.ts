@@ -1,7 +1,7 @@
 /** The attention strategies of src/attention/sdpa.ts must agree: batched vs per-head 2-D matMuls. */
 import * as tf from '@tensorflow/tfjs-core';
 import { PER_HEAD_MIN_SCORES, scaledDotProductAttention, resolveSdpaStrategy, type SdpaOptions } from '../src/attention/sdpa.js';
-import { relL2T, TEST_BACKENDS, useBackend } from './helpers.js';
+import { relL2T, TEST_BACKENDS, useBackend } from './support/helpers.js';
 
 interface Case { name: string; b: number; nq: number; nk: number; heads: number; d: number; bias?: 'mask' | 'full'; chunk?: number }
 

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { T5EncoderModel, relativePositionBucket } from '../src/models/t5-encoder.js';
 import { encodeSafetensors } from '../src/io/safetensors.js';
 import { openSafetensors } from '../src/io/node-source.js';
-import { TEST_BACKENDS, fixture, loadFixture, relL2T, useBackend } from './helpers.js';
+import { TEST_BACKENDS, fixture, loadFixture, relL2T, useBackend } from './support/helpers.js';
 
 const BOUND: Record<string, number> = { cpu: 1e-5, wasm: 1e-4 };
 const DIR = fixture('pipelines/pixart_tiny/text_encoder');
@@ -127,9 +127,9 @@ describe('T5 relative position buckets', () => {
 describe('T5 config and input errors', () => {
   const base = { d_model: 8, d_kv: 4, d_ff: 10, num_layers: 1, num_heads: 2, vocab_size: 20, feed_forward_proj: 'gated-gelu' };
   test('unsupported config values name the key', () => {
-    expect(() => T5EncoderModel.fromConfig({ ...base, feed_forward_proj: 'gated-swoosh' })).toThrow(/feed_forward_proj "gated-swoosh"/);
-    expect(() => T5EncoderModel.fromConfig({ ...base, feed_forward_proj: 'gelu-gated' })).toThrow(/feed_forward_proj "gelu-gated"/);
-    expect(() => T5EncoderModel.fromConfig({ ...base, num_heads: 0 })).toThrow(/num_heads 0/);
+    expect(() => T5EncoderModel.fromConfig({ ...base, feed_forward_proj: 'gated-swoosh' })).toThrow(/feed_forward_proj="gated-swoosh"/);
+    expect(() => T5EncoderModel.fromConfig({ ...base, feed_forward_proj: 'gelu-gated' })).toThrow(/feed_forward_proj="gelu-gated"/);
+    expect(() => T5EncoderModel.fromConfig({ ...base, num_heads: 0 })).toThrow(/num_heads=0/);
     expect(() => T5EncoderModel.fromConfig({ ...base, is_decoder: true })).toThrow(/is_decoder/);
   });
 

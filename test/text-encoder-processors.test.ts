@@ -10,7 +10,7 @@ import { AttnProcessorChunked, AttnProcessorDefault } from '../src/attention/pro
 import { AttentionStoreProcessor } from '../src/attention/attention-store.js';
 import { wrapProcessors } from '../src/attention/registry.js';
 import type { Module } from '../src/nn/module.js';
-import { TEST_BACKENDS, fixture, loadFixture, relL2T, useBackend } from './helpers.js';
+import { TEST_BACKENDS, fixture, loadFixture, relL2T, useBackend } from './support/helpers.js';
 
 const BOUND: Record<string, number> = { cpu: 1e-5, wasm: 1e-4 };
 

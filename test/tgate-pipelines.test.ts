@@ -4,8 +4,9 @@
  */
 import fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
-import { fixture, loadFixture, readPythonJson, relL2T, useBackend } from './helpers.js';
-import { loadPipeline, loadModel } from '../src/pipelines/load.js';
+import { fixture, loadFixture, readPythonJson, relL2T, useBackend } from './support/helpers.js';
+import { loadPipeline } from '../src/pipelines/load.js';
+import { loadModel } from '../src/models/load.js';
 import { schedulerFromConfig } from '../src/samplers/index.js';
 import { tgateFlags, resolveTgate, type TgateOptions } from '../src/attention/tgate.js';
 import type { StableDiffusionPipeline, SDGenerateOptions } from '../src/pipelines/stable-diffusion.js';

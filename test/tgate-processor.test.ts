@@ -9,7 +9,7 @@ import { beginTgate } from '../src/attention/tgate-session.js';
 import { attnProcessors, setAttnProcessor, wrapProcessors } from '../src/attention/registry.js';
 import type { AttnProcessor } from '../src/attention/processor.js';
 import type { LayerNorm } from '../src/layers/norm.js';
-import { relL2T, useBackend } from './helpers.js';
+import { relL2T, useBackend } from './support/helpers.js';
 
 const CACHE: TgateFlags = { caCache: true, caReuse: false, saCache: true, saReuse: false, keepShape: true };
 const REUSE: TgateFlags = { caCache: false, caReuse: true, saCache: false, saReuse: true, keepShape: true };

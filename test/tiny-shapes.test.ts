@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { fixture, loadFixture, readPythonJson, relL2T, useBackend } from './helpers.js';
+import { fixture, loadFixture, readPythonJson, relL2T, useBackend } from './support/helpers.js';
 import { loadPipeline } from '../src/pipelines/load.js';
 import type { StableDiffusionPipeline, SDGenerateOptions } from '../src/pipelines/stable-diffusion.js';
 import type { TgateOptions } from '../src/attention/tgate.js';

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { openSafetensors } from '../src/io/node-source.js';
 import { CLIPTokenizer, T5Tokenizer, clipBasicClean, loadTokenizer } from '../src/tokenizers/index.js';
-import { FIXTURES, fixture } from './helpers.js';
+import { FIXTURES, fixture } from './support/helpers.js';
 
 const ROOT = path.resolve(FIXTURES, '..', '..');
 const SHAPES_MODEL = path.join(ROOT, 'assets', 'tiny-shapes');

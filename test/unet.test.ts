@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import fs from 'node:fs';
-import { fixture, loadFixture, relL2, TEST_BACKENDS, useBackend } from './helpers.js';
+import { fixture, loadFixture, relL2, TEST_BACKENDS, useBackend } from './support/helpers.js';
 import { UNet2DConditionModel, type UNetForwardOptions } from '../src/models/unet-2d-condition.js';
 import { modelFromConfig } from '../src/models/registry.js';
 

@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { readFile } from 'node:fs/promises';
 import { AutoencoderKL } from '../src/models/autoencoder-kl.js';
-import { fixture, loadFixture, relL2T, TEST_BACKENDS, useBackend } from './helpers.js';
+import { fixture, loadFixture, relL2T, TEST_BACKENDS, useBackend } from './support/helpers.js';
 
 const BOUND: Record<string, number> = { cpu: 1e-5, wasm: 1e-4 };
 const VAE_DIR = fixture('pipelines/sd15_tiny/vae');

@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, WasmHeapError } from '../src/backends/index.js';
-import { seededGemm } from './seeded-gemm.js';
+import { seededGemm } from './support/seeded-gemm.js';
 
 const threads = Number(process.argv[2]);
 const workerBefore = typeof (globalThis as Record<string, unknown>).Worker;

@@ -7,9 +7,9 @@
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { relL2, useBackend } from './helpers.js';
+import { relL2, useBackend } from './support/helpers.js';
 import { wasmThreadsWanted } from '../src/backends/wasm/node.js';
-import { seededGemm } from './seeded-gemm.js';
+import { seededGemm } from './support/seeded-gemm.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 

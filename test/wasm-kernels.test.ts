@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { contiguousRange } from '../src/layers/contiguous-range.js';
 import { kernels } from '../src/backends/kernels.js';
-import { TEST_BACKENDS, useBackend } from './helpers.js';
+import { TEST_BACKENDS, useBackend } from './support/helpers.js';
 
 describe.each(TEST_BACKENDS)('contiguousRange on %s', (backend) => {
   beforeAll(async () => { await useBackend(backend); });

@@ -9,7 +9,7 @@ import { GeluProjection } from '../src/layers/feedforward.js';
 import { silu } from '../src/layers/activations.js';
 import { Linear } from '../src/layers/linear.js';
 import type { Module } from '../src/nn/module.js';
-import { relL2 } from './helpers.js';
+import { relL2 } from './support/helpers.js';
 import { releaseWebgpuBufferPool, setWebgpuFusedKernels } from '../src/backends/index.js';
 import { kernels } from '../src/backends/kernels.js';
 

@@ -10,7 +10,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fixture } from './helpers.js';
+import { fixture } from './support/helpers.js';
 import { SafetensorsError, SafetensorsFile, encodeSafetensors, type SafetensorsDtype } from '../src/io/safetensors.js';
 import { TfjsWeightSource } from '../src/io/tfjs-format.js';
 import { buildFolder, controlWeights, memoryFetch, writeFolder, type Folder } from './tfjs-folder.js';

@@ -16,7 +16,9 @@ import { AttentionStoreProcessor, type StepChanges } from '../attention/attentio
 import { attnProcessors, setAttnProcessor } from '../attention/registry.js';
 import { AUTO_GATE_PATIENCE, AUTO_GATE_THRESHOLD } from '../attention/auto-gate.js';
 import type { Module } from '../nn/module.js';
-import { backendOption, demoModelDir, progressBar, setupBackend, writeAtomic } from './common.js';
+import { backendOption, demoModelDir, setupBackend } from './options.js';
+import { writeAtomic } from './files.js';
+import { progressBar } from './progress.js';
 
 interface Args {
   dir?: string; prompt: string; 'negative-prompt'?: string; steps: number; guidance?: number; seed: number;

@@ -4,10 +4,10 @@
  * against PyTorch dumps.
  */
 import type { CommandModule } from 'yargs';
-import { loadModel } from '../pipelines/load.js';
-import { readComponentConfig } from '../io/diffusers-folder.js';
-import { runComponent } from '../models/run-component.js';
-import { backendOption, readTensors, setupBackend, writeTensors } from './common.js';
+import { loadModel } from '../models/load.js';
+import { runModel } from '../models/registry.js';
+import { backendOption, setupBackend } from './options.js';
+import { readTensors, writeTensors } from './files.js';
 
 export const forwardCommand: CommandModule<object, { dir: string; inputs: string; output: string; backend: string; mode: 'decode' | 'encode'; variant?: string }> = {
   command: 'forward <dir>',
@@ -21,13 +21,12 @@ export const forwardCommand: CommandModule<object, { dir: string; inputs: string
     .options(backendOption) as never,
   handler: async (a) => {
     await setupBackend(a.backend, a.threads as number | undefined);
-    const cfg = await readComponentConfig(a.dir);
     const model = await loadModel(a.dir, a.variant);
     const inputs = await readTensors(a.inputs);
     try {
-      const out = runComponent(model, inputs, a.mode);
+      const out = runModel(model, inputs, { mode: a.mode });
       await writeTensors(a.output, out);
-      console.log(`${cfg._class_name}: wrote ${Object.entries(out).map(([k, t]) => `${k} [${t.shape}]`).join(', ')} to ${a.output}`);
+      console.log(`${model.constructor.name}: wrote ${Object.entries(out).map(([k, t]) => `${k} [${t.shape}]`).join(', ')} to ${a.output}`);
       Object.values(out).forEach((t) => t.dispose());
     } finally {
       Object.values(inputs).forEach((t) => t.dispose());

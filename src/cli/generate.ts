@@ -5,7 +5,9 @@ import { loadPipeline } from '../pipelines/load.js';
 import { resolveTgate } from '../attention/tgate.js';
 import { schedulerFromConfig } from '../samplers/index.js';
 import { encodePNG } from '../io/png.js';
-import { backendOption, demoModelDir, progressBar, readTensors, setupBackend, writeAtomic, writeTensors } from './common.js';
+import { backendOption, demoModelDir, setupBackend } from './options.js';
+import { readTensors, writeAtomic, writeTensors } from './files.js';
+import { progressBar } from './progress.js';
 import type { SDXLGenerateOptions } from '../pipelines/stable-diffusion-xl.js';
 
 interface Args {

@@ -5,7 +5,7 @@ import { infoCommand } from './info.js';
 import { forwardCommand } from './forward.js';
 import { generateCommand } from './generate.js';
 import { tokenizeCommand } from './tokenize.js';
-import { convertCommand } from '../../convert/cli.js';
+import { convertCommand } from '../convert/cli.js';
 import { analyzeCommand } from './analyze.js';
 
 export async function main(argv: string[]): Promise<void> {

@@ -1,4 +1,5 @@
-/** Quality evaluation for the tiny-shapes demo model (see assets/tiny-shapes/README.md). */
+/** Evaluation: the relative L2 error, and the quality evaluator of the tiny-shapes demo model (assets/tiny-shapes/README.md). */
+export { relL2 } from './rel-l2.js';
 export {
   COLOURS, SHAPES, POSITIONS, SIZES, PALETTE, EVAL_SIZE, evaluateShapeImage,
   type ShapeColour, type ShapeKind, type ShapePosition, type ShapeSize,

@@ -45,18 +45,24 @@ export async function openWeights(dirOrUrl: string, opts: OpenWeightsOptions = {
 }
 
 /**
- * Reads a component's config (with `_class_name`): `config.json` of a diffusers or converted folder, or
- * for a URL the config stored in `model.json`.
+ * Reads a component's config (with `_class_name`) and says which file it came from (for error messages):
+ * `config.json` of a diffusers or converted folder, or for a URL the config stored in `model.json`.
  */
-export async function readConfig(dirOrUrl: string, opts: { fetch?: typeof fetch } = {}): Promise<Record<string, unknown>> {
+export async function readConfigFile(dirOrUrl: string, opts: { fetch?: typeof fetch } = {}): Promise<{ config: Record<string, unknown>; file: string }> {
   if (isRemote(dirOrUrl, opts.fetch)) {
+    const file = joinLocation(dirOrUrl, 'model.json');
     const j = await requireJson(dirOrUrl, 'model.json', opts.fetch);
     const meta = (j.userDefinedMetadata as { tgate?: { config?: Record<string, unknown>; className?: string } } | undefined)?.tgate;
-    if (!meta?.config) throw new Error(`${joinLocation(dirOrUrl, 'model.json')} has no tgate config (not written by tgate convert?)`);
-    return { _class_name: meta.className, ...meta.config };
+    if (!meta?.config || typeof meta.config !== 'object') throw new Error(`${file} has no tgate config (not written by tgate convert?)`);
+    return { config: { _class_name: meta.className, ...meta.config }, file };
   }
   const { readComponentConfig } = await import('./diffusers-folder.js');
-  return readComponentConfig(dirOrUrl);
+  return { config: await readComponentConfig(dirOrUrl), file: joinLocation(dirOrUrl, 'config.json') };
+}
+
+/** Reads a component's config (with `_class_name`); see {@link readConfigFile}. */
+export async function readConfig(dirOrUrl: string, opts: { fetch?: typeof fetch } = {}): Promise<Record<string, unknown>> {
+  return (await readConfigFile(dirOrUrl, opts)).config;
 }
 
 /** Reads a pipeline's `model_index.json` from a folder or URL. */
@@ -65,14 +71,14 @@ export async function readModelIndex(dirOrUrl: string, opts: { fetch?: typeof fe
 }
 
 /**
- * Builds the model a component's config names and loads its weights (diffusers or converted folder, path
- * or URL). The model is disposed if loading fails.
+ * Builds a model from a component's config with `build` (which gets the config and its file name, for
+ * errors) and loads the component's weights into it; the model is disposed if loading fails.
  */
-export async function loadComponent<M extends Module = Module>(
-  dirOrUrl: string, opts: LoadWeightsOptions = {},
+export async function buildAndLoad<M extends Module>(
+  dirOrUrl: string, build: (config: Record<string, unknown>, file: string) => M, opts: LoadWeightsOptions = {},
 ): Promise<M> {
-  const { modelFromConfig } = await import('../models/registry.js');
-  return loadWeightsInto(modelFromConfig(await readConfig(dirOrUrl, opts)) as M, dirOrUrl, opts);
+  const { config, file } = await readConfigFile(dirOrUrl, opts);
+  return loadWeightsInto(build(config, file), dirOrUrl, opts);
 }
 
 export type LoadWeightsOptions = OpenWeightsOptions & {

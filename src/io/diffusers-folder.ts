@@ -5,7 +5,7 @@
 import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { openSafetensors } from './node-source.js';
-import { SafetensorsWeightSource } from './weights.js';
+import { SafetensorsWeightSource } from './safetensors-weight-source.js';
 import { parseJson } from './json.js';
 
 export type Config = Record<string, unknown> & { _class_name?: string };
@@ -26,9 +26,14 @@ export async function exists(p: string): Promise<boolean> {
 
 /** Reads `<dir>/config.json` (diffusers) — the component's class is its `_class_name` or `architectures[0]`. */
 export async function readComponentConfig(dir: string): Promise<Config> {
-  const cfg = await readJson(path.join(dir, 'config.json'));
-  if (!cfg._class_name && Array.isArray(cfg.architectures)) cfg._class_name = String(cfg.architectures[0]);
-  return cfg;
+  const file = path.join(dir, 'config.json');
+  const cfg = await readJson<unknown>(file);
+  if (cfg === null || typeof cfg !== 'object' || Array.isArray(cfg)) {
+    throw new Error(`${file} holds ${cfg === null ? 'null' : Array.isArray(cfg) ? 'an array' : `a ${typeof cfg}`}, not a JSON object of settings`);
+  }
+  const c = cfg as Config;
+  if (!c._class_name && Array.isArray(c.architectures)) c._class_name = String(c.architectures[0]);
+  return c;
 }
 
 const WEIGHT_STEMS = ['diffusion_pytorch_model', 'model'];

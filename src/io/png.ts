@@ -1,5 +1,11 @@
-/** PNG encoding of RGB images (Node: pngjs). */
-import type { RGBImage } from '../pipelines/common.js';
+/** RGB images (what the pipelines return) and their PNG encoding (Node: pngjs). */
+
+/** An RGB image, row-major, 3 bytes per pixel. */
+export interface RGBImage {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
 
 export async function encodePNG(img: RGBImage): Promise<Uint8Array> {
   const { PNG } = await import('pngjs');

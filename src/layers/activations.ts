@@ -4,6 +4,9 @@ import { kernels } from '../backends/kernels.js';
 
 export type ActivationName = 'silu' | 'swish' | 'gelu' | 'gelu_tanh' | 'gelu_new' | 'gelu_pytorch_tanh' | 'quick_gelu' | 'relu' | 'mish';
 
+/** Every name {@link activation} accepts (configs are checked against it). */
+export const ACTIVATION_NAMES: readonly ActivationName[] = ['silu', 'swish', 'gelu', 'gelu_tanh', 'gelu_new', 'gelu_pytorch_tanh', 'quick_gelu', 'relu', 'mish'];
+
 export const silu = (x: tf.Tensor): tf.Tensor => kernels().silu?.(x) ?? tf.tidy(() => tf.mul(x, tf.sigmoid(x)));
 
 /** Exact GELU: x·Φ(x) = ½x(1 + erf(x/√2)). */

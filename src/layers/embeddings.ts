@@ -1,6 +1,9 @@
-/** Timestep embeddings (diffusers `embeddings.py`: get_timestep_embedding, Timesteps, TimestepEmbedding). */
+/**
+ * Embeddings: timestep embeddings (diffusers `embeddings.py`: get_timestep_embedding, Timesteps,
+ * TimestepEmbedding) and torch.nn.Embedding's lookup table (the text encoders' token and position tables).
+ */
 import * as tf from '@tensorflow/tfjs-core';
-import { Module } from '../nn/module.js';
+import { Module, type Parameter } from '../nn/module.js';
 import { Linear } from './linear.js';
 import { activation } from './activations.js';
 
@@ -70,5 +73,17 @@ export class TimestepEmbeddingMLP extends Module {
       }
       return this.linear_2.forward(this.act(this.linear_1.forward(x)));
     });
+  }
+}
+
+/** torch.nn.Embedding: a [num, dim] table read with tf.gather. */
+export class Embedding extends Module {
+  readonly weight: Parameter;
+  constructor(readonly num: number, readonly dim: number) {
+    super();
+    this.weight = this.param('weight', [num, dim]);
+  }
+  forward(ids: tf.Tensor): tf.Tensor {
+    return tf.gather(this.weight.t, ids);
   }
 }

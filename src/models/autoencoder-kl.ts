@@ -8,10 +8,11 @@ import { Conv2d } from '../layers/conv.js';
 import { GroupNorm } from '../layers/norm.js';
 import { Attention } from '../attention/attention.js';
 import { ResnetBlock2D, Downsample2D, Upsample2D } from '../layers/resnet.js';
-import { activation } from '../layers/activations.js';
+import { ACTIVATION_NAMES, activation } from '../layers/activations.js';
 import type { AttnContext, AttnProcessor } from '../attention/processor.js';
 import { attnProcessors, setAttnProcessor } from '../attention/registry.js';
-import { loadWeightsInto, readConfig, type LoadWeightsOptions } from '../io/component-source.js';
+import { buildAndLoad, type LoadWeightsOptions } from '../io/component-source.js';
+import { ConfigReader, LIMITS, rule } from '../io/config.js';
 
 export interface AutoencoderKLConfig {
   inChannels: number;
@@ -32,6 +33,40 @@ export interface AutoencoderKLConfig {
   useQuantConv: boolean;
   usePostQuantConv: boolean;
   midBlockAddAttention: boolean;
+}
+
+/** diffusers v0.30.3's AutoencoderKL keys and defaults, checked; errors name `file`, the class and the key. */
+export function resolveAutoencoderKLConfig(raw: Record<string, unknown>, file?: string): AutoencoderKLConfig {
+  const r = ConfigReader.of(raw, 'AutoencoderKL', file);
+  r.oneOf('_class_name', ['AutoencoderKL'], { default: 'AutoencoderKL' });
+  const channels = { min: 1, max: LIMITS.channels };
+  const boc = r.list<number>('block_out_channels', rule.int(1, LIMITS.width), { default: [64], minLength: 1, maxLength: LIMITS.blocks });
+  const n = boc.length;
+  r.list('down_block_types', rule.oneOf(['DownEncoderBlock2D']), { default: new Array(n).fill('DownEncoderBlock2D'), minLength: n, maxLength: n });
+  r.list('up_block_types', rule.oneOf(['UpDecoderBlock2D']), { default: new Array(n).fill('UpDecoderBlock2D'), minLength: n, maxLength: n });
+  const groups = r.int('norm_num_groups', { default: 32, min: 1, max: LIMITS.width });
+  const odd = boc.find((c) => c % groups);
+  if (odd !== undefined) throw r.fail('norm_num_groups', `does not divide block_out_channels entry ${odd}`);
+  const latentChannels = r.int('latent_channels', { default: 4, ...channels });
+  const perLatentChannel = rule.list(rule.number(), latentChannels, latentChannels);
+  return {
+    inChannels: r.int('in_channels', { default: 3, ...channels }),
+    outChannels: r.int('out_channels', { default: 3, ...channels }),
+    blockOutChannels: boc,
+    layersPerBlock: r.int('layers_per_block', { default: 1, min: 1, max: LIMITS.layersPerBlock }),
+    actFn: r.oneOf('act_fn', ACTIVATION_NAMES, { default: 'silu' }),
+    latentChannels,
+    normNumGroups: groups,
+    sampleSize: r.get('sample_size', rule.either(rule.int(1, LIMITS.imageSize), rule.list(rule.int(1, LIMITS.imageSize), 1, 2)), { default: 32 }) as number | number[],
+    scalingFactor: r.number('scaling_factor', { default: 0.18215 }),
+    shiftFactor: r.number('shift_factor', { default: null, nullable: true }),
+    latentsMean: r.get('latents_mean', perLatentChannel, { default: null, nullable: true }) as number[] | null,
+    latentsStd: r.get('latents_std', perLatentChannel, { default: null, nullable: true }) as number[] | null,
+    forceUpcast: r.bool('force_upcast', { default: true }),
+    useQuantConv: r.bool('use_quant_conv', { default: true }),
+    usePostQuantConv: r.bool('use_post_quant_conv', { default: true }),
+    midBlockAddAttention: r.bool('mid_block_add_attention', { default: true }),
+  };
 }
 
 /** Records intermediate outputs (NCHW for feature maps); the callee must clone what it keeps. */
@@ -219,74 +254,13 @@ export class AutoencoderKL extends Module {
   }
 
   /** Validates a diffusers `config.json` (AutoencoderKL) and builds the model (weights not allocated). */
-  static fromConfig(cfg: Record<string, unknown>): AutoencoderKL {
-    const cls = cfg._class_name;
-    if (cls !== undefined && cls !== 'AutoencoderKL') throw new Error(`AutoencoderKL: config _class_name "${String(cls)}" is not AutoencoderKL`);
-    const get = <T>(key: string, def: T): T => (cfg[key] === undefined ? def : cfg[key] as T);
-    const int = (key: string, def: number): number => {
-      const v = get<unknown>(key, def);
-      if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw new Error(`AutoencoderKL: config ${key}=${JSON.stringify(v)} must be a positive integer`);
-      return v;
-    };
-    const bool = (key: string, def: boolean): boolean => {
-      const v = get<unknown>(key, def);
-      if (typeof v !== 'boolean') throw new Error(`AutoencoderKL: config ${key}=${JSON.stringify(v)} must be a boolean`);
-      return v;
-    };
-    const numOrNull = (key: string): number | null => {
-      const v = get<unknown>(key, null);
-      if (v !== null && typeof v !== 'number') throw new Error(`AutoencoderKL: config ${key}=${JSON.stringify(v)} must be a number or null`);
-      return v as number | null;
-    };
-    const arrOrNull = (key: string): number[] | null => {
-      const v = get<unknown>(key, null);
-      if (v !== null && !(Array.isArray(v) && v.every((x) => typeof x === 'number'))) throw new Error(`AutoencoderKL: config ${key}=${JSON.stringify(v)} must be a list of numbers or null`);
-      return v as number[] | null;
-    };
-    const boc = get<unknown>('block_out_channels', [64]);
-    if (!Array.isArray(boc) || !boc.length || !boc.every((x) => Number.isInteger(x) && x > 0)) {
-      throw new Error(`AutoencoderKL: config block_out_channels=${JSON.stringify(boc)} must be a non-empty list of positive integers`);
-    }
-    const n = boc.length;
-    const checkTypes = (key: string, want: string) => {
-      const v = get<unknown>(key, new Array(n).fill(want));
-      if (!Array.isArray(v) || v.length !== n) throw new Error(`AutoencoderKL: config ${key}=${JSON.stringify(v)} must list ${n} blocks (one per block_out_channels entry)`);
-      const bad = v.find((t) => t !== want);
-      if (bad !== undefined) throw new Error(`AutoencoderKL: unsupported ${key} entry "${String(bad)}" (supported: ${want})`);
-    };
-    checkTypes('down_block_types', 'DownEncoderBlock2D');
-    checkTypes('up_block_types', 'UpDecoderBlock2D');
-    const actFn = get<unknown>('act_fn', 'silu');
-    if (typeof actFn !== 'string') throw new Error(`AutoencoderKL: config act_fn=${JSON.stringify(actFn)} must be a string`);
-    try { activation(actFn); } catch { throw new Error(`AutoencoderKL: unsupported act_fn "${actFn}"`); }
-    const groups = int('norm_num_groups', 32);
-    for (const c of boc as number[]) if (c % groups) throw new Error(`AutoencoderKL: block_out_channels entry ${c} is not divisible by norm_num_groups=${groups}`);
-    const scaling = get<unknown>('scaling_factor', 0.18215);
-    if (typeof scaling !== 'number') throw new Error(`AutoencoderKL: config scaling_factor=${JSON.stringify(scaling)} must be a number`);
-    const sampleSize = get<unknown>('sample_size', 32);
-    return new AutoencoderKL({
-      inChannels: int('in_channels', 3),
-      outChannels: int('out_channels', 3),
-      blockOutChannels: boc as number[],
-      layersPerBlock: int('layers_per_block', 1),
-      actFn,
-      latentChannels: int('latent_channels', 4),
-      normNumGroups: groups,
-      sampleSize: sampleSize as number | number[],
-      scalingFactor: scaling,
-      shiftFactor: numOrNull('shift_factor'),
-      latentsMean: arrOrNull('latents_mean'),
-      latentsStd: arrOrNull('latents_std'),
-      forceUpcast: bool('force_upcast', true),
-      useQuantConv: bool('use_quant_conv', true),
-      usePostQuantConv: bool('use_post_quant_conv', true),
-      midBlockAddAttention: bool('mid_block_add_attention', true),
-    });
+  static fromConfig(cfg: Record<string, unknown>, file?: string): AutoencoderKL {
+    return new AutoencoderKL(resolveAutoencoderKLConfig(cfg, file));
   }
 
   /** Loads a diffusers `vae/` folder (config.json + safetensors, optional variant such as "fp16"). */
   static async fromPretrained(dir: string, opts: LoadWeightsOptions = {}): Promise<AutoencoderKL> {
-    return loadWeightsInto(AutoencoderKL.fromConfig(await readConfig(dir, opts)), dir, opts);
+    return buildAndLoad(dir, (c, file) => AutoencoderKL.fromConfig(c, file), opts);
   }
 
   private checkInput(x: tf.Tensor, channels: number, what: string): void {

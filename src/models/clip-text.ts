@@ -4,66 +4,16 @@
  * (`text_model.encoder.layers.N.self_attn.q_proj.weight`, …), so a `model.safetensors` loads 1:1.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { Module, ModuleList, type Parameter } from '../nn/module.js';
+import { Module, ModuleList } from '../nn/module.js';
 import { Linear } from '../layers/linear.js';
 import { LayerNorm } from '../layers/norm.js';
-import { activation } from '../layers/activations.js';
+import { ACTIVATION_NAMES, activation } from '../layers/activations.js';
 import { attnProcessors, setAttnProcessor } from '../attention/registry.js';
 import { AttentionModule, type AttnProcessor, type AttnProjections } from '../attention/processor.js';
-import { loadWeightsInto, readConfig, type LoadWeightsOptions } from '../io/component-source.js';
-
-/**
- * torch.finfo(float32).min: what transformers adds for masked positions. A finite value (not -Infinity) keeps
- * softmax defined on rows that have no visible key, as in torch.
- */
-export const MASK_MIN = -3.4028234663852886e38;
-
-/** Token ids: an int32 tensor [B, L] or nested arrays. */
-export type TokenIds = tf.Tensor | number[][];
-
-/** Reads token ids (or a 0/1 mask) into a row-major Int32Array, checking rank, rectangularity and integrality. */
-export function readIdRows(x: TokenIds, what: string): { values: Int32Array; batch: number; length: number } {
-  if (x instanceof tf.Tensor) {
-    if (x.rank !== 2) throw new Error(`${what} must have shape [batch, length], got [${x.shape}]`);
-    const data = x.dataSync();
-    const values = new Int32Array(data.length);
-    for (let i = 0; i < data.length; i++) {
-      if (!Number.isInteger(data[i])) throw new Error(`${what} must hold integers, found ${data[i]}`);
-      values[i] = data[i];
-    }
-    return { values, batch: x.shape[0]!, length: x.shape[1]! };
-  }
-  if (!Array.isArray(x) || x.length === 0 || !x.every(Array.isArray)) throw new Error(`${what} must be a non-empty number[][] or a rank-2 tensor`);
-  const length = x[0].length;
-  const values = new Int32Array(x.length * length);
-  x.forEach((row, b) => {
-    if (row.length !== length) throw new Error(`${what}: row ${b} has ${row.length} entries, row 0 has ${length}`);
-    row.forEach((v, i) => {
-      if (!Number.isInteger(v)) throw new Error(`${what} must hold integers, found ${v} in row ${b}`);
-      values[b * length + i] = v;
-    });
-  });
-  return { values, batch: x.length, length };
-}
-
-/** Checks every id lies in [0, vocab). */
-export function checkVocab(ids: Int32Array, vocab: number, what: string): void {
-  for (let i = 0; i < ids.length; i++) {
-    if (ids[i] < 0 || ids[i] >= vocab) throw new Error(`${what}: token id ${ids[i]} is outside the vocabulary [0, ${vocab})`);
-  }
-}
-
-/** torch.nn.Embedding: a [num, dim] table read with tf.gather. */
-export class Embedding extends Module {
-  readonly weight: Parameter;
-  constructor(readonly num: number, readonly dim: number) {
-    super();
-    this.weight = this.param('weight', [num, dim]);
-  }
-  forward(ids: tf.Tensor): tf.Tensor {
-    return tf.gather(this.weight.t, ids);
-  }
-}
+import { Embedding } from '../layers/embeddings.js';
+import { MASK_MIN, checkVocab, readIdRows, type TokenIds } from './text-inputs.js';
+import { buildAndLoad, type LoadWeightsOptions } from '../io/component-source.js';
+import { ConfigReader, LIMITS } from '../io/config.js';
 
 export interface CLIPTextConfig {
   vocabSize: number;
@@ -79,48 +29,33 @@ export interface CLIPTextConfig {
   projectionDim: number;
 }
 
-const CLIP_DEFAULTS: CLIPTextConfig = {
-  vocabSize: 49408, hiddenSize: 512, intermediateSize: 2048, numHiddenLayers: 12, numAttentionHeads: 8,
-  maxPositionEmbeddings: 77, hiddenAct: 'quick_gelu', layerNormEps: 1e-5, eosTokenId: 49407, projectionDim: 512,
-};
-
-const CLIP_KEYS: [keyof CLIPTextConfig, string][] = [
-  ['vocabSize', 'vocab_size'], ['hiddenSize', 'hidden_size'], ['intermediateSize', 'intermediate_size'],
-  ['numHiddenLayers', 'num_hidden_layers'], ['numAttentionHeads', 'num_attention_heads'],
-  ['maxPositionEmbeddings', 'max_position_embeddings'], ['hiddenAct', 'hidden_act'], ['layerNormEps', 'layer_norm_eps'],
-  ['eosTokenId', 'eos_token_id'], ['projectionDim', 'projection_dim'],
-];
-
-/** Parses and validates a transformers CLIPTextConfig (or a full CLIPConfig, whose `text_config` is used). */
-export function parseCLIPTextConfig(raw: Record<string, unknown>): CLIPTextConfig {
-  const src = raw.model_type === 'clip' && raw.text_config && typeof raw.text_config === 'object'
-    ? { ...(raw.text_config as Record<string, unknown>), projection_dim: raw.projection_dim ?? (raw.text_config as Record<string, unknown>).projection_dim }
-    : raw;
-  const cfg = { ...CLIP_DEFAULTS };
-  for (const [ours, key] of CLIP_KEYS) {
-    const v = src[key];
-    if (v === undefined || v === null) continue;
-    if (ours === 'hiddenAct') {
-      if (typeof v !== 'string') throw new Error(`CLIP text config: unsupported hidden_act ${JSON.stringify(v)}`);
-      cfg.hiddenAct = v;
-    } else {
-      const isInt = ours !== 'layerNormEps';
-      if (typeof v !== 'number' || !(isInt ? Number.isInteger(v) && v >= 0 : v > 0)) {
-        throw new Error(`CLIP text config: unsupported ${key} ${JSON.stringify(v)}`);
-      }
-      (cfg[ours] as number) = v;
-    }
-  }
-  try { activation(cfg.hiddenAct); } catch {
-    throw new Error(`CLIP text config: unsupported hidden_act "${cfg.hiddenAct}" (supported: quick_gelu, gelu, gelu_new, gelu_pytorch_tanh, relu, silu)`);
-  }
-  if (cfg.hiddenSize % cfg.numAttentionHeads !== 0) {
-    throw new Error(`CLIP text config: hidden_size ${cfg.hiddenSize} is not divisible by num_attention_heads ${cfg.numAttentionHeads}`);
-  }
-  if (src.position_embedding_type !== undefined && src.position_embedding_type !== 'absolute') {
-    throw new Error(`CLIP text config: unsupported position_embedding_type ${JSON.stringify(src.position_embedding_type)}`);
-  }
-  return cfg;
+/**
+ * Parses and validates a transformers CLIPTextConfig (or a full CLIPConfig, whose `text_config` is used) with
+ * transformers 4.45's defaults; errors name `file`, the class and the key.
+ */
+export function parseCLIPTextConfig(raw: Record<string, unknown>, file?: string, className = 'CLIPTextModel'): CLIPTextConfig {
+  const outer = ConfigReader.of(raw, className, file);
+  const nested = raw.model_type === 'clip' && raw.text_config !== undefined;
+  // A full CLIPConfig: the text settings live in text_config, projection_dim at the top level.
+  const r = nested ? ConfigReader.of(raw.text_config, `${className} text_config`, file) : outer;
+  const int = (key: string, dflt: number, min: number, max?: number): number => r.int(key, { default: dflt, min, max });
+  const hiddenSize = int('hidden_size', 512, 1, LIMITS.width);
+  const heads = int('num_attention_heads', 8, 1, LIMITS.heads);
+  if (hiddenSize % heads) throw r.fail('num_attention_heads', `does not divide hidden_size=${hiddenSize}`);
+  r.oneOf('position_embedding_type', ['absolute'], { default: 'absolute' });
+  const projectionDefault = r.int('projection_dim', { default: 512, min: 1, max: LIMITS.width });
+  return {
+    vocabSize: int('vocab_size', 49408, 1, LIMITS.vocab),
+    hiddenSize,
+    intermediateSize: int('intermediate_size', 2048, 1, LIMITS.innerWidth),
+    numHiddenLayers: int('num_hidden_layers', 12, 1, LIMITS.layers),
+    numAttentionHeads: heads,
+    maxPositionEmbeddings: int('max_position_embeddings', 77, 1, LIMITS.positions),
+    hiddenAct: r.oneOf('hidden_act', ACTIVATION_NAMES, { default: 'quick_gelu' }),
+    layerNormEps: r.number('layer_norm_eps', { default: 1e-5, above: 0 }),
+    eosTokenId: int('eos_token_id', 49407, 0),
+    projectionDim: nested ? outer.int('projection_dim', { default: projectionDefault, min: 1, max: LIMITS.width }) : projectionDefault,
+  };
 }
 
 /** transformers CLIPAttention: self-attention only; the causal and padding masks come in as the bias. */
@@ -310,12 +245,13 @@ abstract class CLIPTextBase extends Module {
 
 /** transformers CLIPTextModel: returns lastHiddenState, hiddenStates and pooledOutput. */
 export class CLIPTextModel extends CLIPTextBase {
-  static fromConfig(cfg: Record<string, unknown>): CLIPTextModel {
-    return new CLIPTextModel(parseCLIPTextConfig(cfg));
+  /** Builds the model (no weights allocated) from a transformers config.json; `file` names it in errors. */
+  static fromConfig(cfg: Record<string, unknown>, file?: string): CLIPTextModel {
+    return new CLIPTextModel(parseCLIPTextConfig(cfg, file, 'CLIPTextModel'));
   }
 
   static async fromPretrained(dir: string, opts: LoadWeightsOptions = {}): Promise<CLIPTextModel> {
-    return loadWeightsInto(CLIPTextModel.fromConfig(await readConfig(dir, opts)), dir, opts);
+    return buildAndLoad(dir, (c, file) => CLIPTextModel.fromConfig(c, file), opts);
   }
 
   /** Encodes token ids (no grad, inside tf.tidy); the caller disposes the returned tensors. */
@@ -333,12 +269,13 @@ export class CLIPTextModelWithProjection extends CLIPTextBase {
     this.text_projection = this.child('text_projection', new Linear(config.hiddenSize, config.projectionDim, false));
   }
 
-  static fromConfig(cfg: Record<string, unknown>): CLIPTextModelWithProjection {
-    return new CLIPTextModelWithProjection(parseCLIPTextConfig(cfg));
+  /** Builds the model (no weights allocated) from a transformers config.json; `file` names it in errors. */
+  static fromConfig(cfg: Record<string, unknown>, file?: string): CLIPTextModelWithProjection {
+    return new CLIPTextModelWithProjection(parseCLIPTextConfig(cfg, file, 'CLIPTextModelWithProjection'));
   }
 
   static async fromPretrained(dir: string, opts: LoadWeightsOptions = {}): Promise<CLIPTextModelWithProjection> {
-    return loadWeightsInto(CLIPTextModelWithProjection.fromConfig(await readConfig(dir, opts)), dir, opts);
+    return buildAndLoad(dir, (c, file) => CLIPTextModelWithProjection.fromConfig(c, file), opts);
   }
 
   forward(opts: CLIPTextForwardOptions): CLIPTextOutput {

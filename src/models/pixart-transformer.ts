@@ -12,7 +12,8 @@ import { AdaLayerNormSingle, PatchEmbed, PixArtAlphaTextProjection } from '../la
 import type { AttnContext, AttnProcessor } from '../attention/processor.js';
 import { attnProcessors, setAttnProcessor, withRecordedAttention } from '../attention/registry.js';
 import { maskToBias } from '../attention/sdpa.js';
-import { loadWeightsInto, readConfig, type LoadWeightsOptions } from '../io/component-source.js';
+import { buildAndLoad, type LoadWeightsOptions } from '../io/component-source.js';
+import { ConfigReader, LIMITS } from '../io/config.js';
 
 export interface PixArtTransformerConfig {
   numAttentionHeads: number;
@@ -55,6 +56,61 @@ export interface PixArtForwardOptions {
   record?: (name: string, t: tf.Tensor) => void;
 }
 
+/** Class defaults (diffusers v0.30.3) of the keys a saved config may omit. */
+const DEFAULTS = {
+  PixArtTransformer2DModel: {
+    num_attention_heads: 16, attention_head_dim: 72, out_channels: 8, num_layers: 28, cross_attention_dim: 1152, attention_bias: true,
+    activation_fn: 'gelu-approximate', norm_type: 'ada_norm_single', norm_elementwise_affine: false, norm_eps: 1e-6,
+  },
+  // The original PixArt-α release saves its transformer as this generic class.
+  Transformer2DModel: {
+    num_attention_heads: 16, attention_head_dim: 88, out_channels: null, num_layers: 1, cross_attention_dim: null, attention_bias: false,
+    activation_fn: 'geglu', norm_type: 'layer_norm', norm_elementwise_affine: true, norm_eps: 1e-5,
+  },
+};
+
+/** Reads a PixArt transformer config; errors name `file`, the class and the key. */
+export function resolvePixArtConfig(raw: Record<string, unknown>, file?: string): PixArtTransformerConfig {
+  const cls = ConfigReader.of(raw, 'PixArtTransformer2DModel', file)
+    .oneOf<keyof typeof DEFAULTS>('_class_name', ['PixArtTransformer2DModel', 'Transformer2DModel'], { default: 'PixArtTransformer2DModel' });
+  const r = ConfigReader.of(raw, cls, file);
+  const d0 = DEFAULTS[cls];
+  r.oneOf('norm_type', ['ada_norm_single'], { default: d0.norm_type });
+  r.oneOf('attention_type', ['default', null], { default: 'default' });
+  if (cls === 'PixArtTransformer2DModel') r.int('num_embeds_ada_norm', { default: 1000, min: 1 });
+  // Transformer2DModel options PixArt does not use.
+  r.oneOf('num_vector_embeds', [null], { default: null });
+  r.oneOf('use_linear_projection', [false, null], { default: false });
+  r.oneOf('double_self_attention', [false, null], { default: false });
+  const sampleSize = r.int('sample_size', { min: 1, max: LIMITS.latentSize });
+  const patchSize = r.int('patch_size', { min: 1, max: 64 });
+  const inChannels = r.int('in_channels', { min: 1, max: LIMITS.channels });
+  const heads = r.int('num_attention_heads', { default: d0.num_attention_heads, min: 1, max: LIMITS.heads });
+  const headDim = r.int('attention_head_dim', { default: d0.attention_head_dim, min: 1, max: LIMITS.headDim });
+  const d = heads * headDim;
+  if (d % 4) throw r.fail('attention_head_dim', `gives inner dim ${d}, which must be divisible by 4 for the position embedding`);
+  // PixArt cross-attends to the caption: a dimension is needed even where the class default is null.
+  const crossDim = r.int('cross_attention_dim', { default: d0.cross_attention_dim, min: 1, max: LIMITS.width });
+  const captionChannels = r.int('caption_channels', { default: null, nullable: true, min: 1, max: LIMITS.width });
+  if (captionChannels !== null && crossDim !== d) throw r.fail('cross_attention_dim', `must equal the inner dim ${d} (the caption is projected to it)`);
+  const interp = r.number('interpolation_scale', { default: null, nullable: true, above: 0 });
+  const uac = r.bool('use_additional_conditions', { default: null, nullable: true });
+  const useAc = uac ?? sampleSize === 128; // diffusers' rule
+  if (useAc && d % 3) throw r.fail('use_additional_conditions', `needs an inner dim divisible by 3, got ${d}`);
+  return {
+    numAttentionHeads: heads, attentionHeadDim: headDim, inChannels,
+    outChannels: r.int('out_channels', { default: d0.out_channels, nullable: true, min: 1, max: LIMITS.channels }) ?? inChannels,
+    numLayers: r.int('num_layers', { default: d0.num_layers, min: 1, max: LIMITS.layers }), crossAttentionDim: crossDim,
+    attentionBias: r.bool('attention_bias', { default: d0.attention_bias }), sampleSize, patchSize,
+    activationFn: r.oneOf('activation_fn', ['gelu-approximate', 'gelu', 'geglu'], { default: d0.activation_fn }),
+    onlyCrossAttention: r.bool('only_cross_attention', { default: false }), upcastAttention: r.bool('upcast_attention', { default: false }),
+    normElementwiseAffine: r.bool('norm_elementwise_affine', { default: d0.norm_elementwise_affine }),
+    normEps: r.number('norm_eps', { default: d0.norm_eps, above: 0 }),
+    interpolationScale: interp ?? Math.max(Math.floor(sampleSize / 64), 1),
+    useAdditionalConditions: useAc, captionChannels,
+  };
+}
+
 export class PixArtTransformer2DModel extends Module {
   readonly pos_embed: PatchEmbed;
   readonly transformer_blocks: ModuleList<BasicTransformerBlock>;
@@ -92,73 +148,13 @@ export class PixArtTransformer2DModel extends Module {
    * Validates a diffusers config (`PixArtTransformer2DModel`, or `Transformer2DModel` with norm_type
    * "ada_norm_single", whose defaults differ) and builds the model without allocating weights.
    */
-  static fromConfig(cfg: Record<string, unknown>): PixArtTransformer2DModel {
-    const cls = cfg._class_name ?? 'PixArtTransformer2DModel';
-    const legacy = cls === 'Transformer2DModel';
-    if (!legacy && cls !== 'PixArtTransformer2DModel') throw new Error(`PixArtTransformer2DModel: unsupported _class_name "${String(cls)}"`);
-    // Class defaults (diffusers v0.30.3) for keys a saved config may omit.
-    const defaults: Record<string, unknown> = legacy
-      ? { num_attention_heads: 16, attention_head_dim: 88, out_channels: null, num_layers: 1, cross_attention_dim: null, attention_bias: false,
-        activation_fn: 'geglu', norm_type: 'layer_norm', norm_elementwise_affine: true, norm_eps: 1e-5, caption_channels: null }
-      : { num_attention_heads: 16, attention_head_dim: 72, out_channels: 8, num_layers: 28, cross_attention_dim: 1152, attention_bias: true,
-        activation_fn: 'gelu-approximate', norm_type: 'ada_norm_single', norm_elementwise_affine: false, norm_eps: 1e-6, caption_channels: null };
-    const get = (k: string): unknown => (cfg[k] === undefined ? defaults[k] ?? null : cfg[k]);
-    const bad = (k: string, why: string): Error => new Error(`PixArtTransformer2DModel: config ${k}=${JSON.stringify(cfg[k] ?? get(k))} ${why}`);
-    const int = (k: string, nullable = false): number | null => {
-      const v = get(k);
-      if (v === null && nullable) return null;
-      if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw bad(k, 'must be a positive integer');
-      return v;
-    };
-    const bool = (k: string, def: boolean): boolean => {
-      const v = get(k) ?? def;
-      if (typeof v !== 'boolean') throw bad(k, 'must be a boolean');
-      return v;
-    };
-    if (get('norm_type') !== 'ada_norm_single') throw bad('norm_type', 'is not supported (PixArt uses "ada_norm_single")');
-    const attType = get('attention_type') ?? 'default';
-    if (attType !== 'default') throw bad('attention_type', 'is not supported (only "default")');
-    if (!legacy && cfg.num_embeds_ada_norm === null) throw bad('num_embeds_ada_norm', 'must be set with ada_norm_single');
-    if (get('num_vector_embeds')) throw bad('num_vector_embeds', 'is not supported (PixArt takes continuous latents)');
-    if (get('use_linear_projection')) throw bad('use_linear_projection', 'is not supported by PixArt');
-    if (get('double_self_attention')) throw bad('double_self_attention', 'is not supported');
-    const act = get('activation_fn');
-    if (act !== 'gelu-approximate' && act !== 'gelu' && act !== 'geglu') throw bad('activation_fn', 'is not supported (gelu-approximate, gelu, geglu)');
-    const sampleSize = int('sample_size');
-    const patchSize = int('patch_size');
-    if (sampleSize === null || patchSize === null) throw bad('patch_size', 'must be set');
-    const inChannels = int('in_channels')!;
-    const heads = int('num_attention_heads')!;
-    const headDim = int('attention_head_dim')!;
-    const d = heads * headDim;
-    if (d % 4) throw bad('attention_head_dim', `gives inner dim ${d}, which must be divisible by 4 for the position embedding`);
-    const crossDim = int('cross_attention_dim', true);
-    if (crossDim === null) throw bad('cross_attention_dim', 'must be set (PixArt cross-attends to the caption)');
-    const capCh = int('caption_channels', true);
-    if (capCh !== null && crossDim !== d) throw bad('cross_attention_dim', `must equal the inner dim ${d} (the caption is projected to it)`);
-    const eps = get('norm_eps');
-    if (typeof eps !== 'number' || !(eps > 0)) throw bad('norm_eps', 'must be a positive number');
-    const interp = get('interpolation_scale');
-    if (interp !== null && (typeof interp !== 'number' || !(interp > 0))) throw bad('interpolation_scale', 'must be a positive number or null');
-    const uac = get('use_additional_conditions');
-    if (uac !== null && typeof uac !== 'boolean') throw bad('use_additional_conditions', 'must be a boolean or null');
-    const useAc = uac === null ? sampleSize === 128 : uac;
-    if (useAc && d % 3) throw bad('use_additional_conditions', `needs an inner dim divisible by 3, got ${d}`);
-    return new PixArtTransformer2DModel({
-      numAttentionHeads: heads, attentionHeadDim: headDim, inChannels,
-      outChannels: int('out_channels', true) ?? inChannels,
-      numLayers: int('num_layers')!, crossAttentionDim: crossDim,
-      attentionBias: bool('attention_bias', true), sampleSize, patchSize, activationFn: act,
-      onlyCrossAttention: bool('only_cross_attention', false), upcastAttention: bool('upcast_attention', false),
-      normElementwiseAffine: bool('norm_elementwise_affine', false), normEps: eps,
-      interpolationScale: interp === null ? Math.max(Math.floor(sampleSize / 64), 1) : interp as number,
-      useAdditionalConditions: useAc, captionChannels: capCh,
-    });
+  static fromConfig(cfg: Record<string, unknown>, file?: string): PixArtTransformer2DModel {
+    return new PixArtTransformer2DModel(resolvePixArtConfig(cfg, file));
   }
 
   /** Loads a diffusers `transformer/` folder. */
   static async fromPretrained(dir: string, opts: LoadWeightsOptions = {}): Promise<PixArtTransformer2DModel> {
-    return loadWeightsInto(PixArtTransformer2DModel.fromConfig(await readConfig(dir, opts)), dir, opts);
+    return buildAndLoad(dir, (c, file) => PixArtTransformer2DModel.fromConfig(c, file), opts);
   }
 
   /** Flattens a per-sample condition to B·n values, broadcasting a single row to the batch. */

@@ -8,11 +8,13 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Module, ModuleList, type WeightSource } from '../nn/module.js';
 import { Linear } from '../layers/linear.js';
 import { RMSNorm } from '../layers/norm.js';
-import { activation } from '../layers/activations.js';
+import { ACTIVATION_NAMES, activation } from '../layers/activations.js';
 import { attnProcessors, setAttnProcessor } from '../attention/registry.js';
 import { AttentionModule, type AttnProcessor, type AttnProjections } from '../attention/processor.js';
-import { loadWeightsInto, readConfig, type LoadWeightsOptions } from '../io/component-source.js';
-import { Embedding, MASK_MIN, checkVocab, readIdRows, type TokenIds } from './clip-text.js';
+import { Embedding } from '../layers/embeddings.js';
+import { MASK_MIN, checkVocab, readIdRows, type TokenIds } from './text-inputs.js';
+import { buildAndLoad, type LoadWeightsOptions } from '../io/component-source.js';
+import { ConfigReader, LIMITS } from '../io/config.js';
 
 export interface T5EncoderConfig {
   vocabSize: number;
@@ -29,41 +31,30 @@ export interface T5EncoderConfig {
   isGatedAct: boolean;
 }
 
-const T5_DEFAULTS = {
-  vocab_size: 32128, d_model: 512, d_kv: 64, d_ff: 2048, num_layers: 6, num_heads: 8,
-  relative_attention_num_buckets: 32, relative_attention_max_distance: 128, layer_norm_epsilon: 1e-6,
-  feed_forward_proj: 'relu',
-};
-
-/** Parses and validates a transformers T5Config for the encoder. */
-export function parseT5Config(raw: Record<string, unknown>): T5EncoderConfig {
-  const get = (key: keyof typeof T5_DEFAULTS): unknown => raw[key] ?? T5_DEFAULTS[key];
-  const int = (key: keyof typeof T5_DEFAULTS, min = 1): number => {
-    const v = get(key);
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new Error(`T5 config: unsupported ${key} ${JSON.stringify(v)}`);
-    return v;
-  };
-  const eps = get('layer_norm_epsilon');
-  if (typeof eps !== 'number' || !(eps > 0)) throw new Error(`T5 config: unsupported layer_norm_epsilon ${JSON.stringify(eps)}`);
-  const ff = get('feed_forward_proj');
+/** Parses and validates a transformers T5Config for the encoder (transformers 4.45 defaults). */
+export function parseT5Config(raw: Record<string, unknown>, file?: string): T5EncoderConfig {
+  const r = ConfigReader.of(raw, 'T5EncoderModel', file);
+  const int = (key: string, dflt: number, max: number, min = 1): number => r.int(key, { default: dflt, min, max });
+  const ff = r.string('feed_forward_proj', { default: 'relu' });
   // transformers: "<act>" or "gated-<act>"; "gated-gelu" means the tanh-approximated gelu_new.
-  const parts = typeof ff === 'string' ? ff.split('-') : [];
+  const parts = ff.split('-');
   const gated = parts[0] === 'gated';
-  if (!parts.length || (parts.length > 1 && !gated) || parts.length > 2) {
-    throw new Error(`T5 config: unsupported feed_forward_proj ${JSON.stringify(ff)} (expected "<act>" or "gated-<act>", e.g. "relu", "gated-gelu")`);
+  if ((parts.length > 1 && !gated) || parts.length > 2) {
+    throw r.fail('feed_forward_proj', 'is not supported (expected "<act>" or "gated-<act>", e.g. "relu", "gated-gelu")');
   }
   const act = ff === 'gated-gelu' ? 'gelu_new' : parts[parts.length - 1];
-  try { activation(act); } catch {
-    throw new Error(`T5 config: unsupported feed_forward_proj ${JSON.stringify(ff)} (activation "${act}" is not supported)`);
+  if (!(ACTIVATION_NAMES as readonly string[]).includes(act)) {
+    throw r.fail('feed_forward_proj', `is not supported (activation "${act}" is not one of ${ACTIVATION_NAMES.join(', ')})`);
   }
-  if (raw.is_decoder === true) throw new Error('T5 config: unsupported is_decoder true (only the encoder is implemented)');
-  const cfg: T5EncoderConfig = {
-    vocabSize: int('vocab_size'), dModel: int('d_model'), dKv: int('d_kv'), dFf: int('d_ff'), numLayers: int('num_layers'),
-    numHeads: int('num_heads'), relativeAttentionNumBuckets: int('relative_attention_num_buckets', 2),
-    relativeAttentionMaxDistance: int('relative_attention_max_distance'), layerNormEpsilon: eps,
+  if (raw.is_decoder === true) throw r.fail('is_decoder', 'is not supported (only the encoder is implemented)');
+  return {
+    vocabSize: int('vocab_size', 32128, LIMITS.vocab), dModel: int('d_model', 512, LIMITS.width), dKv: int('d_kv', 64, LIMITS.headDim),
+    dFf: int('d_ff', 2048, LIMITS.innerWidth), numLayers: int('num_layers', 6, LIMITS.layers), numHeads: int('num_heads', 8, LIMITS.heads),
+    relativeAttentionNumBuckets: int('relative_attention_num_buckets', 32, 1024, 2),
+    relativeAttentionMaxDistance: int('relative_attention_max_distance', 128, 1 << 20),
+    layerNormEpsilon: r.number('layer_norm_epsilon', { default: 1e-6, above: 0 }),
     denseActFn: act, isGatedAct: gated,
   };
-  return cfg;
 }
 
 /**
@@ -252,18 +243,19 @@ export class T5EncoderModel extends Module {
     this.encoder = this.child('encoder', new T5Stack(config));
   }
 
-  static fromConfig(cfg: Record<string, unknown>): T5EncoderModel {
-    return new T5EncoderModel(parseT5Config(cfg));
+  /** Builds the model (no weights allocated) from a transformers config.json; `file` names it in errors. */
+  static fromConfig(cfg: Record<string, unknown>, file?: string): T5EncoderModel {
+    return new T5EncoderModel(parseT5Config(cfg, file));
   }
 
   /** Loads `<dir>/config.json` and `model.safetensors` (or a sharded `model.safetensors.index.json`). */
   static async fromPretrained(dir: string, opts: LoadWeightsOptions = {}): Promise<T5EncoderModel> {
-    return loadWeightsInto(T5EncoderModel.fromConfig(await readConfig(dir, opts)), dir, opts);
+    return buildAndLoad(dir, (c, file) => T5EncoderModel.fromConfig(c, file), opts);
   }
 
   /** Accepts checkpoints with `shared.weight`, `encoder.embed_tokens.weight`, or both (tied). */
-  override loadStateDict(src: WeightSource, opts: { onProgress?: (done: number, total: number) => void } = {}): Promise<void> {
-    return super.loadStateDict(new TiedEmbeddingSource(src), opts);
+  override weightSource(src: WeightSource): WeightSource {
+    return new TiedEmbeddingSource(src);
   }
 
   /** Encodes token ids (inside tf.tidy); the caller disposes lastHiddenState. */

@@ -11,50 +11,14 @@ import { timestepEmbedding, timestepsToArray, TimestepEmbeddingMLP } from '../la
 import type { AttnContext, AttnProcessor } from '../attention/processor.js';
 import { attnProcessors, setAttnProcessor, withRecordedAttention } from '../attention/registry.js';
 import { maskToBias } from '../attention/sdpa.js';
-import { loadWeightsInto, readConfig, type LoadWeightsOptions } from '../io/component-source.js';
+import { buildAndLoad, type LoadWeightsOptions } from '../io/component-source.js';
 import {
   CrossAttnDownBlock2D, CrossAttnUpBlock2D, DownBlock2D, UNetMidBlock2DCrossAttn, UpBlock2D,
   type AttentionSettings, type BlockInputs, type ResnetSettings,
 } from './unet-blocks.js';
+import { resolveUNetConfig, type UNet2DConditionConfig } from './unet-2d-condition-config.js';
 
-/** The config after defaults and per-block expansion (one entry per down block, in down order). */
-export interface UNet2DConditionConfig {
-  /** Default latent height/width (diffusers sample_size; the first entry when it is [h, w]). */
-  sampleSize: number;
-  inChannels: number;
-  outChannels: number;
-  centerInputSample: boolean;
-  flipSinToCos: boolean;
-  freqShift: number;
-  downBlockTypes: string[];
-  midBlockType: 'UNetMidBlock2DCrossAttn' | null;
-  upBlockTypes: string[];
-  blockOutChannels: number[];
-  layersPerBlock: number[];
-  downsamplePadding: number;
-  midBlockScaleFactor: number;
-  actFn: string;
-  normNumGroups: number;
-  normEps: number;
-  crossAttentionDim: number[];
-  transformerLayersPerBlock: (number | number[])[];
-  /** Per up block, in up order. */
-  reverseTransformerLayersPerBlock: (number | number[])[];
-  numAttentionHeads: number[];
-  onlyCrossAttention: boolean[];
-  useLinearProjection: boolean;
-  upcastAttention: boolean;
-  resnetTimeScaleShift: 'default' | 'scale_shift';
-  resnetOutScaleFactor: number;
-  timeEmbeddingDim: number | null;
-  timeEmbeddingActFn: string | null;
-  timeCondProjDim: number | null;
-  convInKernel: number;
-  convOutKernel: number;
-  additionEmbedType: 'text_time' | null;
-  additionTimeEmbedDim: number | null;
-  projectionClassEmbeddingsInputDim: number | null;
-}
+export { resolveUNetConfig, type UNet2DConditionConfig };
 
 /** Inputs of {@link UNet2DConditionModel.forward}; names follow diffusers' arguments. */
 export interface UNetForwardOptions {
@@ -75,136 +39,6 @@ export interface UNetForwardOptions {
   attnContext?: AttnContext;
   /** Called with intermediate outputs (`conv_in`, `down_blocks.0`, attention module paths…), NCHW for 4-D maps. */
   record?: (name: string, t: tf.Tensor) => void;
-}
-
-type Cfg = Record<string, unknown>;
-
-function unsupported(key: string, value: unknown, supported: string): Error {
-  return new Error(`UNet2DConditionModel: unsupported config ${key}=${JSON.stringify(value)} (supported: ${supported})`);
-}
-
-function num(c: Cfg, key: string, dflt: number): number {
-  const v = c[key] ?? dflt;
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw unsupported(key, v, 'a number');
-  return v;
-}
-
-function bool(c: Cfg, key: string, dflt: boolean): boolean {
-  const v = c[key] ?? dflt;
-  if (typeof v !== 'boolean') throw unsupported(key, v, 'true or false');
-  return v;
-}
-
-/** Requires `key` to be one of `allowed` (default `dflt` when absent). */
-function oneOf<T>(c: Cfg, key: string, allowed: T[], dflt: T): T {
-  const v = (key in c ? c[key] : dflt) as T;
-  if (!allowed.includes(v)) throw unsupported(key, v, allowed.map((a) => JSON.stringify(a)).join(', '));
-  return v;
-}
-
-/** An int or a per-block list → one entry per block. */
-function perBlock<T>(c: Cfg, key: string, dflt: unknown, n: number, ok: (x: unknown) => boolean): T[] {
-  const v = c[key] ?? dflt;
-  if (Array.isArray(v)) {
-    if (v.length !== n || !v.every(ok)) throw unsupported(key, v, `a value or a list of ${n} per-block values`);
-    return v as T[];
-  }
-  if (!ok(v)) throw unsupported(key, v, 'a value or a per-block list');
-  return new Array<T>(n).fill(v as T);
-}
-
-const isInt = (x: unknown): x is number => Number.isInteger(x) && (x as number) > 0;
-const isLayers = (x: unknown): boolean => isInt(x) || (Array.isArray(x) && x.every(isInt));
-
-/** Validates a diffusers config.json and fills diffusers' defaults. */
-export function resolveUNetConfig(c: Cfg): UNet2DConditionConfig {
-  if (c._class_name !== undefined && c._class_name !== 'UNet2DConditionModel') throw unsupported('_class_name', c._class_name, '"UNet2DConditionModel"');
-  const down = (c.down_block_types ?? ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D']) as string[];
-  const up = (c.up_block_types ?? ['UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D']) as string[];
-  for (const t of down) if (t !== 'CrossAttnDownBlock2D' && t !== 'DownBlock2D') throw unsupported('down_block_types', t, '"CrossAttnDownBlock2D", "DownBlock2D"');
-  for (const t of up) if (t !== 'CrossAttnUpBlock2D' && t !== 'UpBlock2D') throw unsupported('up_block_types', t, '"CrossAttnUpBlock2D", "UpBlock2D"');
-  const n = down.length;
-  if (up.length !== n) throw unsupported('up_block_types', up, `as many blocks as down_block_types (${n})`);
-  const boc = perBlock<number>(c, 'block_out_channels', [320, 640, 1280, 1280], n, isInt);
-  if (!Array.isArray(c.block_out_channels ?? [])) throw unsupported('block_out_channels', c.block_out_channels, 'a list');
-
-  oneOf(c, 'class_embed_type', [null], null);
-  oneOf(c, 'num_class_embeds', [null], null);
-  oneOf(c, 'class_embeddings_concat', [false], false);
-  oneOf(c, 'encoder_hid_dim', [null], null);
-  oneOf(c, 'encoder_hid_dim_type', [null], null);
-  oneOf(c, 'dual_cross_attention', [false], false);
-  oneOf(c, 'attention_type', ['default'], 'default');
-  oneOf(c, 'time_embedding_type', ['positional'], 'positional');
-  oneOf(c, 'timestep_post_act', [null], null);
-  const actFn = String(c.act_fn ?? 'silu');
-  try { activation(actFn); } catch { throw unsupported('act_fn', c.act_fn, 'silu, swish, gelu, relu, mish'); }
-  const tea = (c.time_embedding_act_fn ?? null) as string | null;
-  if (tea !== null) { try { activation(tea); } catch { throw unsupported('time_embedding_act_fn', tea, 'null, silu, gelu, mish'); } }
-  // null means "no conv_norm_out" in diffusers, a variant no released checkpoint uses.
-  if (!isInt('norm_num_groups' in c ? c.norm_num_groups : 32)) throw unsupported('norm_num_groups', c.norm_num_groups, 'a positive integer');
-  const additionEmbedType = oneOf(c, 'addition_embed_type', [null, 'text_time'], null) as 'text_time' | null;
-  if (additionEmbedType === 'text_time') {
-    if (!isInt(c.addition_time_embed_dim)) throw unsupported('addition_time_embed_dim', c.addition_time_embed_dim, 'a positive integer with addition_embed_type "text_time"');
-    if (!isInt(c.projection_class_embeddings_input_dim)) {
-      throw unsupported('projection_class_embeddings_input_dim', c.projection_class_embeddings_input_dim, 'a positive integer with addition_embed_type "text_time"');
-    }
-  }
-  const convIn = num(c, 'conv_in_kernel', 3);
-  const convOut = num(c, 'conv_out_kernel', 3);
-  if (!isInt(convIn) || convIn % 2 === 0) throw unsupported('conv_in_kernel', convIn, 'an odd integer');
-  if (!isInt(convOut) || convOut % 2 === 0) throw unsupported('conv_out_kernel', convOut, 'an odd integer');
-
-  // diffusers' legacy naming: attention_head_dim is the number of heads unless num_attention_heads is given.
-  const heads = perBlock<number>(c, c.num_attention_heads != null ? 'num_attention_heads' : 'attention_head_dim', 8, n, isInt);
-  const tlpb = perBlock<number | number[]>(c, 'transformer_layers_per_block', 1, n, isLayers);
-  let rtlpb: (number | number[])[];
-  if (c.reverse_transformer_layers_per_block != null) {
-    rtlpb = perBlock<number | number[]>(c, 'reverse_transformer_layers_per_block', null, n, isLayers);
-  } else {
-    if (tlpb.some(Array.isArray)) {
-      throw unsupported('reverse_transformer_layers_per_block', null, 'a per-block list when transformer_layers_per_block is asymmetrical');
-    }
-    rtlpb = [...tlpb].reverse();
-  }
-  const ss = c.sample_size ?? 64;
-  const sampleSize = Array.isArray(ss) ? ss[0] : ss;
-  if (!isInt(sampleSize)) throw unsupported('sample_size', c.sample_size, 'a positive integer or [h, w]');
-  return {
-    sampleSize,
-    inChannels: num(c, 'in_channels', 4),
-    outChannels: num(c, 'out_channels', 4),
-    centerInputSample: bool(c, 'center_input_sample', false),
-    flipSinToCos: bool(c, 'flip_sin_to_cos', true),
-    freqShift: num(c, 'freq_shift', 0),
-    downBlockTypes: down,
-    midBlockType: oneOf(c, 'mid_block_type', ['UNetMidBlock2DCrossAttn', null], 'UNetMidBlock2DCrossAttn') as 'UNetMidBlock2DCrossAttn' | null,
-    upBlockTypes: up,
-    blockOutChannels: boc,
-    layersPerBlock: perBlock<number>(c, 'layers_per_block', 2, n, isInt),
-    downsamplePadding: num(c, 'downsample_padding', 1),
-    midBlockScaleFactor: num(c, 'mid_block_scale_factor', 1),
-    actFn,
-    normNumGroups: num(c, 'norm_num_groups', 32),
-    normEps: num(c, 'norm_eps', 1e-5),
-    crossAttentionDim: perBlock<number>(c, 'cross_attention_dim', 1280, n, isInt),
-    transformerLayersPerBlock: tlpb,
-    reverseTransformerLayersPerBlock: rtlpb,
-    numAttentionHeads: heads,
-    onlyCrossAttention: perBlock<boolean>(c, 'only_cross_attention', false, n, (x) => typeof x === 'boolean'),
-    useLinearProjection: bool(c, 'use_linear_projection', false),
-    upcastAttention: bool(c, 'upcast_attention', false),
-    resnetTimeScaleShift: oneOf(c, 'resnet_time_scale_shift', ['default', 'scale_shift'], 'default') as 'default' | 'scale_shift',
-    resnetOutScaleFactor: num(c, 'resnet_out_scale_factor', 1),
-    timeEmbeddingDim: (c.time_embedding_dim ?? null) === null ? null : num(c, 'time_embedding_dim', 0),
-    timeEmbeddingActFn: tea,
-    timeCondProjDim: (c.time_cond_proj_dim ?? null) === null ? null : num(c, 'time_cond_proj_dim', 0),
-    convInKernel: convIn,
-    convOutKernel: convOut,
-    additionEmbedType,
-    additionTimeEmbedDim: additionEmbedType ? (c.addition_time_embed_dim as number) : null,
-    projectionClassEmbeddingsInputDim: additionEmbedType ? (c.projection_class_embeddings_input_dim as number) : null,
-  };
 }
 
 /** diffusers UNet2DConditionModel; module and parameter names are diffusers' state-dict keys. */
@@ -290,14 +124,14 @@ export class UNet2DConditionModel extends Module {
     this.conv_out = this.child('conv_out', new Conv2d(ch0, c.outChannels, c.convOutKernel, 1, (c.convOutKernel - 1) / 2));
   }
 
-  /** Builds the model (no weights allocated) from a diffusers config.json object. */
-  static fromConfig(cfg: Record<string, unknown>): UNet2DConditionModel {
-    return new UNet2DConditionModel(resolveUNetConfig(cfg));
+  /** Builds the model (no weights allocated) from a diffusers config.json object; `file` names it in errors. */
+  static fromConfig(cfg: Record<string, unknown>, file?: string): UNet2DConditionModel {
+    return new UNet2DConditionModel(resolveUNetConfig(cfg, file));
   }
 
   /** Loads a component folder's config and weights (diffusers or converted; `variant` e.g. "fp16"). */
   static async fromPretrained(dir: string, opts: LoadWeightsOptions = {}): Promise<UNet2DConditionModel> {
-    return loadWeightsInto(UNet2DConditionModel.fromConfig(await readConfig(dir, opts)), dir, opts);
+    return buildAndLoad(dir, (c, file) => UNet2DConditionModel.fromConfig(c, file), opts);
   }
 
   /** How much the down path shrinks H and W (inputs must be multiples of it). */

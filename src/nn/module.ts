@@ -168,24 +168,45 @@ export class Module {
   }
 
   /**
-   * Loads weights from a PyTorch-layout source. Strict: every missing key, unexpected key and shape
-   * mismatch is reported together in one {@link StateDictError}, before any tensor is created.
-   * Offloaded parameters (nn/offload.ts) are converted to our layout in JS and stay in JS memory: no
-   * backend tensor is created for them.
+   * The checkpoint as this model reads it. The identity here; a model whose checkpoints name one tensor two
+   * ways (T5's tied embeddings) presents them under its own key. {@link loadStateDict} and `tgate convert`
+   * both read through it.
    */
-  async loadStateDict(src: WeightSource, opts: { onProgress?: (done: number, total: number) => void } = {}): Promise<void> {
+  weightSource(src: WeightSource): WeightSource {
+    return src;
+  }
+
+  /**
+   * The strict check {@link loadStateDict} makes before reading anything: every missing key, unexpected key
+   * and shape mismatch, reported together in one {@link StateDictError}. `src` is read as this model reads
+   * it ({@link weightSource}): pass the raw checkpoint.
+   */
+  checkStateDict(src: WeightSource): void {
+    const s = this.weightSource(src);
     const params = new Map(this.namedParameters());
-    const have = new Set(src.keys());
+    const have = new Set(s.keys());
     const missing = [...params.keys()].filter((k) => !have.has(k));
     const unexpected = [...have].filter((k) => !params.has(k));
     const mismatched: { key: string; expected: number[]; actual: number[] }[] = [];
     for (const [k, p] of params) {
       if (!have.has(k)) continue;
-      const expected = src.layoutConverted ? p.shape : p.torchShape;
-      const actual = src.shape(k);
+      const expected = s.layoutConverted ? p.shape : p.torchShape;
+      const actual = s.shape(k);
       if (expected.length !== actual.length || expected.some((d, i) => d !== actual[i])) mismatched.push({ key: k, expected, actual });
     }
-    if (missing.length || unexpected.length || mismatched.length) throw new StateDictError(src.name, missing, unexpected, mismatched);
+    if (missing.length || unexpected.length || mismatched.length) throw new StateDictError(s.name, missing, unexpected, mismatched);
+  }
+
+  /**
+   * Loads weights from a PyTorch-layout source. Strict ({@link checkStateDict}): nothing is created unless
+   * every key and shape matches.
+   * Offloaded parameters (nn/offload.ts) are converted to our layout in JS and stay in JS memory: no
+   * backend tensor is created for them.
+   */
+  async loadStateDict(raw: WeightSource, opts: { onProgress?: (done: number, total: number) => void } = {}): Promise<void> {
+    this.checkStateDict(raw);
+    const src = this.weightSource(raw);
+    const params = new Map(this.namedParameters());
     let done = 0;
     for (const [k, p] of params) {
       const values = await src.read(k);

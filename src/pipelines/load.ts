@@ -4,7 +4,8 @@
  * http(s) URL). Nothing is fetched but the location given.
  */
 import type { Module } from '../nn/module.js';
-import { loadComponent, readModelIndex, type LoadWeightsOptions } from '../io/component-source.js';
+import { readModelIndex } from '../io/component-source.js';
+import { loadModel } from '../models/load.js';
 import type { OffloadOptions } from '../nn/offload.js';
 import { joinLocation, readJsonAt } from '../io/location.js';
 import { loadTokenizer } from '../tokenizers/index.js';
@@ -37,14 +38,6 @@ export interface LoadOptions {
    * unchanged; each forward pays one upload of the weights it uses. For models beyond the backend's memory.
    */
   offload?: boolean | OffloadOptions;
-}
-
-/**
- * Builds a model from a component folder's config and loads its weights (strict key and shape checks).
- * `opts` as a string is the weight variant (the older signature).
- */
-export function loadModel<M extends Module = Module>(dir: string, opts: string | LoadWeightsOptions = {}): Promise<M> {
-  return loadComponent<M>(dir, typeof opts === 'string' ? { variant: opts } : opts);
 }
 
 const PIPELINES: Record<string, string[]> = {
@@ -81,7 +74,7 @@ export async function loadPipeline(dir: string, opts: LoadOptions = {}): Promise
         if (!sc) throw new Error(`${dir}: component "scheduler" has no ${joinLocation(sub, 'scheduler_config.json')}`);
         parts[name] = schedulerFromConfig(sc);
       } else {
-        const m = await loadComponent(sub, { variant: opts.variant, fetch: opts.fetch, cache: opts.cache, offload: opts.offload });
+        const m = await loadModel(sub, { variant: opts.variant, fetch: opts.fetch, cache: opts.cache, offload: opts.offload });
         loaded.push(m);
         parts[name] = m;
       }

@@ -10,7 +10,7 @@ import type { T5EncoderModel } from '../models/t5-encoder.js';
 import type { T5Tokenizer } from '../tokenizers/index.js';
 import type { Scheduler } from '../samplers/index.js';
 import { runGeneration, type GenerateOptionsBase, type GenerateResult } from './session.js';
-import { checkCommon, checkEmbeds, checkSize, warnTruncated } from './common.js';
+import { checkCommon, checkEmbeds, checkSize, warnTruncated } from './checks.js';
 
 export interface PixArtGenerateOptions extends GenerateOptionsBase {
   promptEmbeds?: tf.Tensor;

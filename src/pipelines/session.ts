@@ -14,7 +14,8 @@ import type { TgateOptions } from '../attention/tgate.js';
 import { denoiseLoop, type DenoiseArgs, type StepInfo } from './denoise.js';
 import { beginTgate } from '../attention/tgate-session.js';
 import { DeepCache, type DeepCacheOptions } from './deepcache.js';
-import { decodeLatents, prepareLatents, toRGBImages, type RGBImage } from './common.js';
+import { decodeLatents, prepareLatents, toRGBImages } from './latents.js';
+import type { RGBImage } from '../io/png.js';
 
 /** Options shared by every pipeline's `generate` (diffusers `__call__` arguments in camelCase). */
 export interface GenerateOptionsBase {

@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { CLIPTextModel, CLIPTextModelWithProjection } from '../models/clip-text.js';
 import type { CLIPTokenizer } from '../tokenizers/index.js';
 import { runGeneration, type GenerateResult, type Own } from './session.js';
-import { checkEmbeds, warnTruncated } from './common.js';
+import { checkEmbeds, warnTruncated } from './checks.js';
 import { StableDiffusionPipeline, type SDComponents, type SDGenerateOptions } from './stable-diffusion.js';
 
 export interface SDXLGenerateOptions extends SDGenerateOptions {

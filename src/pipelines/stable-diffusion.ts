@@ -6,9 +6,30 @@ import type { CLIPTextModel } from '../models/clip-text.js';
 import type { CLIPTokenizer } from '../tokenizers/index.js';
 import type { Scheduler } from '../samplers/index.js';
 import { runGeneration, type GenerateOptionsBase, type GenerateResult, type Own } from './session.js';
-import { checkCommon, checkEmbeds, checkSize, guidanceScaleEmbedding, warnTruncated } from './common.js';
+import { checkCommon, checkEmbeds, checkSize, warnTruncated } from './checks.js';
 
 export type { GenerateOptionsBase, GenerateResult } from './session.js';
+
+const f32 = Math.fround;
+
+/**
+ * diffusers `get_guidance_scale_embedding` (LCM's `timestep_cond`): sinusoidal embedding of (w − 1)·1000,
+ * computed with torch's float32 roundings.
+ */
+export function guidanceScaleEmbedding(guidanceScale: number, dim: number, batch: number): tf.Tensor2D {
+  const w = f32(f32(guidanceScale - 1) * 1000);
+  const half = Math.floor(dim / 2);
+  const step = f32(Math.log(10000) / (half - 1));
+  const row = new Float32Array(dim);
+  for (let i = 0; i < half; i++) {
+    const arg = f32(w * f32(Math.exp(f32(i * -step))));
+    row[i] = Math.sin(arg);
+    row[half + i] = Math.cos(arg);
+  }
+  const out = new Float32Array(batch * dim);
+  for (let b = 0; b < batch; b++) out.set(row, b * dim);
+  return tf.tensor2d(out, [batch, dim]);
+}
 
 export interface SDGenerateOptions extends GenerateOptionsBase {
   promptEmbeds?: tf.Tensor;

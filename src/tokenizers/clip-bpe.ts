@@ -7,7 +7,7 @@ import { readFileAt, readJsonAt } from '../io/location.js';
 import {
   type AddedToken, type BatchEncoding, type JsonObject, type TokenizeOptions, type TruncationReport,
   addedTokensFromConfig, batchEncode, specialToken, splitOnAddedTokens, truncationReport,
-} from './common.js';
+} from './batch-encoding.js';
 
 /** Parsed tokenizer files; what {@link CLIPTokenizer.fromDir} reads from a diffusers `tokenizer/` folder. */
 export interface CLIPTokenizerFiles {

@@ -5,7 +5,7 @@ import { T5Tokenizer } from './t5-unigram.js';
 
 export { CLIPTokenizer, clipBasicClean, type CLIPTokenizerFiles } from './clip-bpe.js';
 export { T5Tokenizer, type T5TokenizerFiles } from './t5-unigram.js';
-export type { BatchEncoding, TokenizeOptions, TruncationReport } from './common.js';
+export type { BatchEncoding, TokenizeOptions, TruncationReport } from './batch-encoding.js';
 
 /** Either tokenizer; both share `encode`, `call`, `tokenCount`, `checkTruncation` and `decode`. */
 export type Tokenizer = CLIPTokenizer | T5Tokenizer;

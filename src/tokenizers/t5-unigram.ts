@@ -7,7 +7,7 @@ import { readFileAt, readJsonAt } from '../io/location.js';
 import {
   type AddedToken, type BatchEncoding, type JsonObject, type TokenizeOptions, type TruncationReport,
   addedTokensFromConfig, batchEncode, specialToken, splitOnAddedTokens, truncationReport,
-} from './common.js';
+} from './batch-encoding.js';
 import { PieceType, SpNormalizer, type SpModelProto, parseSpModel } from './sentencepiece.js';
 
 /** Parsed tokenizer files; what {@link T5Tokenizer.fromDir} reads from a diffusers `tokenizer/` folder. */

@@ -8,15 +8,15 @@
  */
 import path from 'node:path';
 import { copyFile, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
-import { Module, StateDictError, type Parameter, type WeightSource } from '../src/nn/module.js';
-import { modelClasses, modelFromConfig } from '../src/models/registry.js';
-import { exists, findWeightFiles, readComponentConfig, readJson, type Config } from '../src/io/diffusers-folder.js';
-import { FileSource, openSafetensors } from '../src/io/node-source.js';
-import { SafetensorsWeightSource } from '../src/io/weights.js';
+import { StateDictError, type Module, type Parameter, type WeightSource } from '../nn/module.js';
+import { modelSpecs } from '../models/registry.js';
+import { exists, findWeightFiles, readComponentConfig, readJson, type Config } from '../io/diffusers-folder.js';
+import { FileSource, openSafetensors } from '../io/node-source.js';
+import { SafetensorsWeightSource } from '../io/safetensors-weight-source.js';
 import {
   STORED_BYTES, ShardPacker, buildModelJson, encodeStored, shardBytesFor, shardFileName, uint8Params,
   type QuantizeMode, type TfjsWeightEntry,
-} from '../src/io/tfjs-format.js';
+} from '../io/tfjs-format.js';
 
 export interface ConvertOptions {
   /** Storage of the weights (default none = float32, bit-exact). */
@@ -95,59 +95,33 @@ interface ModelPlan {
   effective: WeightSource;
 }
 
-/**
- * The source the model's own `loadStateDict` would read from. Some models adapt the checkpoint there
- * (T5 presents `encoder.embed_tokens.weight` as the tied `shared.weight`); asking the model keeps that
- * knowledge in one place. The base method is swapped only for this synchronous call.
- */
-function effectiveSource(model: Module, src: WeightSource): WeightSource {
-  const base = Module.prototype.loadStateDict;
-  let seen: WeightSource | undefined;
-  Module.prototype.loadStateDict = function (s: WeightSource) { seen = s; return Promise.resolve(); };
-  try {
-    void model.loadStateDict(src);
-  } finally {
-    Module.prototype.loadStateDict = base;
-  }
-  return seen ?? src;
-}
-
-/** Same strict checks as loadStateDict, against the PyTorch shapes, before anything is written. */
-function checkKeys(params: [string, Parameter][], src: WeightSource, name: string): void {
-  const have = new Set(src.keys());
-  const want = new Map(params);
-  const missing = params.map(([k]) => k).filter((k) => !have.has(k));
-  const unexpected = [...have].filter((k) => !want.has(k));
-  const mismatched: { key: string; expected: number[]; actual: number[] }[] = [];
-  for (const [k, p] of params) {
-    if (!have.has(k)) continue;
-    const actual = src.shape(k);
-    const expected = p.torchShape;
-    if (expected.length !== actual.length || expected.some((d, i) => d !== actual[i])) mismatched.push({ key: k, expected, actual });
-  }
-  if (missing.length || unexpected.length || mismatched.length) throw new StateDictError(name, missing, unexpected, mismatched);
-}
-
 async function planModel(name: string, srcDir: string, outSub: string, opts: ConvertOptions): Promise<ModelPlan> {
   const config = await readComponentConfig(srcDir);
   const className = String(config._class_name ?? '');
   const label = name ? `component "${name}"` : srcDir;
   if (!className) throw new Error(`${label}: ${path.join(srcDir, 'config.json')} names no _class_name (or architectures)`);
-  if (!modelClasses.has(className)) {
-    throw new Error(`${label}: model class "${className}" is not supported by tgate-tfjs (supported: ${[...modelClasses.keys()].join(', ')})` +
+  const spec = modelSpecs.get(className);
+  if (!spec) {
+    throw new Error(`${label}: model class "${className}" is not supported by tgate-tfjs (supported: ${[...modelSpecs.keys()].join(', ')})` +
       (name ? '; leave it out with --components' : ''));
   }
   let model: Module;
   try {
-    model = modelFromConfig(config);
+    model = spec.fromConfig(config, path.join(srcDir, 'config.json'));
   } catch (e) {
     throw new Error(`${label}: ${(e as Error).message}`);
   }
   const source = await openLean(srcDir, opts.variant).catch((e: Error) => { throw new Error(`${label}: ${e.message}`); });
   try {
-    const effective = effectiveSource(model, source);
+    // Read as the model reads it (T5 presents its tied embedding under one key), with the same strict checks.
+    try {
+      model.checkStateDict(source);
+    } catch (e) {
+      if (!(e instanceof StateDictError)) throw e;
+      throw new StateDictError(`${label} (${className}, ${e.source})`, e.missing, e.unexpected, e.mismatched);
+    }
+    const effective = model.weightSource(source);
     const params = [...model.namedParameters()];
-    checkKeys(params, effective, `${label} (${className}, ${source.name})`);
     return { name, srcDir, outSub, config, className, params, source, effective };
   } catch (e) {
     await source.close();

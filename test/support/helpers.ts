@@ -1,27 +1,17 @@
-/** Shared test helpers: fixture paths, relative L2 error, backends. */
+/** Shared test helpers: fixture paths, relative L2 error of tensors (relL2 itself lives in src/eval), backends. */
 import * as tf from '@tensorflow/tfjs-core';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
-import { initBackend, type BackendName } from '../src/backends/index.js';
-import { openSafetensors } from '../src/io/node-source.js';
-import { parseJson } from '../src/io/json.js';
+import { initBackend, type BackendName } from '../../src/backends/index.js';
+import { openSafetensors } from '../../src/io/node-source.js';
+import { parseJson } from '../../src/io/json.js';
+import { relL2 } from '../../src/eval/rel-l2.js';
 
-export const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures');
+export { relL2 };
+
+export const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures');
 export const fixture = (...p: string[]): string => path.join(FIXTURES, ...p);
-
-/** ‖a − b‖ / ‖b‖ computed in float64 on the CPU. */
-export function relL2(out: ArrayLike<number>, ref: ArrayLike<number>): number {
-  if (out.length !== ref.length) throw new Error(`length mismatch: ${out.length} vs ${ref.length}`);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < ref.length; i++) {
-    const d = out[i] - ref[i];
-    num += d * d;
-    den += ref[i] * ref[i];
-  }
-  return Math.sqrt(num) / Math.sqrt(den);
-}
 
 export function relL2T(out: tf.Tensor, ref: tf.Tensor): number {
   expect(out.shape).toEqual(ref.shape);

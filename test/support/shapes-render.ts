@@ -6,8 +6,8 @@
 import {
   COLOURS, PALETTE, POSITIONS, SHAPES, SIZES,
   type ShapeColour, type ShapeKind, type ShapePosition, type ShapeSize,
-} from '../src/eval/index.js';
-import { formatCaption, type CaptionVariant } from '../src/eval/index.js';
+} from '../../src/eval/index.js';
+import { formatCaption, type CaptionVariant } from '../../src/eval/index.js';
 
 /** Small seeded RNG (mulberry32 + Box-Muller). */
 export class Rng {

@@ -4,7 +4,7 @@
  */
 import type { CommandModule } from 'yargs';
 import { convertPipeline, type ConvertProgress } from './convert.js';
-import { QUANTIZE_MODES, type QuantizeMode } from '../src/io/tfjs-format.js';
+import { QUANTIZE_MODES, type QuantizeMode } from '../io/tfjs-format.js';
 
 interface ConvertArgs {
   src: string;
@@ -73,7 +73,7 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
     if (rep.copied.length) console.log(`copied: ${rep.copied.join(', ')}`);
     console.log(`wrote ${rep.out} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     if (a.verify) {
-      const { initBackend } = await import('../src/backends/index.js');
+      const { initBackend } = await import('../backends/index.js');
       const { verifyConversion } = await import('./verify.js');
       const be = await initBackend(a.backend as never, { quiet: true });
       console.log(`verifying on ${be.name}:`);
