@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { TfjsWeightSource } from '../src/io/tfjs-format.js';
-import { buildFolder, controlWeights, memoryFetch, modelJsonOf, withModelJson, writeFolder, type Folder } from './tfjs-folder.js';
+import { buildFolder, controlWeights, memoryFetch, modelJsonOf, withModelJson, writeFolder, type Folder } from './support/tfjs-folder.js';
 
 const BASE = 'https://weights.test/unet/';
 let work: string;

@@ -21,7 +21,7 @@ interface CheckReport {
 function runCheck(threads: number): Promise<CheckReport> {
   return new Promise((resolve, reject) => {
     // The timeout is also the check that pool threads do not keep the process alive.
-    execFile(process.execPath, ['--import', 'tsx', path.join(HERE, 'wasm-backend-check.ts'), String(threads)],
+    execFile(process.execPath, ['--import', 'tsx', path.join(HERE, 'support', 'wasm-backend-check.ts'), String(threads)],
       { cwd: path.join(HERE, '..'), timeout: 90000, maxBuffer: 64 * 2 ** 20 },
       (err, stdout, stderr) => (err ? reject(new Error(`wasm check (${threads} threads) failed: ${err.message}\n${stderr.slice(-3000)}`)) : resolve(JSON.parse(stdout))));
   });

@@ -1,5 +1,5 @@
 /**
- * Fuzzing the weight readers with seeded mutations of valid files (test/weights-fuzz-cases.ts): 10,500
+ * Fuzzing the weight readers with seeded mutations of valid files (test/support/weights-fuzz-cases.ts): 10,500
  * safetensors files and 2,100 TF.js folders, the latter read both from disk and over an in-memory fetch.
  *
  * Criteria (issue 18): no malformed file accepted, and an accepted file gives exactly its control's tensors
@@ -13,8 +13,8 @@ import path from 'node:path';
 import { fixture } from './support/helpers.js';
 import { SafetensorsError, SafetensorsFile, encodeSafetensors, type SafetensorsDtype } from '../src/io/safetensors.js';
 import { TfjsWeightSource } from '../src/io/tfjs-format.js';
-import { buildFolder, controlWeights, memoryFetch, writeFolder, type Folder } from './tfjs-folder.js';
-import { SAFETENSORS_OPS, TFJS_OPS, describeSafetensors, int, mulberry32, pick, type Expect, type StControl } from './weights-fuzz-cases.js';
+import { buildFolder, controlWeights, memoryFetch, writeFolder, type Folder } from './support/tfjs-folder.js';
+import { SAFETENSORS_OPS, TFJS_OPS, describeSafetensors, int, mulberry32, pick, type Expect, type StControl } from './support/weights-fuzz-cases.js';
 
 const ST_CASES = 10_500;
 const TF_CASES = 2_100;

@@ -7,7 +7,7 @@ import path from 'node:path';
 import {
   ShardPacker, STORED_BYTES, buildModelJson, encodeStored, shardFileName, uint8Params,
   type QuantizeMode, type TfjsModelJson, type TfjsWeightEntry,
-} from '../src/io/tfjs-format.js';
+} from '../../src/io/tfjs-format.js';
 
 /** A folder's files by name: `model.json` and the shards. */
 export type Folder = Map<string, Uint8Array>;

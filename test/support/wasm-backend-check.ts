@@ -4,8 +4,8 @@
  * heap guard did. That the process exits at all is part of the check (pool threads must not keep it alive).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { initBackend, WasmHeapError } from '../src/backends/index.js';
-import { seededGemm } from './support/seeded-gemm.js';
+import { initBackend, WasmHeapError } from '../../src/backends/index.js';
+import { seededGemm } from './seeded-gemm.js';
 
 const threads = Number(process.argv[2]);
 const workerBefore = typeof (globalThis as Record<string, unknown>).Worker;
