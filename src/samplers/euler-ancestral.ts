@@ -19,7 +19,7 @@ export const EULER_ANCESTRAL_DEFAULTS: Record<string, unknown> = {
 /** Ancestral Euler sampler (k-diffusion `sample_euler_ancestral`, η = 1). */
 export class EulerAncestralDiscreteScheduler extends SigmaScheduler {
   constructor(config: Record<string, unknown> = {}) {
-    super('EulerAncestralDiscreteScheduler', EULER_ANCESTRAL_DEFAULTS, config);
+    super('EulerAncestralDiscreteScheduler', EULER_ANCESTRAL_DEFAULTS, config, [['rescale_betas_zero_snr', [true, false]]]);
     if (this.config.rescale_betas_zero_snr) this.alphasCumprod[this.alphasCumprod.length - 1] = 2 ** -24;
   }
 
