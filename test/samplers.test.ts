@@ -114,18 +114,31 @@ describe('schedulerFromConfig', () => {
   });
 
   test('unknown class is an error naming it', () => {
-    expect(() => schedulerFromConfig({ _class_name: 'UniPCMultistepScheduler' })).toThrow(/_class_name="UniPCMultistepScheduler"/);
+    expect(() => schedulerFromConfig({ _class_name: 'HeunDiscreteScheduler' })).toThrow(/_class_name="HeunDiscreteScheduler"/);
+    expect(() => schedulerFromConfig({ _class_name: 'toString' })).toThrow(/_class_name="toString"/);
     expect(() => schedulerFromConfig({})).toThrow(/_class_name/);
   });
 
   test.each([
     ['DDIMScheduler', { beta_schedule: 'sigmoid' }, /beta_schedule="sigmoid"/],
-    ['DDIMScheduler', { thresholding: true }, /thresholding=true/],
+    ['DDIMScheduler', { thresholding: 'yes' }, /thresholding="yes"/],
+    ['DDIMScheduler', { num_train_timesteps: 1e9 }, /num_train_timesteps=1000000000 must be an integer ≥ 2 ≤ 100000/],
+    ['DDIMScheduler', { beta_start: '0.1' }, /beta_start="0.1" must be a number/],
+    ['DDIMScheduler', { trained_betas: [0.1, 0.2] }, /trained_betas must be 1000 numbers/],
     ['DDIMScheduler', { prediction_type: 'flow' }, /prediction_type="flow"/],
     ['DDIMScheduler', { timestep_spacing: 'karras' }, /timestep_spacing="karras"/],
-    ['PNDMScheduler', { skip_prk_steps: false }, /skip_prk_steps=false/],
+    ['PNDMScheduler', { skip_prk_steps: 'no' }, /skip_prk_steps="no"/],
     ['PNDMScheduler', { prediction_type: 'sample' }, /prediction_type="sample"/],
-    ['DPMSolverMultistepScheduler', { algorithm_type: 'sde-dpmsolver++' }, /algorithm_type="sde-dpmsolver\+\+"/],
+    ['DPMSolverMultistepScheduler', { algorithm_type: 'dpm' }, /algorithm_type="dpm"/],
+    ['DPMSolverMultistepScheduler', { algorithm_type: 'sde-dpmsolver++', solver_order: 3 }, /no third-order update/],
+    ['DPMSolverMultistepScheduler', { algorithm_type: 'dpmsolver' }, /final_sigmas_type="zero" is not supported with algorithm_type="dpmsolver"/],
+    ['DPMSolverMultistepScheduler', { use_karras_sigmas: true, use_lu_lambdas: true }, /cannot both be true/],
+    ['DPMSolverSinglestepScheduler', { algorithm_type: 'dpmsolver', final_sigmas_type: 'sigma_min', thresholding: true }, /thresholding is not supported/],
+    ['UniPCMultistepScheduler', { solver_p: {} }, /solver_p=\{\}/],
+    ['UniPCMultistepScheduler', { disable_corrector: [1.5] }, /disable_corrector/],
+    ['DEISMultistepScheduler', { algorithm_type: 'sde-dpmsolver++' }, /algorithm_type="sde-dpmsolver\+\+"/],
+    ['EDMEulerScheduler', { sigma_schedule: 'linear' }, /sigma_schedule="linear"/],
+    ['EDMDPMSolverMultistepScheduler', { algorithm_type: 'dpmsolver' }, /algorithm_type="dpmsolver"/],
     ['DPMSolverMultistepScheduler', { solver_order: 4 }, /solver_order=4/],
     ['DPMSolverMultistepScheduler', { final_sigmas_type: 'one' }, /final_sigmas_type="one"/],
     ['EulerDiscreteScheduler', { interpolation_type: 'log_linear' }, /interpolation_type="log_linear"/],

@@ -107,10 +107,14 @@ export abstract class MultistepDpmBase extends IndexedScheduler {
     const algo = this.algorithm;
     const noise = algo.startsWith('sde') ? this.drawNoise(modelOutput.shape, opts) : undefined;
     const [nt, s0] = [this.node(this.sigmas[i + 1]), this.node(this.sigmas[i])];
+    const h = Math.fround(nt.lam - s0.lam);
     const prevSample = tf.tidy(() => {
-      if (order === 1 || this.lowerOrderNums < 1 || lowerFinal) return firstOrderUpdate(algo, nt, s0, converted, sample, noise);
+      // h = 0 is a zero-length step (final_sigmas_type "sigma_min" can end on two sigmas whose float32 logs agree,
+      // e.g. EDM's last Karras sigma and sigma_min): the higher-order terms are 0/0 there, and the first-order
+      // update is both their limit and what diffusers' midpoint second order returns exactly. diffusers' own
+      // vectorised log can differ from the correctly rounded one by an ulp and then gives finite noise instead.
+      if (order === 1 || this.lowerOrderNums < 1 || lowerFinal || h === 0) return firstOrderUpdate(algo, nt, s0, converted, sample, noise);
       const s1 = this.node(this.sigmas[i - 1]);
-      const h = Math.fround(nt.lam - s0.lam);
       const r0 = Math.fround(Math.fround(s0.lam - s1.lam) / h);
       const [m0, m1] = [m[order - 1]!, m[order - 2]!];
       if (order === 2 || this.lowerOrderNums < 2 || lowerSecond) {
