@@ -70,8 +70,9 @@ function uniCoefficients(hh: number, order: number, bh1: boolean): { hPhi1: numb
  * UniPC: a predictor (UniP) step, then at the next step a corrector (UniC) that refines the sample with the new
  * model output before predicting again. `solver_p` (a second scheduler as predictor) is not supported.
  *
- * NaN trap rejected: solver_type "bh1" with final_sigmas_type "zero" makes diffusers 0.30.3 return all-NaN latents
- * at the last step (σ = 0 gives B(h) = −∞ times a zero residual); the constructor throws for that combination.
+ * NaN traps rejected (the constructor throws): with final_sigmas_type "zero", solver_type "bh1" makes diffusers 0.30.3
+ * return all-NaN latents at the last step (σ = 0 gives B(h) = −∞ times a zero residual), and lower_order_final=false
+ * with solver_order > 1 divides by a zero λ-ratio there (inf/NaN, or a singular solve for order 3).
  */
 export class UniPCMultistepScheduler extends IndexedScheduler {
   sigmas: number[] = [];
@@ -94,8 +95,14 @@ export class UniPCMultistepScheduler extends IndexedScheduler {
     if (!Array.isArray(dc) || !dc.every((v) => Number.isInteger(v))) {
       throw new Error(`${this.cls}: disable_corrector must be a list of step indices, got ${JSON.stringify(dc)}`);
     }
-    if (this.config.solver_type === 'bh1' && this.config.final_sigmas_type === 'zero') {
-      throw new Error(`${this.cls}: solver_type "bh1" with final_sigmas_type "zero" gives NaN at the last step in diffusers 0.30.3; use final_sigmas_type "sigma_min" or solver_type "bh2"`);
+    if (this.config.final_sigmas_type === 'zero') {
+      if (this.config.solver_type === 'bh1') {
+        throw new Error(`${this.cls}: solver_type "bh1" with final_sigmas_type "zero" gives NaN at the last step in diffusers 0.30.3; use final_sigmas_type "sigma_min" or solver_type "bh2"`);
+      }
+      if (this.config.lower_order_final === false && Number(this.config.solver_order) > 1) {
+        // The last predictor would divide by r_k = Δλ/h = 0 (h = ∞ onto σ = 0): inf/NaN, or a singular solve.
+        throw new Error(`${this.cls}: lower_order_final=false with solver_order>1 and final_sigmas_type "zero" gives non-finite latents at the last step in diffusers 0.30.3; use lower_order_final true or final_sigmas_type "sigma_min"`);
+      }
     }
     if (this.config.rescale_betas_zero_snr) this.alphasCumprod[this.alphasCumprod.length - 1] = 2 ** -24;
   }
