@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from './rng.js';
 import type { NoiseSource } from './torch-generator.js';
+import { alphaSigma } from './multistep-schedule.js';
 import { alphasCumprod, f32, makeBetas, type BetaConfig } from './schedule.js';
 
 /** Per-call options of `step`. */
@@ -87,6 +88,17 @@ export function checkRules(cls: string, config: Record<string, unknown>, rules: 
     else checkNumber(cls, key, config[key], rule as NumberRule);
   }
 }
+
+/** diffusers' defaults of the training beta schedule, shared by every class that has one. */
+export const TRAINING_DEFAULTS: Record<string, unknown> = {
+  num_train_timesteps: 1000, beta_start: 0.0001, beta_end: 0.02, beta_schedule: 'linear', trained_betas: null,
+};
+
+/** Dynamic thresholding of x̂₀, off by default. */
+export const THRESHOLDING_DEFAULTS: Record<string, unknown> = { thresholding: false, dynamic_thresholding_ratio: 0.995, sample_max_value: 1.0 };
+
+/** The head the multistep solvers' defaults share (DPM-Solver, UniPC, DEIS). */
+export const SOLVER_DEFAULTS: Record<string, unknown> = { ...TRAINING_DEFAULTS, solver_order: 2, prediction_type: 'epsilon', ...THRESHOLDING_DEFAULTS };
 
 /** The largest training schedule accepted (diffusers models use 1000; this bounds the tables we allocate). */
 const MAX_TRAIN_TIMESTEPS = 100_000;
@@ -265,6 +277,12 @@ export abstract class SchedulerBase implements Scheduler {
   protected addNoiseSigma(original: tf.Tensor, noise: tf.Tensor, timesteps: number | readonly number[], sigmas: number[]): tf.Tensor {
     const idx = this.noiseSigmaIndices(original, noise, timesteps, sigmas.length);
     return rowAffine(original, null, noise, idx.map((i) => sigmas[i]));
+  }
+
+  /** The VP rule of the DPM-Solver family, UniPC and DEIS: α_σ·x + σ_σ·ε for the sigma `noiseSigmaIndices` picks. */
+  protected addNoiseVp(original: tf.Tensor, noise: tf.Tensor, timesteps: number | readonly number[], sigmas: number[]): tf.Tensor {
+    const as = this.noiseSigmaIndices(original, noise, timesteps, sigmas.length).map((i) => alphaSigma(sigmas[i]));
+    return rowAffine(original, as.map((v) => v[0]), noise, as.map((v) => v[1]));
   }
 
   /** The injected noise, else a draw from the given or the default generator. */

@@ -1,23 +1,17 @@
 /** DDIMScheduler (diffusers v0.30.3), including η > 0 and the `sample`/`v_prediction` parameterisations. */
 import * as tf from '@tensorflow/tfjs-core';
-import { SchedulerBase, type StepOptions, type StepOutput } from './base.js';
+import { TRAINING_DEFAULTS, THRESHOLDING_DEFAULTS, SchedulerBase, type StepOptions, type StepOutput } from './base.js';
 import { f32, npArange, npLinspace, roundHalfEven } from './schedule.js';
 import { thresholdSample } from './threshold.js';
 
 export const DDIM_DEFAULTS: Record<string, unknown> = {
-  num_train_timesteps: 1000,
-  beta_start: 0.0001,
-  beta_end: 0.02,
-  beta_schedule: 'linear',
-  trained_betas: null,
+  ...TRAINING_DEFAULTS,
   clip_sample: true,
   set_alpha_to_one: true,
   steps_offset: 0,
   prediction_type: 'epsilon',
-  thresholding: false,
-  dynamic_thresholding_ratio: 0.995,
+  ...THRESHOLDING_DEFAULTS,
   clip_sample_range: 1.0,
-  sample_max_value: 1.0,
   timestep_spacing: 'leading',
   rescale_betas_zero_snr: false,
 };

@@ -1,22 +1,13 @@
 /** DEISMultistepScheduler (diffusers v0.30.3): log-ρ DEIS (arXiv 2204.13902), orders 1–3. */
 import * as tf from '@tensorflow/tfjs-core';
-import { IndexedScheduler, rowAffine, type StepOptions, type StepOutput } from './base.js';
+import { SOLVER_DEFAULTS, IndexedScheduler, type StepOptions, type StepOutput } from './base.js';
 import { vpNode, type DpmNode } from './dpm-solver-updates.js';
-import { alphaSigma, multistepSigmas, multistepTimesteps, withFinalSigma } from './multistep-schedule.js';
+import { alphaSigma, solverSchedule, withFinalSigma } from './multistep-schedule.js';
 import { f32 } from './schedule.js';
 import { thresholdSample } from './threshold.js';
 
 export const DEIS_DEFAULTS: Record<string, unknown> = {
-  num_train_timesteps: 1000,
-  beta_start: 0.0001,
-  beta_end: 0.02,
-  beta_schedule: 'linear',
-  trained_betas: null,
-  solver_order: 2,
-  prediction_type: 'epsilon',
-  thresholding: false,
-  dynamic_thresholding_ratio: 0.995,
-  sample_max_value: 1.0,
+  ...SOLVER_DEFAULTS,
   algorithm_type: 'deis',
   solver_type: 'logrho',
   lower_order_final: true,
@@ -67,14 +58,10 @@ export class DEISMultistepScheduler extends IndexedScheduler {
 
   setTimesteps(n: number): void {
     this.checkSteps(n);
-    const c = this.config;
-    const T = this.num('num_train_timesteps');
-    const ts = multistepTimesteps(c.timestep_spacing, T, T, n, this.num('steps_offset'));
-    const karras = c.use_karras_sigmas === true;
-    const { timesteps, sigmas, table } = multistepSigmas(c, this.alphasCumprod, ts, n, karras ? 'karras' : 'interpolate');
+    const { timesteps, sigmas, minSigma } = solverSchedule(this.config, this.alphasCumprod, n);
     this.startRun();
     this.timesteps = timesteps;
-    this.sigmas = withFinalSigma(sigmas, karras ? sigmas[sigmas.length - 1] : table[0]);
+    this.sigmas = withFinalSigma(sigmas, minSigma);
     this.numInferenceSteps = timesteps.length;
   }
 
@@ -140,12 +127,6 @@ export class DEISMultistepScheduler extends IndexedScheduler {
   }
 
   addNoise(original: tf.Tensor, noise: tf.Tensor, timesteps: number | readonly number[]): tf.Tensor {
-    const idx = this.noiseSigmaIndices(original, noise, timesteps, this.sigmas.length);
-    const as = idx.map((i) => alphaSigma(this.sigmas[i]));
-    return rowAffine(original, as.map((v) => v[0]), noise, as.map((v) => v[1]));
-  }
-
-  override dispose(): void {
-    this.reset();
+    return this.addNoiseVp(original, noise, timesteps, this.sigmas);
   }
 }

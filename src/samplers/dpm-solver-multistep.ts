@@ -1,6 +1,6 @@
 /** DPMSolverMultistepScheduler (diffusers v0.30.3): DPM-Solver(++) and its SDE variants, orders 1–3. */
 import * as tf from '@tensorflow/tfjs-core';
-import { IndexedScheduler, rowAffine, type ConfigRules, type StepOptions, type StepOutput } from './base.js';
+import { SOLVER_DEFAULTS, IndexedScheduler, type ConfigRules, type StepOptions, type StepOutput } from './base.js';
 import {
   firstOrderUpdate, scaledDiff, secondOrderUpdate, thirdOrderUpdate, vpNode, type DpmAlgorithm, type DpmNode,
 } from './dpm-solver-updates.js';
@@ -10,16 +10,7 @@ import {
 import { thresholdSample } from './threshold.js';
 
 export const DPM_DEFAULTS: Record<string, unknown> = {
-  num_train_timesteps: 1000,
-  beta_start: 0.0001,
-  beta_end: 0.02,
-  beta_schedule: 'linear',
-  trained_betas: null,
-  solver_order: 2,
-  prediction_type: 'epsilon',
-  thresholding: false,
-  dynamic_thresholding_ratio: 0.995,
-  sample_max_value: 1.0,
+  ...SOLVER_DEFAULTS,
   algorithm_type: 'dpmsolver++',
   solver_type: 'midpoint',
   lower_order_final: true,
@@ -134,10 +125,6 @@ export abstract class MultistepDpmBase extends IndexedScheduler {
     this.stepIndex = i + 1;
     return { prevSample };
   }
-
-  override dispose(): void {
-    this.reset();
-  }
 }
 
 /** Multistep DPM-Solver (arXiv 2206.00927) and DPM-Solver++ (arXiv 2211.01095) on the discrete VP schedule. */
@@ -178,9 +165,7 @@ export class DPMSolverMultistepScheduler extends MultistepDpmBase {
   }
 
   addNoise(original: tf.Tensor, noise: tf.Tensor, timesteps: number | readonly number[]): tf.Tensor {
-    const idx = this.noiseSigmaIndices(original, noise, timesteps, this.sigmas.length);
-    const as = idx.map((i) => alphaSigma(this.sigmas[i]));
-    return rowAffine(original, as.map((v) => v[0]), noise, as.map((v) => v[1]));
+    return this.addNoiseVp(original, noise, timesteps, this.sigmas);
   }
 }
 

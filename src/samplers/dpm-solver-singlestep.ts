@@ -1,24 +1,15 @@
 /** DPMSolverSinglestepScheduler (diffusers v0.30.3): singlestep DPM-Solver(++) of orders 1–3. */
 import * as tf from '@tensorflow/tfjs-core';
-import { IndexedScheduler, rowAffine, type StepOptions, type StepOutput } from './base.js';
+import { SOLVER_DEFAULTS, IndexedScheduler, type StepOptions, type StepOutput } from './base.js';
 import { checkDpmConfig, convertVpModelOutput, DPM_RULES, withSolverAliases } from './dpm-solver-multistep.js';
 import {
   firstOrderUpdate, scaledDiff, secondOrderUpdate, thirdOrderUpdate, vpNode, type DpmAlgorithm,
 } from './dpm-solver-updates.js';
-import { alphaSigma, clippedSteps, configNumber, multistepSigmas, withFinalSigma } from './multistep-schedule.js';
+import { clippedSteps, configNumber, multistepSigmas, withFinalSigma } from './multistep-schedule.js';
 import { f32, npLinspace, roundHalfEven } from './schedule.js';
 
 export const DPM_SINGLE_DEFAULTS: Record<string, unknown> = {
-  num_train_timesteps: 1000,
-  beta_start: 0.0001,
-  beta_end: 0.02,
-  beta_schedule: 'linear',
-  trained_betas: null,
-  solver_order: 2,
-  prediction_type: 'epsilon',
-  thresholding: false,
-  dynamic_thresholding_ratio: 0.995,
-  sample_max_value: 1.0,
+  ...SOLVER_DEFAULTS,
   algorithm_type: 'dpmsolver++',
   solver_type: 'midpoint',
   lower_order_final: false,
@@ -157,12 +148,6 @@ export class DPMSolverSinglestepScheduler extends IndexedScheduler {
   }
 
   addNoise(original: tf.Tensor, noise: tf.Tensor, timesteps: number | readonly number[]): tf.Tensor {
-    const idx = this.noiseSigmaIndices(original, noise, timesteps, this.sigmas.length);
-    const as = idx.map((i) => alphaSigma(this.sigmas[i]));
-    return rowAffine(original, as.map((v) => v[0]), noise, as.map((v) => v[1]));
-  }
-
-  override dispose(): void {
-    this.reset();
+    return this.addNoiseVp(original, noise, timesteps, this.sigmas);
   }
 }

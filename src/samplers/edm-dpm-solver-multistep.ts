@@ -1,5 +1,6 @@
 /** EDMDPMSolverMultistepScheduler (diffusers v0.30.3): DPM-Solver++ on the EDM schedule (Playground v2.5's sampler). */
 import * as tf from '@tensorflow/tfjs-core';
+import { THRESHOLDING_DEFAULTS } from './base.js';
 import { checkDpmConfig, DPM_RULES, MultistepDpmBase, withSolverAliases } from './dpm-solver-multistep.js';
 import { edmNode, type DpmNode } from './dpm-solver-updates.js';
 import {
@@ -9,11 +10,9 @@ import { f32 } from './schedule.js';
 import { thresholdSample } from './threshold.js';
 
 export const EDM_DPM_DEFAULTS: Record<string, unknown> = {
+  ...THRESHOLDING_DEFAULTS,
   ...EDM_DEFAULTS,
   solver_order: 2,
-  thresholding: false,
-  dynamic_thresholding_ratio: 0.995,
-  sample_max_value: 1.0,
   algorithm_type: 'dpmsolver++',
   solver_type: 'midpoint',
   lower_order_final: true,

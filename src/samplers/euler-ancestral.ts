@@ -1,15 +1,11 @@
 /** EulerAncestralDiscreteScheduler (diffusers v0.30.3): Euler step to σ_down plus fresh noise of size σ_up. */
 import * as tf from '@tensorflow/tfjs-core';
-import { type StepOptions, type StepOutput } from './base.js';
+import { TRAINING_DEFAULTS, type StepOptions, type StepOutput } from './base.js';
 import { predictX0, SigmaScheduler } from './euler.js';
 import { f32 } from './schedule.js';
 
 export const EULER_ANCESTRAL_DEFAULTS: Record<string, unknown> = {
-  num_train_timesteps: 1000,
-  beta_start: 0.0001,
-  beta_end: 0.02,
-  beta_schedule: 'linear',
-  trained_betas: null,
+  ...TRAINING_DEFAULTS,
   prediction_type: 'epsilon',
   timestep_spacing: 'linspace',
   steps_offset: 0,

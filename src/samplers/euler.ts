@@ -1,16 +1,12 @@
 /** EulerDiscreteScheduler (diffusers v0.30.3): k-diffusion's Euler sampler on the discrete VP schedule. */
 import * as tf from '@tensorflow/tfjs-core';
-import { IndexedScheduler, type StepOptions, type StepOutput } from './base.js';
+import { TRAINING_DEFAULTS, IndexedScheduler, type StepOptions, type StepOutput } from './base.js';
 import {
   f32, interpUnitGrid, karrasSigmas, logF32, npArange, npLinspace, roundHalfEven, sigmaToT, sigmasFromAlphasCumprod,
 } from './schedule.js';
 
 export const EULER_DEFAULTS: Record<string, unknown> = {
-  num_train_timesteps: 1000,
-  beta_start: 0.0001,
-  beta_end: 0.02,
-  beta_schedule: 'linear',
-  trained_betas: null,
+  ...TRAINING_DEFAULTS,
   prediction_type: 'epsilon',
   interpolation_type: 'linear',
   use_karras_sigmas: false,

@@ -1,24 +1,21 @@
 /** LCMScheduler (diffusers v0.30.3): latent consistency model multistep sampling. */
 import * as tf from '@tensorflow/tfjs-core';
-import { IndexedScheduler, type StepOptions, type StepOutput } from './base.js';
+import { TRAINING_DEFAULTS, THRESHOLDING_DEFAULTS, IndexedScheduler, type StepOptions, type StepOutput } from './base.js';
 import { clipOrThreshold } from './ddim.js';
 import { f32, npLinspace } from './schedule.js';
 
 export const LCM_DEFAULTS: Record<string, unknown> = {
-  num_train_timesteps: 1000,
+  ...TRAINING_DEFAULTS,
   beta_start: 0.00085,
   beta_end: 0.012,
   beta_schedule: 'scaled_linear',
-  trained_betas: null,
   original_inference_steps: 50,
   clip_sample: false,
   clip_sample_range: 1.0,
   set_alpha_to_one: true,
   steps_offset: 0,
   prediction_type: 'epsilon',
-  thresholding: false,
-  dynamic_thresholding_ratio: 0.995,
-  sample_max_value: 1.0,
+  ...THRESHOLDING_DEFAULTS,
   timestep_spacing: 'leading',
   timestep_scaling: 10.0,
   rescale_betas_zero_snr: false,

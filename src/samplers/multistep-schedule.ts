@@ -77,5 +77,17 @@ export function multistepSigmas(
   return { timesteps: sigmas.map((s) => roundHalfEven(sigmaToT(s, logSig))), sigmas, table };
 }
 
+/**
+ * UniPC's and DEIS's schedule: spacing over all T training steps (no λ clipping), Karras optional. `minSigma` is
+ * the run's smallest sigma, which their "sigma_min" final sigma means: the Karras end, else the training table's.
+ */
+export function solverSchedule(c: Record<string, unknown>, ac: Float32Array, n: number): { timesteps: number[]; sigmas: number[]; minSigma: number } {
+  const T = Number(c.num_train_timesteps);
+  const ts = multistepTimesteps(c.timestep_spacing, T, T, n, Number(c.steps_offset));
+  const karras = c.use_karras_sigmas === true;
+  const { timesteps, sigmas, table } = multistepSigmas(c, ac, ts, n, karras ? 'karras' : 'interpolate');
+  return { timesteps, sigmas, minSigma: karras ? sigmas[sigmas.length - 1] : table[0] };
+}
+
 /** Appends the final sigma and rounds the table to float32, as diffusers stores it. */
 export const withFinalSigma = (sigmas: number[], last: number): number[] => [...sigmas, last].map(f32);

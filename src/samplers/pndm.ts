@@ -3,16 +3,12 @@
  * followed by the linear multistep method (PLMS), or PLMS alone (`skip_prk_steps: true`).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { SchedulerBase, type StepOptions, type StepOutput } from './base.js';
+import { TRAINING_DEFAULTS, SchedulerBase, type StepOptions, type StepOutput } from './base.js';
 import { ddimTimesteps } from './ddim.js';
 import { f32 } from './schedule.js';
 
 export const PNDM_DEFAULTS: Record<string, unknown> = {
-  num_train_timesteps: 1000,
-  beta_start: 0.0001,
-  beta_end: 0.02,
-  beta_schedule: 'linear',
-  trained_betas: null,
+  ...TRAINING_DEFAULTS,
   skip_prk_steps: false,
   set_alpha_to_one: false,
   prediction_type: 'epsilon',
@@ -183,9 +179,5 @@ export class PNDMScheduler extends SchedulerBase {
 
   addNoise(original: tf.Tensor, noise: tf.Tensor, timesteps: number | readonly number[]): tf.Tensor {
     return this.addNoiseAlphas(original, noise, timesteps);
-  }
-
-  override dispose(): void {
-    this.reset();
   }
 }

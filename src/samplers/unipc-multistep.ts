@@ -1,22 +1,13 @@
 /** UniPCMultistepScheduler (diffusers v0.30.3): the UniPC predictor–corrector (arXiv 2302.04867), variants bh1/bh2. */
 import * as tf from '@tensorflow/tfjs-core';
-import { IndexedScheduler, rowAffine, type StepOptions, type StepOutput } from './base.js';
+import { SOLVER_DEFAULTS, IndexedScheduler, type StepOptions, type StepOutput } from './base.js';
 import { vpNode, type DpmNode } from './dpm-solver-updates.js';
-import { alphaSigma, multistepSigmas, multistepTimesteps, withFinalSigma } from './multistep-schedule.js';
+import { alphaSigma, solverSchedule, withFinalSigma } from './multistep-schedule.js';
 import { f32 } from './schedule.js';
 import { thresholdSample } from './threshold.js';
 
 export const UNIPC_DEFAULTS: Record<string, unknown> = {
-  num_train_timesteps: 1000,
-  beta_start: 0.0001,
-  beta_end: 0.02,
-  beta_schedule: 'linear',
-  trained_betas: null,
-  solver_order: 2,
-  prediction_type: 'epsilon',
-  thresholding: false,
-  dynamic_thresholding_ratio: 0.995,
-  sample_max_value: 1.0,
+  ...SOLVER_DEFAULTS,
   predict_x0: true,
   solver_type: 'bh2',
   lower_order_final: true,
@@ -109,16 +100,10 @@ export class UniPCMultistepScheduler extends IndexedScheduler {
 
   setTimesteps(n: number): void {
     this.checkSteps(n);
-    const c = this.config;
-    const T = this.num('num_train_timesteps');
-    const ts = multistepTimesteps(c.timestep_spacing, T, T, n, this.num('steps_offset'));
-    const karras = c.use_karras_sigmas === true;
-    const { timesteps, sigmas, table } = multistepSigmas(c, this.alphasCumprod, ts, n, karras ? 'karras' : 'interpolate');
-    // sigma_min means the smallest sigma of the run: the Karras end, else the training table's.
-    const last = c.final_sigmas_type === 'sigma_min' ? (karras ? sigmas[sigmas.length - 1] : table[0]) : 0;
+    const { timesteps, sigmas, minSigma } = solverSchedule(this.config, this.alphasCumprod, n);
     this.startRun();
     this.timesteps = timesteps;
-    this.sigmas = withFinalSigma(sigmas, last);
+    this.sigmas = withFinalSigma(sigmas, this.config.final_sigmas_type === 'sigma_min' ? minSigma : 0);
     this.numInferenceSteps = timesteps.length;
   }
 
@@ -234,12 +219,6 @@ export class UniPCMultistepScheduler extends IndexedScheduler {
   }
 
   addNoise(original: tf.Tensor, noise: tf.Tensor, timesteps: number | readonly number[]): tf.Tensor {
-    const idx = this.noiseSigmaIndices(original, noise, timesteps, this.sigmas.length);
-    const as = idx.map((i) => alphaSigma(this.sigmas[i]));
-    return rowAffine(original, as.map((v) => v[0]), noise, as.map((v) => v[1]));
-  }
-
-  override dispose(): void {
-    this.reset();
+    return this.addNoiseVp(original, noise, timesteps, this.sigmas);
   }
 }
