@@ -176,6 +176,17 @@ describe('options beyond the recorded cases', () => {
     tf.dispose([x, atBegin]);
   });
 
+  test('a step past the end of the schedule is an error, not a NaN', () => {
+    for (const { name } of SCHEDULER_LIST.filter((s) => !['DDIMScheduler', 'PNDMScheduler'].includes(s.name))) {
+      const s = schedulerFromConfig(SD, name);
+      s.setTimesteps(2);
+      s.setBeginIndex!(2);
+      const x = tf.zeros([1, 4, 2, 2]);
+      expect(() => s.step(x, s.timesteps[1], x)).toThrow(/step 2 is past the 2-step schedule/);
+      x.dispose();
+    }
+  });
+
   test('PNDM Runge–Kutta warm-up: N + 9 model evaluations, and N ≥ 4', () => {
     const p = schedulerFromConfig({ ...SD, skip_prk_steps: false }, 'PNDMScheduler');
     p.setTimesteps(10);

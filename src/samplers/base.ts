@@ -160,14 +160,14 @@ export abstract class SchedulerBase implements Scheduler {
   /** Set by `setBeginIndex` on the classes that have it; cleared by `setTimesteps`. */
   protected beginIndex: number | null = null;
 
-  /** @param rules the class's own checks, run after the shared ones on the resolved config. */
+  /** @param rules checks of the class's own keys, run with the shared ones on the resolved config. */
   protected constructor(cls: string, defaults: Record<string, unknown>, passed: Record<string, unknown>, rules: ConfigRules = []) {
     if (passed === null || typeof passed !== 'object' || Array.isArray(passed)) throw new Error(`${cls}: the config must be an object`);
     this.config = resolveConfig(cls, defaults, passed);
     const c = this.config;
     const own = Object.keys(defaults);
-    checkRules(cls, c, TRAINING_RULES.filter(([k]) => own.includes(k)));
-    checkRules(cls, c, rules);
+    // Only the class's own keys: values another class left in the config do not concern this one.
+    checkRules(cls, c, [...TRAINING_RULES, ...rules].filter(([k]) => own.includes(k)));
     if (own.includes('prediction_type')) checkOneOf(cls, 'prediction_type', c.prediction_type, this.predictionTypes());
     if (own.includes('beta_schedule')) {
       const T = Number(c.num_train_timesteps);
@@ -222,6 +222,9 @@ export abstract class SchedulerBase implements Scheduler {
   /** Step index of the current call, initialised on the first step of a run from the begin index or from `t`. */
   protected currentStepIndex(t: number): number {
     if (this.stepIndex === null) this.stepIndex = this.beginIndex ?? this.indexForTimestep(t);
+    if (this.stepIndex >= this.timesteps.length) {
+      throw new Error(`${this.cls}: step ${this.stepIndex} is past the ${this.timesteps.length}-step schedule (setTimesteps starts a new run)`);
+    }
     return this.stepIndex;
   }
 

@@ -100,7 +100,6 @@ export class DPMSolverSinglestepScheduler extends IndexedScheduler {
   step(modelOutput: tf.Tensor, t: number, sample: tf.Tensor, opts?: StepOptions): StepOutput {
     this.requireTimesteps();
     const i = this.currentStepIndex(t);
-    if (i >= this.orderList.length) throw new Error(`${this.cls}: step index ${i} is past the schedule (${this.orderList.length} steps)`);
     const converted = tf.tidy(() => convertVpModelOutput(this.config, modelOutput, sample, this.sigmas[i]));
     this.modelOutputs.shift()?.dispose();
     this.modelOutputs.push(converted);
