@@ -36,7 +36,7 @@ export { AttentionStoreProcessor } from './attention/attention-store.js';
 export { AutoGate, AUTO_GATE_THRESHOLD } from './attention/auto-gate.js';
 export type { TgateOptions, TgateFlags } from './attention/tgate.js';
 
-export { schedulerFromConfig, SCHEDULERS, Rng, TorchGenerator } from './samplers/index.js';
+export { schedulerFromConfig, SCHEDULERS, SCHEDULER_LIST, Rng, TorchGenerator } from './samplers/index.js';
 export type { NoiseSource } from './samplers/index.js';
 export type { Scheduler, StepOptions, StepOutput } from './samplers/index.js';
 

@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { readFileSync } from 'node:fs';
 import { fixture, loadFixture, relL2T } from './support/helpers.js';
-import { schedulerFromConfig, Rng, type Scheduler } from '../src/samplers/index.js';
+import { schedulerFromConfig, Rng, SCHEDULER_LIST, SCHEDULERS, type Scheduler } from '../src/samplers/index.js';
 
 interface Case {
   class: string;
@@ -114,18 +114,32 @@ describe('schedulerFromConfig', () => {
   });
 
   test('unknown class is an error naming it', () => {
-    expect(() => schedulerFromConfig({ _class_name: 'UniPCMultistepScheduler' })).toThrow(/_class_name="UniPCMultistepScheduler"/);
+    expect(() => schedulerFromConfig({ _class_name: 'HeunDiscreteScheduler' })).toThrow(/_class_name="HeunDiscreteScheduler"/);
+    expect(() => schedulerFromConfig({ _class_name: 'toString' })).toThrow(/_class_name="toString"/);
     expect(() => schedulerFromConfig({})).toThrow(/_class_name/);
   });
 
   test.each([
     ['DDIMScheduler', { beta_schedule: 'sigmoid' }, /beta_schedule="sigmoid"/],
-    ['DDIMScheduler', { thresholding: true }, /thresholding=true/],
+    ['DDIMScheduler', { thresholding: 'yes' }, /thresholding="yes"/],
+    ['DDIMScheduler', { num_train_timesteps: 1e9 }, /num_train_timesteps=1000000000 must be an integer ≥ 2 ≤ 100000/],
+    ['DDIMScheduler', { beta_start: '0.1' }, /beta_start="0.1" must be a number/],
+    ['DDIMScheduler', { trained_betas: [0.1, 0.2] }, /trained_betas must be 1000 numbers/],
     ['DDIMScheduler', { prediction_type: 'flow' }, /prediction_type="flow"/],
     ['DDIMScheduler', { timestep_spacing: 'karras' }, /timestep_spacing="karras"/],
-    ['PNDMScheduler', { skip_prk_steps: false }, /skip_prk_steps=false/],
+    ['PNDMScheduler', { skip_prk_steps: 'no' }, /skip_prk_steps="no"/],
     ['PNDMScheduler', { prediction_type: 'sample' }, /prediction_type="sample"/],
-    ['DPMSolverMultistepScheduler', { algorithm_type: 'sde-dpmsolver++' }, /algorithm_type="sde-dpmsolver\+\+"/],
+    ['DPMSolverMultistepScheduler', { algorithm_type: 'dpm' }, /algorithm_type="dpm"/],
+    ['DPMSolverMultistepScheduler', { algorithm_type: 'sde-dpmsolver++', solver_order: 3 }, /no third-order update/],
+    ['DPMSolverMultistepScheduler', { algorithm_type: 'dpmsolver' }, /final_sigmas_type="zero" is not supported with algorithm_type="dpmsolver"/],
+    ['DPMSolverMultistepScheduler', { use_karras_sigmas: true, use_lu_lambdas: true }, /cannot both be true/],
+    ['DPMSolverSinglestepScheduler', { algorithm_type: 'dpmsolver', final_sigmas_type: 'sigma_min', thresholding: true }, /thresholding is not supported/],
+    ['UniPCMultistepScheduler', { solver_p: {} }, /solver_p=\{\}/],
+    ['UniPCMultistepScheduler', { lower_order_final: false }, /lower_order_final=false with solver_order>1 and final_sigmas_type "zero" gives non-finite/],
+    ['UniPCMultistepScheduler', { disable_corrector: [1.5] }, /disable_corrector/],
+    ['DEISMultistepScheduler', { algorithm_type: 'sde-dpmsolver++' }, /algorithm_type="sde-dpmsolver\+\+"/],
+    ['EDMEulerScheduler', { sigma_schedule: 'linear' }, /sigma_schedule="linear"/],
+    ['EDMDPMSolverMultistepScheduler', { algorithm_type: 'dpmsolver' }, /algorithm_type="dpmsolver"/],
     ['DPMSolverMultistepScheduler', { solver_order: 4 }, /solver_order=4/],
     ['DPMSolverMultistepScheduler', { final_sigmas_type: 'one' }, /final_sigmas_type="one"/],
     ['EulerDiscreteScheduler', { interpolation_type: 'log_linear' }, /interpolation_type="log_linear"/],
@@ -136,6 +150,49 @@ describe('schedulerFromConfig', () => {
 
 describe('options beyond the recorded cases', () => {
   const SD = INDEX.cases.ddim_sd.config_passed;
+
+  test('SCHEDULER_LIST names every class once, with a one-line description', () => {
+    expect(SCHEDULER_LIST.map((s) => s.name).sort()).toEqual(Object.keys(SCHEDULERS).sort());
+    for (const s of SCHEDULER_LIST) {
+      expect(new s.ctor({}).config._class_name).toBe(s.name);
+      expect(s.description).toMatch(/^[^\n]{10,100}$/);
+    }
+  });
+
+  test('set_begin_index exists where diffusers has it; setTimesteps clears it', () => {
+    for (const { name } of SCHEDULER_LIST) {
+      const s = schedulerFromConfig(SD, name);
+      expect([name, typeof s.setBeginIndex]).toEqual([name, ['DDIMScheduler', 'PNDMScheduler'].includes(name) ? 'undefined' : 'function']);
+    }
+    const e = schedulerFromConfig(SD, 'EulerDiscreteScheduler');
+    expect(() => e.setBeginIndex!(-1)).toThrow(/non-negative integer/);
+    e.setTimesteps(10);
+    e.setBeginIndex!(3);
+    const x = tf.ones([1, 4, 2, 2]);
+    const atBegin = e.addNoise(x, x, 999); // the timestep is ignored once a begin index is set
+    e.setTimesteps(10);
+    expect(() => e.addNoise(x, x, 999)).toThrow(/timestep 999 is not in the current schedule/);
+    expect(atBegin.dataSync()[0]).toBeCloseTo(1 + e.sigmas![3], 5);
+    tf.dispose([x, atBegin]);
+  });
+
+  test('a step past the end of the schedule is an error, not a NaN', () => {
+    for (const { name } of SCHEDULER_LIST.filter((s) => !['DDIMScheduler', 'PNDMScheduler'].includes(s.name))) {
+      const s = schedulerFromConfig(SD, name);
+      s.setTimesteps(2);
+      s.setBeginIndex!(2);
+      const x = tf.zeros([1, 4, 2, 2]);
+      expect(() => s.step(x, s.timesteps[1], x)).toThrow(/step 2 is past the 2-step schedule/);
+      x.dispose();
+    }
+  });
+
+  test('PNDM Runge–Kutta warm-up: N + 9 model evaluations, and N ≥ 4', () => {
+    const p = schedulerFromConfig({ ...SD, skip_prk_steps: false }, 'PNDMScheduler');
+    p.setTimesteps(10);
+    expect(p.timesteps.length).toBe(19);
+    expect(() => p.setTimesteps(3)).toThrow(/Runge–Kutta warm-up .* needs num_inference_steps ≥ 4, got 3/);
+  });
 
   test('zero-SNR rescale gives alphas_cumprod ending at 0 (DDIM) and runs trailing v-prediction', () => {
     const s = schedulerFromConfig({ ...SD, rescale_betas_zero_snr: true, timestep_spacing: 'trailing', prediction_type: 'v_prediction' }, 'DDIMScheduler');

@@ -1,22 +1,17 @@
 /** DDIMScheduler (diffusers v0.30.3), including η > 0 and the `sample`/`v_prediction` parameterisations. */
 import * as tf from '@tensorflow/tfjs-core';
-import { SchedulerBase, type StepOptions, type StepOutput } from './base.js';
+import { TRAINING_DEFAULTS, THRESHOLDING_DEFAULTS, SchedulerBase, type StepOptions, type StepOutput } from './base.js';
 import { f32, npArange, npLinspace, roundHalfEven } from './schedule.js';
+import { thresholdSample } from './threshold.js';
 
 export const DDIM_DEFAULTS: Record<string, unknown> = {
-  num_train_timesteps: 1000,
-  beta_start: 0.0001,
-  beta_end: 0.02,
-  beta_schedule: 'linear',
-  trained_betas: null,
+  ...TRAINING_DEFAULTS,
   clip_sample: true,
   set_alpha_to_one: true,
   steps_offset: 0,
   prediction_type: 'epsilon',
-  thresholding: false,
-  dynamic_thresholding_ratio: 0.995,
+  ...THRESHOLDING_DEFAULTS,
   clip_sample_range: 1.0,
-  sample_max_value: 1.0,
   timestep_spacing: 'leading',
   rescale_betas_zero_snr: false,
 };
@@ -41,7 +36,10 @@ export class DDIMScheduler extends SchedulerBase {
   readonly finalAlphaCumprod: number;
 
   constructor(config: Record<string, unknown> = {}) {
-    super('DDIMScheduler', DDIM_DEFAULTS, config);
+    super('DDIMScheduler', DDIM_DEFAULTS, config, [
+      ['clip_sample', [true, false]], ['clip_sample_range', { min: 0 }], ['set_alpha_to_one', [true, false]],
+      ['rescale_betas_zero_snr', [true, false]],
+    ]);
     this.finalAlphaCumprod = this.config.set_alpha_to_one ? 1 : this.alphasCumprod[0];
   }
 
@@ -60,9 +58,9 @@ export class DDIMScheduler extends SchedulerBase {
   }
 
   step(modelOutput: tf.Tensor, t: number, sample: tf.Tensor, opts: StepOptions = {}): StepOutput {
-    if (this.numInferenceSteps === null) throw new Error('DDIMScheduler: call setTimesteps before step');
+    this.requireTimesteps();
     const eta = opts.eta ?? 0;
-    const prevT = t - Math.floor(this.num('num_train_timesteps') / this.numInferenceSteps);
+    const prevT = t - Math.floor(this.num('num_train_timesteps') / this.numInferenceSteps!);
     const aT = this.alphasCumprod[t];
     const aPrev = prevT >= 0 ? this.alphasCumprod[prevT] : this.finalAlphaCumprod;
     const bT = f32(1 - aT);
@@ -86,14 +84,23 @@ export class DDIMScheduler extends SchedulerBase {
         x0 = tf.sub(tf.mul(sqA, sample), tf.mul(sqB, modelOutput));
         eps = tf.add(tf.mul(sqA, modelOutput), tf.mul(sqB, sample));
       }
-      if (this.config.clip_sample) {
-        const r = this.num('clip_sample_range');
-        x0 = tf.clipByValue(x0, -r, r);
-      }
+      x0 = clipOrThreshold(this.config, x0);
       let prev = tf.add(tf.mul(sqAPrev, x0), tf.mul(dirCoef, eps));
       if (eta > 0) prev = tf.add(prev, tf.mul(std, this.drawNoise(modelOutput.shape, opts)));
       // The caller owns the outputs; `x0` may alias the model output (prediction_type sample), so copy it.
       return { prevSample: prev, predOriginalSample: x0 === modelOutput ? tf.clone(x0) : x0 };
     });
   }
+
+  addNoise(original: tf.Tensor, noise: tf.Tensor, timesteps: number | readonly number[]): tf.Tensor {
+    return this.addNoiseAlphas(original, noise, timesteps);
+  }
+}
+
+/** DDIM/LCM: dynamic thresholding of x̂₀ if configured, else clipping to ±clip_sample_range if configured. */
+export function clipOrThreshold(c: Record<string, unknown>, x0: tf.Tensor): tf.Tensor {
+  if (c.thresholding) return thresholdSample(x0, Number(c.dynamic_thresholding_ratio), Number(c.sample_max_value));
+  if (!c.clip_sample) return x0;
+  const r = Number(c.clip_sample_range);
+  return tf.clipByValue(x0, -r, r);
 }

@@ -1,21 +1,16 @@
-/** DPMSolverMultistepScheduler (diffusers v0.30.3), DPM-Solver++ (data prediction), orders 1–3. */
+/** DPMSolverMultistepScheduler (diffusers v0.30.3): DPM-Solver(++) and its SDE variants, orders 1–3. */
 import * as tf from '@tensorflow/tfjs-core';
-import { SchedulerBase, checkOneOf, type StepOptions, type StepOutput } from './base.js';
+import { SOLVER_DEFAULTS, IndexedScheduler, type ConfigRules, type StepOptions, type StepOutput } from './base.js';
 import {
-  f32, interpUnitGrid, karrasSigmas, logF32, npArange, npLinspace, roundHalfEven, sigmaToT, sigmasFromAlphasCumprod,
-} from './schedule.js';
+  firstOrderUpdate, scaledDiff, secondOrderUpdate, thirdOrderUpdate, vpNode, type DpmAlgorithm, type DpmNode,
+} from './dpm-solver-updates.js';
+import {
+  alphaSigma, clippedSteps, configNumber, multistepSigmas, multistepTimesteps, withFinalSigma, type SigmaMode,
+} from './multistep-schedule.js';
+import { thresholdSample } from './threshold.js';
 
 export const DPM_DEFAULTS: Record<string, unknown> = {
-  num_train_timesteps: 1000,
-  beta_start: 0.0001,
-  beta_end: 0.02,
-  beta_schedule: 'linear',
-  trained_betas: null,
-  solver_order: 2,
-  prediction_type: 'epsilon',
-  thresholding: false,
-  dynamic_thresholding_ratio: 0.995,
-  sample_max_value: 1.0,
+  ...SOLVER_DEFAULTS,
   algorithm_type: 'dpmsolver++',
   solver_type: 'midpoint',
   lower_order_final: true,
@@ -30,78 +25,43 @@ export const DPM_DEFAULTS: Record<string, unknown> = {
   rescale_betas_zero_snr: false,
 };
 
-/** A number from a config value; python's JSON writes ±inf as `Infinity`, some tools as the string "-inf". */
-function configNumber(v: unknown): number {
-  if (typeof v === 'string' && /^-?inf(inity)?$/i.test(v)) return v.startsWith('-') ? -Infinity : Infinity;
-  return Number(v);
+/**
+ * diffusers accepts the other solvers' names and rewrites them in the config (`register_to_config`), which is what
+ * lets a DEIS or UniPC config be switched to DPM-Solver. Returns a rewritten copy of the passed config.
+ */
+export function withSolverAliases(config: Record<string, unknown>): Record<string, unknown> {
+  const c = { ...config };
+  if (c.algorithm_type === 'deis') c.algorithm_type = 'dpmsolver++';
+  if (['logrho', 'bh1', 'bh2'].includes(c.solver_type as string)) c.solver_type = 'midpoint';
+  return c;
 }
 
-/** α_t, σ_t of the VP process for the k-diffusion sigma σ (float32 like diffusers' tensors). */
-function alphaSigma(sigma: number): [number, number] {
-  const a = f32(1 / f32(Math.sqrt(f32(f32(sigma * sigma) + 1))));
-  return [a, f32(sigma * a)];
-}
+/** Checks shared by the DPM-Solver family (multistep, EDM multistep, singlestep). */
+export const DPM_RULES: ConfigRules = [
+  ['solver_type', ['midpoint', 'heun']],
+  ['final_sigmas_type', ['zero', 'sigma_min']],
+  ['lower_order_final', [true, false]],
+  ['euler_at_final', [true, false]],
+  ['use_karras_sigmas', [true, false]],
+];
 
-/** λ = log α − log σ (float32; +∞ when σ = 0, which makes the last step return x̂₀ exactly as in torch). */
-const lambdaOf = (a: number, s: number): number => f32(f32(Math.log(a)) - f32(Math.log(s)));
-
-/** Multistep DPM-Solver++ (arXiv 2211.01095) with diffusers' lower-order warm-up and final steps. */
-export class DPMSolverMultistepScheduler extends SchedulerBase {
+/**
+ * The multistep DPM-Solver loop shared by the VP and EDM classes: the model-output history, diffusers' lower-order
+ * warm-up and final steps, and the per-order updates. Subclasses give the schedule, the node of a sigma and the
+ * conversion of the model output.
+ */
+export abstract class MultistepDpmBase extends IndexedScheduler {
   sigmas: number[] = [];
-  /** Data predictions of the last `solver_order` steps (oldest first; owned by the scheduler). */
+  /** Converted model outputs of the last `solver_order` steps (oldest first; owned by the scheduler). */
   private modelOutputs: (tf.Tensor | null)[] = [];
   private lowerOrderNums = 0;
 
-  constructor(config: Record<string, unknown> = {}) {
-    super('DPMSolverMultistepScheduler', DPM_DEFAULTS, config);
-    const c = this.config;
-    const cls = this.cls;
-    // "deis" and the UniPC solver types are aliases diffusers rewrites on load.
-    if (c.algorithm_type === 'deis') c.algorithm_type = 'dpmsolver++';
-    if (['logrho', 'bh1', 'bh2'].includes(c.solver_type as string)) c.solver_type = 'midpoint';
-    checkOneOf(cls, 'algorithm_type', c.algorithm_type, ['dpmsolver++']);
-    checkOneOf(cls, 'solver_type', c.solver_type, ['midpoint', 'heun']);
-    checkOneOf(cls, 'solver_order', c.solver_order, [1, 2, 3]);
-    checkOneOf(cls, 'final_sigmas_type', c.final_sigmas_type, ['zero', 'sigma_min']);
-    checkOneOf(cls, 'variance_type', c.variance_type ?? null, [null]);
-    checkOneOf(cls, 'use_lu_lambdas', c.use_lu_lambdas ?? false, [false]);
-    checkOneOf(cls, 'use_karras_sigmas', c.use_karras_sigmas ?? false, [false, true]);
-    if (c.rescale_betas_zero_snr) this.alphasCumprod[this.alphasCumprod.length - 1] = 2 ** -24;
-  }
+  protected abstract node(sigma: number): DpmNode;
+  /** The model output in the form the algorithm integrates (x̂₀ for ++, ε otherwise); a new tensor. */
+  protected abstract convertModelOutput(modelOutput: tf.Tensor, sample: tf.Tensor, i: number): tf.Tensor;
 
-  setTimesteps(n: number): void {
-    this.checkSteps(n);
-    this.reset();
-    const c = this.config;
-    const T = this.num('num_train_timesteps');
-    const ac = this.alphasCumprod;
-    // Clip the smallest λ(t) for stability (cosine schedules): searchsorted on the ascending (flipped) λ table.
-    const lmin = configNumber(c.lambda_min_clipped);
-    let clipped = 0;
-    for (let i = ac.length - 1; i >= 0; i--) {
-      const a = f32(Math.sqrt(ac[i]));
-      const s = f32(Math.sqrt(f32(1 - ac[i])));
-      if (lambdaOf(a, s) >= lmin) break;
-      clipped++;
-    }
-    const last = T - clipped;
-    let ts: number[];
-    if (c.timestep_spacing === 'linspace') ts = npLinspace(0, last - 1, n + 1).map(roundHalfEven).reverse().slice(0, -1);
-    else if (c.timestep_spacing === 'leading') {
-      const ratio = Math.floor(last / (n + 1));
-      ts = npArange(0, n + 1).map((i) => roundHalfEven(i * ratio)).reverse().slice(0, -1).map((v) => v + this.num('steps_offset'));
-    } else ts = npArange(last, 0, -T / n).map((v) => roundHalfEven(v) - 1);
-    const table = sigmasFromAlphasCumprod(ac);
-    let sig: number[];
-    if (c.use_karras_sigmas) {
-      sig = karrasSigmas(table[0], table[table.length - 1], n);
-      const logSig = logF32(table);
-      ts = sig.map((s) => roundHalfEven(sigmaToT(s, logSig)));
-    } else sig = ts.map((t) => interpUnitGrid(t, table));
-    const lastSigma = c.final_sigmas_type === 'sigma_min' ? table[0] : 0;
-    this.sigmas = [...sig, lastSigma].map(f32);
-    this.timesteps = ts;
-    this.numInferenceSteps = ts.length;
+  protected get algorithm(): DpmAlgorithm {
+    return this.config.algorithm_type as DpmAlgorithm;
   }
 
   override reset(): void {
@@ -111,86 +71,142 @@ export class DPMSolverMultistepScheduler extends SchedulerBase {
     this.lowerOrderNums = 0;
   }
 
-  /** x̂₀ (data prediction) from the model output at step i. */
-  private convertModelOutput(mo: tf.Tensor, sample: tf.Tensor, i: number): tf.Tensor {
-    const [a, s] = alphaSigma(this.sigmas[i]);
-    const pt = this.config.prediction_type;
-    if (pt === 'epsilon') return tf.div(tf.sub(sample, tf.mul(s, mo)), a);
-    if (pt === 'v_prediction') return tf.sub(tf.mul(a, sample), tf.mul(s, mo));
-    return tf.clone(mo);
+  /** Builds a fresh run from float32 timesteps and sigmas (sigmas has the final one appended). */
+  protected startSchedule(timesteps: number[], sigmas: number[]): void {
+    this.startRun();
+    this.timesteps = timesteps;
+    this.sigmas = sigmas;
+    this.numInferenceSteps = timesteps.length;
   }
 
-  step(modelOutput: tf.Tensor, t: number, sample: tf.Tensor, _opts?: StepOptions): StepOutput {
-    if (this.numInferenceSteps === null) throw new Error('DPMSolverMultistepScheduler: call setTimesteps before step');
+  override timestepNotFound(): number {
+    return this.timesteps.length - 1;
+  }
+
+  step(modelOutput: tf.Tensor, t: number, sample: tf.Tensor, opts?: StepOptions): StepOutput {
+    this.requireTimesteps();
     const i = this.currentStepIndex(t);
     const c = this.config;
     const n = this.timesteps.length;
     const order = Number(c.solver_order);
     const lowerFinal = i === n - 1 && (c.euler_at_final === true || (c.lower_order_final === true && n < 15) || c.final_sigmas_type === 'zero');
     const lowerSecond = i === n - 2 && c.lower_order_final === true && n < 15;
-    const x0 = tf.tidy(() => this.convertModelOutput(modelOutput, sample, i));
-    const dropped = this.modelOutputs.shift();
-    dropped?.dispose();
-    this.modelOutputs.push(x0);
+    const converted = tf.tidy(() => this.convertModelOutput(modelOutput, sample, i));
+    this.modelOutputs.shift()?.dispose();
+    this.modelOutputs.push(converted);
     const m = this.modelOutputs;
+    const algo = this.algorithm;
+    const noise = algo.startsWith('sde') ? this.drawNoise(modelOutput.shape, opts) : undefined;
+    const [nt, s0] = [this.node(this.sigmas[i + 1]), this.node(this.sigmas[i])];
+    const h = Math.fround(nt.lam - s0.lam);
     const prevSample = tf.tidy(() => {
-      if (order === 1 || this.lowerOrderNums < 1 || lowerFinal) return this.firstOrder(x0, sample, i);
-      if (order === 2 || this.lowerOrderNums < 2 || lowerSecond) return this.secondOrder(m[order - 1]!, m[order - 2]!, sample, i);
-      return this.thirdOrder(m[2]!, m[1]!, m[0]!, sample, i);
+      // h = 0 is a zero-length step (final_sigmas_type "sigma_min" can end on two sigmas whose float32 logs agree,
+      // e.g. EDM's last Karras sigma and sigma_min): the higher-order terms are 0/0 there, and the first-order
+      // update is both their limit and what diffusers' midpoint second order returns exactly. diffusers' own
+      // vectorised log can differ from the correctly rounded one by an ulp and then gives finite noise instead.
+      if (order === 1 || this.lowerOrderNums < 1 || lowerFinal || h === 0) return firstOrderUpdate(algo, nt, s0, converted, sample, noise);
+      const s1 = this.node(this.sigmas[i - 1]);
+      const r0 = Math.fround(Math.fround(s0.lam - s1.lam) / h);
+      const [m0, m1] = [m[order - 1]!, m[order - 2]!];
+      if (order === 2 || this.lowerOrderNums < 2 || lowerSecond) {
+        return secondOrderUpdate(algo, String(c.solver_type), nt, s0, h, m0, scaledDiff(r0, m0, m1), sample, noise);
+      }
+      const s2 = this.node(this.sigmas[i - 2]);
+      const r1 = Math.fround(Math.fround(s1.lam - s2.lam) / h);
+      const d10 = scaledDiff(r0, m0, m1);
+      const d11 = scaledDiff(r1, m1, m[0]!);
+      const diff = tf.sub(d10, d11);
+      const d1 = tf.add(d10, tf.mul(Math.fround(r0 / Math.fround(r0 + r1)), diff));
+      const d2 = tf.mul(Math.fround(1 / Math.fround(r0 + r1)), diff);
+      return thirdOrderUpdate(algo, nt, s0, h, m0, d1, d2, sample);
     });
+    if (noise && noise !== opts?.noise) noise.dispose();
     if (this.lowerOrderNums < order) this.lowerOrderNums++;
     this.stepIndex = i + 1;
     return { prevSample };
   }
+}
 
-  /** σ/α/λ at step index i (sigma table entry i). */
-  private at(i: number): { s: number; a: number; sig: number; lam: number } {
-    const [a, sig] = alphaSigma(this.sigmas[i]);
-    return { s: this.sigmas[i], a, sig, lam: lambdaOf(a, sig) };
+/** Multistep DPM-Solver (arXiv 2206.00927) and DPM-Solver++ (arXiv 2211.01095) on the discrete VP schedule. */
+export class DPMSolverMultistepScheduler extends MultistepDpmBase {
+  constructor(config: Record<string, unknown> = {}) {
+    super('DPMSolverMultistepScheduler', DPM_DEFAULTS, withSolverAliases(config), [
+      ...DPM_RULES,
+      ['algorithm_type', ['dpmsolver++', 'dpmsolver', 'sde-dpmsolver++', 'sde-dpmsolver']],
+      ['solver_order', [1, 2, 3]],
+      ['variance_type', [null, 'learned', 'learned_range']],
+      ['use_lu_lambdas', [true, false]],
+      ['rescale_betas_zero_snr', [true, false]],
+    ]);
+    checkDpmConfig(this.cls, this.config);
+    if (this.config.use_karras_sigmas === true && this.config.use_lu_lambdas === true) {
+      throw new Error(`${this.cls}: use_karras_sigmas and use_lu_lambdas cannot both be true`);
+    }
+    if (this.config.rescale_betas_zero_snr) this.alphasCumprod[this.alphasCumprod.length - 1] = 2 ** -24;
   }
 
-  /** DPM-Solver++ first order (= DDIM in data prediction). */
-  private firstOrder(x0: tf.Tensor, sample: tf.Tensor, i: number): tf.Tensor {
-    const t = this.at(i + 1);
-    const s0 = this.at(i);
-    const h = f32(t.lam - s0.lam);
-    return tf.sub(tf.mul(f32(t.sig / s0.sig), sample), tf.mul(f32(t.a * f32(Math.exp(-h) - 1)), x0));
+  setTimesteps(n: number): void {
+    this.checkSteps(n);
+    const c = this.config;
+    const T = this.num('num_train_timesteps');
+    const last = T - clippedSteps(this.alphasCumprod, configNumber(c.lambda_min_clipped));
+    const ts = multistepTimesteps(c.timestep_spacing, T, last, n, this.num('steps_offset'));
+    const mode: SigmaMode = c.use_karras_sigmas ? 'karras' : c.use_lu_lambdas ? 'lu' : 'interpolate';
+    const { timesteps, sigmas, table } = multistepSigmas(c, this.alphasCumprod, ts, n, mode);
+    this.startSchedule(timesteps, withFinalSigma(sigmas, c.final_sigmas_type === 'sigma_min' ? table[0] : 0));
   }
 
-  private secondOrder(m0: tf.Tensor, m1: tf.Tensor, sample: tf.Tensor, i: number): tf.Tensor {
-    const t = this.at(i + 1);
-    const s0 = this.at(i);
-    const s1 = this.at(i - 1);
-    const h = f32(t.lam - s0.lam);
-    const h0 = f32(s0.lam - s1.lam);
-    const r0 = f32(h0 / h);
-    const d1 = tf.mul(f32(1 / r0), tf.sub(m0, m1));
-    const em1 = f32(Math.exp(-h) - 1);
-    const base = tf.sub(tf.mul(f32(t.sig / s0.sig), sample), tf.mul(f32(t.a * em1), m0));
-    if (this.config.solver_type === 'midpoint') return tf.sub(base, tf.mul(f32(0.5 * f32(t.a * em1)), d1));
-    return tf.add(base, tf.mul(f32(t.a * f32(f32(em1 / h) + 1)), d1));
+  protected node(sigma: number): DpmNode {
+    return vpNode(sigma);
   }
 
-  private thirdOrder(m0: tf.Tensor, m1: tf.Tensor, m2: tf.Tensor, sample: tf.Tensor, i: number): tf.Tensor {
-    const t = this.at(i + 1);
-    const s0 = this.at(i);
-    const s1 = this.at(i - 1);
-    const s2 = this.at(i - 2);
-    const h = f32(t.lam - s0.lam);
-    const r0 = f32(f32(s0.lam - s1.lam) / h);
-    const r1 = f32(f32(s1.lam - s2.lam) / h);
-    const d10 = tf.mul(f32(1 / r0), tf.sub(m0, m1));
-    const d11 = tf.mul(f32(1 / r1), tf.sub(m1, m2));
-    const d1 = tf.add(d10, tf.mul(f32(r0 / f32(r0 + r1)), tf.sub(d10, d11)));
-    const d2 = tf.mul(f32(1 / f32(r0 + r1)), tf.sub(d10, d11));
-    const em1 = f32(Math.exp(-h) - 1);
-    return tf.sub(
-      tf.add(tf.sub(tf.mul(f32(t.sig / s0.sig), sample), tf.mul(f32(t.a * em1), m0)), tf.mul(f32(t.a * f32(f32(em1 / h) + 1)), d1)),
-      tf.mul(f32(t.a * f32(f32(f32(em1 + h) / f32(h * h)) - 0.5)), d2),
-    );
+  protected convertModelOutput(mo: tf.Tensor, sample: tf.Tensor, i: number): tf.Tensor {
+    return convertVpModelOutput(this.config, mo, sample, this.sigmas[i]);
   }
 
-  override dispose(): void {
-    this.reset();
+  addNoise(original: tf.Tensor, noise: tf.Tensor, timesteps: number | readonly number[]): tf.Tensor {
+    return this.addNoiseVp(original, noise, timesteps, this.sigmas);
   }
+}
+
+/**
+ * Combinations diffusers rejects (or would crash on), named with what to do instead. diffusers tests the
+ * final-sigma rule on the algorithm name as passed, so a config carrying `algorithm_type: "deis"` (from
+ * DEISMultistepScheduler) fails there with final_sigmas_type "zero"; we test it after the alias rewrite, so such
+ * a config switches as its rewritten value says.
+ */
+export function checkDpmConfig(cls: string, c: Record<string, unknown>): void {
+  const algo = c.algorithm_type as string;
+  if (!algo.endsWith('++') && c.final_sigmas_type === 'zero') {
+    throw new Error(`${cls}: final_sigmas_type="zero" is not supported with algorithm_type=${JSON.stringify(algo)} (use final_sigmas_type "sigma_min")`);
+  }
+  if (algo.startsWith('sde') && Number(c.solver_order) === 3) {
+    throw new Error(`${cls}: algorithm_type=${JSON.stringify(algo)} has no third-order update (use solver_order 1 or 2)`);
+  }
+}
+
+/**
+ * The model output as the algorithm integrates it: x̂₀ for DPM-Solver++ (optionally dynamically thresholded), ε for
+ * DPM-Solver (thresholding then goes through x̂₀ and back). Learned-variance outputs keep their first 3 channels.
+ */
+export function convertVpModelOutput(c: Record<string, unknown>, mo: tf.Tensor, sample: tf.Tensor, sigma: number): tf.Tensor {
+  const [a, s] = alphaSigma(sigma);
+  const pt = c.prediction_type;
+  const threshold = (x0: tf.Tensor): tf.Tensor => thresholdSample(x0, Number(c.dynamic_thresholding_ratio), Number(c.sample_max_value));
+  const out = pt === 'epsilon' && (c.variance_type === 'learned' || c.variance_type === 'learned_range')
+    ? tf.slice(mo, [0, 0], [-1, 3]) : mo;
+  if (String(c.algorithm_type).endsWith('++')) {
+    let x0: tf.Tensor;
+    if (pt === 'epsilon') x0 = tf.div(tf.sub(sample, tf.mul(s, out)), a);
+    else if (pt === 'v_prediction') x0 = tf.sub(tf.mul(a, sample), tf.mul(s, out));
+    else x0 = tf.clone(out);
+    return c.thresholding ? threshold(x0) : x0;
+  }
+  let eps: tf.Tensor;
+  if (pt === 'epsilon') eps = tf.clone(out);
+  else if (pt === 'sample') eps = tf.div(tf.sub(sample, tf.mul(a, out)), s);
+  else eps = tf.add(tf.mul(a, out), tf.mul(s, sample));
+  if (!c.thresholding) return eps;
+  const x0 = threshold(tf.div(tf.sub(sample, tf.mul(s, eps)), a));
+  return tf.div(tf.sub(sample, tf.mul(a, x0)), s);
 }

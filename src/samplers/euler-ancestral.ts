@@ -1,15 +1,11 @@
 /** EulerAncestralDiscreteScheduler (diffusers v0.30.3): Euler step to σ_down plus fresh noise of size σ_up. */
 import * as tf from '@tensorflow/tfjs-core';
-import { type StepOptions, type StepOutput } from './base.js';
+import { TRAINING_DEFAULTS, type StepOptions, type StepOutput } from './base.js';
 import { predictX0, SigmaScheduler } from './euler.js';
 import { f32 } from './schedule.js';
 
 export const EULER_ANCESTRAL_DEFAULTS: Record<string, unknown> = {
-  num_train_timesteps: 1000,
-  beta_start: 0.0001,
-  beta_end: 0.02,
-  beta_schedule: 'linear',
-  trained_betas: null,
+  ...TRAINING_DEFAULTS,
   prediction_type: 'epsilon',
   timestep_spacing: 'linspace',
   steps_offset: 0,
@@ -19,7 +15,7 @@ export const EULER_ANCESTRAL_DEFAULTS: Record<string, unknown> = {
 /** Ancestral Euler sampler (k-diffusion `sample_euler_ancestral`, η = 1). */
 export class EulerAncestralDiscreteScheduler extends SigmaScheduler {
   constructor(config: Record<string, unknown> = {}) {
-    super('EulerAncestralDiscreteScheduler', EULER_ANCESTRAL_DEFAULTS, config);
+    super('EulerAncestralDiscreteScheduler', EULER_ANCESTRAL_DEFAULTS, config, [['rescale_betas_zero_snr', [true, false]]]);
     if (this.config.rescale_betas_zero_snr) this.alphasCumprod[this.alphasCumprod.length - 1] = 2 ** -24;
   }
 

@@ -1,16 +1,12 @@
 /** EulerDiscreteScheduler (diffusers v0.30.3): k-diffusion's Euler sampler on the discrete VP schedule. */
 import * as tf from '@tensorflow/tfjs-core';
-import { SchedulerBase, checkOneOf, type StepOptions, type StepOutput } from './base.js';
+import { TRAINING_DEFAULTS, IndexedScheduler, type StepOptions, type StepOutput } from './base.js';
 import {
   f32, interpUnitGrid, karrasSigmas, logF32, npArange, npLinspace, roundHalfEven, sigmaToT, sigmasFromAlphasCumprod,
 } from './schedule.js';
 
 export const EULER_DEFAULTS: Record<string, unknown> = {
-  num_train_timesteps: 1000,
-  beta_start: 0.0001,
-  beta_end: 0.02,
-  beta_schedule: 'linear',
-  trained_betas: null,
+  ...TRAINING_DEFAULTS,
   prediction_type: 'epsilon',
   interpolation_type: 'linear',
   use_karras_sigmas: false,
@@ -53,7 +49,7 @@ export function sigmaSchedule(
 export const inputScale = (sigma: number): number => f32(Math.sqrt(f32(f32(sigma * sigma) + 1)));
 
 /** What the Euler samplers share: the sigma schedule, the initial noise scale and the input scaling. */
-export abstract class SigmaScheduler extends SchedulerBase {
+export abstract class SigmaScheduler extends IndexedScheduler {
   sigmas: number[] = [];
 
   /** The config and Karras flag the schedule is built from (subclasses pin options they lack). */
@@ -61,7 +57,7 @@ export abstract class SigmaScheduler extends SchedulerBase {
 
   setTimesteps(n: number): void {
     this.checkSteps(n);
-    this.reset();
+    this.startRun();
     this.numInferenceSteps = n;
     const { config, karras } = this.scheduleOptions();
     const { timesteps, sigmas } = sigmaSchedule(config, this.alphasCumprod, n, karras);
@@ -75,17 +71,20 @@ export abstract class SigmaScheduler extends SchedulerBase {
   override scaleModelInput(x: tf.Tensor, t: number): tf.Tensor {
     return tf.div(x, inputScale(this.sigmas[this.currentStepIndex(t)]));
   }
+
+  addNoise(original: tf.Tensor, noise: tf.Tensor, timesteps: number | readonly number[]): tf.Tensor {
+    return this.addNoiseSigma(original, noise, timesteps, this.sigmas);
+  }
 }
 
 /** Euler method for the probability-flow ODE (Karras et al. 2022, Alg. 2 without churn). */
 export class EulerDiscreteScheduler extends SigmaScheduler {
   constructor(config: Record<string, unknown> = {}) {
-    super('EulerDiscreteScheduler', EULER_DEFAULTS, config);
+    super('EulerDiscreteScheduler', EULER_DEFAULTS, config, [
+      ['interpolation_type', ['linear']], ['timestep_type', ['discrete']], ['final_sigmas_type', ['zero', 'sigma_min']],
+      ['use_karras_sigmas', [false, true]], ['rescale_betas_zero_snr', [true, false]],
+    ]);
     const c = this.config;
-    checkOneOf(this.cls, 'interpolation_type', c.interpolation_type, ['linear']);
-    checkOneOf(this.cls, 'timestep_type', c.timestep_type, ['discrete']);
-    checkOneOf(this.cls, 'final_sigmas_type', c.final_sigmas_type, ['zero', 'sigma_min']);
-    checkOneOf(this.cls, 'use_karras_sigmas', c.use_karras_sigmas ?? false, [false, true]);
     // Zero terminal SNR makes the first sigma infinite; diffusers nudges it to the fp16 epsilon.
     if (c.rescale_betas_zero_snr) this.alphasCumprod[this.alphasCumprod.length - 1] = 2 ** -24;
   }

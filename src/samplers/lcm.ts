@@ -1,36 +1,38 @@
 /** LCMScheduler (diffusers v0.30.3): latent consistency model multistep sampling. */
 import * as tf from '@tensorflow/tfjs-core';
-import { SchedulerBase, type StepOptions, type StepOutput } from './base.js';
+import { TRAINING_DEFAULTS, THRESHOLDING_DEFAULTS, IndexedScheduler, type StepOptions, type StepOutput } from './base.js';
+import { clipOrThreshold } from './ddim.js';
 import { f32, npLinspace } from './schedule.js';
 
 export const LCM_DEFAULTS: Record<string, unknown> = {
-  num_train_timesteps: 1000,
+  ...TRAINING_DEFAULTS,
   beta_start: 0.00085,
   beta_end: 0.012,
   beta_schedule: 'scaled_linear',
-  trained_betas: null,
   original_inference_steps: 50,
   clip_sample: false,
   clip_sample_range: 1.0,
   set_alpha_to_one: true,
   steps_offset: 0,
   prediction_type: 'epsilon',
-  thresholding: false,
-  dynamic_thresholding_ratio: 0.995,
-  sample_max_value: 1.0,
+  ...THRESHOLDING_DEFAULTS,
   timestep_spacing: 'leading',
   timestep_scaling: 10.0,
   rescale_betas_zero_snr: false,
 };
 
 /** Consistency-model sampler (arXiv 2310.04378): denoise with boundary-condition scalings, then re-noise. */
-export class LCMScheduler extends SchedulerBase {
+export class LCMScheduler extends IndexedScheduler {
   readonly finalAlphaCumprod: number;
   /** σ_data of the consistency-model boundary condition. */
   readonly sigmaData = 0.5;
 
   constructor(config: Record<string, unknown> = {}) {
-    super('LCMScheduler', LCM_DEFAULTS, config);
+    super('LCMScheduler', LCM_DEFAULTS, config, [
+      ['original_inference_steps', { int: true, min: 1, max: 100_000 }], ['clip_sample', [true, false]],
+      ['clip_sample_range', { min: 0 }], ['set_alpha_to_one', [true, false]], ['timestep_scaling', { min: 0 }],
+      ['rescale_betas_zero_snr', [true, false]],
+    ]);
     this.finalAlphaCumprod = this.config.set_alpha_to_one ? 1 : this.alphasCumprod[0];
   }
 
@@ -40,7 +42,7 @@ export class LCMScheduler extends SchedulerBase {
    */
   setTimesteps(n: number, originalInferenceSteps?: number): void {
     this.checkSteps(n);
-    this.reset();
+    this.startRun();
     const T = this.num('num_train_timesteps');
     const orig = originalInferenceSteps ?? this.num('original_inference_steps');
     if (orig > T) throw new Error(`LCMScheduler: original_inference_steps=${orig} cannot be larger than num_train_timesteps=${T}`);
@@ -62,7 +64,7 @@ export class LCMScheduler extends SchedulerBase {
   }
 
   step(modelOutput: tf.Tensor, t: number, sample: tf.Tensor, opts?: StepOptions): StepOutput {
-    if (this.numInferenceSteps === null) throw new Error('LCMScheduler: call setTimesteps before step');
+    this.requireTimesteps();
     const i = this.currentStepIndex(t);
     const prevT = i + 1 < this.timesteps.length ? this.timesteps[i + 1] : t;
     const aT = this.alphasCumprod[t];
@@ -70,17 +72,14 @@ export class LCMScheduler extends SchedulerBase {
     const sqA = f32(Math.sqrt(aT));
     const sqB = f32(Math.sqrt(f32(1 - aT)));
     const [cSkip, cOut] = this.scalingsForBoundaryCondition(t);
-    const last = i === this.numInferenceSteps - 1;
+    const last = i === this.numInferenceSteps! - 1;
     const out = tf.tidy(() => {
       const pt = this.config.prediction_type;
       let x0: tf.Tensor;
       if (pt === 'epsilon') x0 = tf.div(tf.sub(sample, tf.mul(sqB, modelOutput)), sqA);
       else if (pt === 'v_prediction') x0 = tf.sub(tf.mul(sqA, sample), tf.mul(sqB, modelOutput));
       else x0 = modelOutput;
-      if (this.config.clip_sample) {
-        const r = this.num('clip_sample_range');
-        x0 = tf.clipByValue(x0, -r, r);
-      }
+      x0 = clipOrThreshold(this.config, x0);
       const denoised = tf.add(tf.mul(cOut, x0), tf.mul(cSkip, sample));
       if (last) return { prevSample: denoised, denoised };
       const noise = this.drawNoise(modelOutput.shape, opts);
@@ -89,5 +88,9 @@ export class LCMScheduler extends SchedulerBase {
     });
     this.stepIndex = i + 1;
     return out;
+  }
+
+  addNoise(original: tf.Tensor, noise: tf.Tensor, timesteps: number | readonly number[]): tf.Tensor {
+    return this.addNoiseAlphas(original, noise, timesteps);
   }
 }

@@ -1,15 +1,14 @@
-/** PNDMScheduler (diffusers v0.30.3), PLMS path (`skip_prk_steps: true`, as every Stable Diffusion config ships). */
+/**
+ * PNDMScheduler (diffusers v0.30.3): the Runge–Kutta warm-up (PRK, `skip_prk_steps: false`, SD-1.5's own config)
+ * followed by the linear multistep method (PLMS), or PLMS alone (`skip_prk_steps: true`).
+ */
 import * as tf from '@tensorflow/tfjs-core';
-import { SchedulerBase, type StepOptions, type StepOutput } from './base.js';
+import { TRAINING_DEFAULTS, SchedulerBase, type StepOptions, type StepOutput } from './base.js';
 import { ddimTimesteps } from './ddim.js';
 import { f32 } from './schedule.js';
 
 export const PNDM_DEFAULTS: Record<string, unknown> = {
-  num_train_timesteps: 1000,
-  beta_start: 0.0001,
-  beta_end: 0.02,
-  beta_schedule: 'linear',
-  trained_betas: null,
+  ...TRAINING_DEFAULTS,
   skip_prk_steps: false,
   set_alpha_to_one: false,
   prediction_type: 'epsilon',
@@ -17,20 +16,28 @@ export const PNDM_DEFAULTS: Record<string, unknown> = {
   steps_offset: 0,
 };
 
-/** Pseudo numerical methods for diffusion models (arXiv 2202.09778), linear multistep (PLMS) variant. */
+/** Order of the pseudo linear multistep method (diffusers' `pndm_order`). */
+const PNDM_ORDER = 4;
+
+/**
+ * Pseudo numerical methods for diffusion models (arXiv 2202.09778). With PRK the run has 4·3 Runge–Kutta model
+ * evaluations on the first three intervals (the timestep table repeats them), then one PLMS step per interval:
+ * `timesteps.length` = N + 9 for N inference steps, which the pipelines count as warm-up steps (order stays 1, as
+ * in diffusers).
+ */
 export class PNDMScheduler extends SchedulerBase {
   readonly finalAlphaCumprod: number;
+  /** Runge–Kutta part of `timesteps` (empty with skip_prk_steps). */
+  prkTimesteps: number[] = [];
   /** Past model outputs (at most 4 kept; owned by the scheduler). */
   private ets: tf.Tensor[] = [];
   private curSample: tf.Tensor | null = null;
+  /** Running RK4 combination of the current interval's model outputs (owned). */
+  private curModelOutput: tf.Tensor | null = null;
   private counter = 0;
 
   constructor(config: Record<string, unknown> = {}) {
-    super('PNDMScheduler', PNDM_DEFAULTS, config);
-    // Runge–Kutta warm-up (PRK) is not ported: diffusers' SD configs all skip it.
-    if (this.config.skip_prk_steps !== true) {
-      throw new Error(`PNDMScheduler: unsupported skip_prk_steps=${JSON.stringify(this.config.skip_prk_steps)} (only the PLMS path, skip_prk_steps=true, is implemented)`);
-    }
+    super('PNDMScheduler', PNDM_DEFAULTS, config, [['skip_prk_steps', [true, false]], ['set_alpha_to_one', [true, false]]]);
     this.finalAlphaCumprod = this.config.set_alpha_to_one ? 1 : this.alphasCumprod[0];
   }
 
@@ -40,13 +47,22 @@ export class PNDMScheduler extends SchedulerBase {
 
   setTimesteps(n: number): void {
     this.checkSteps(n);
-    this.reset();
-    this.numInferenceSteps = n;
     const T = this.num('num_train_timesteps');
     const asc = ddimTimesteps(String(this.config.timestep_spacing), T, n, this.num('steps_offset')).reverse();
-    // PLMS repeats the second-to-last (ascending) timestep: its first step is a 2-evaluation warm-up.
-    const plms = [...asc.slice(0, -1), ...asc.slice(-2, -1), ...asc.slice(-1)];
-    this.timesteps = plms.reverse();
+    if (this.config.skip_prk_steps) {
+      this.prkTimesteps = [];
+      // PLMS repeats the second-to-last (ascending) timestep: its first step is a 2-evaluation warm-up.
+      this.timesteps = [...asc.slice(0, -1), ...asc.slice(-2, -1), ...asc.slice(-1)].reverse();
+    } else {
+      if (n < PNDM_ORDER) throw new Error(`PNDMScheduler: the Runge–Kutta warm-up (skip_prk_steps=false) needs num_inference_steps ≥ ${PNDM_ORDER}, got ${n}`);
+      // The last 4 timesteps, each followed by its interval midpoint; every point but the last is visited twice.
+      const half = Math.floor(Math.floor(T / n) / 2);
+      const points = asc.slice(-PNDM_ORDER).flatMap((t) => [t, t + half]).slice(0, -1);
+      this.prkTimesteps = points.flatMap((t) => [t, t]).slice(1, -1).reverse();
+      this.timesteps = [...this.prkTimesteps, ...asc.slice(0, -3).reverse()];
+    }
+    this.reset();
+    this.numInferenceSteps = n;
   }
 
   override reset(): void {
@@ -55,17 +71,57 @@ export class PNDMScheduler extends SchedulerBase {
     this.ets = [];
     this.curSample?.dispose();
     this.curSample = null;
+    this.curModelOutput?.dispose();
+    this.curModelOutput = null;
     this.counter = 0;
   }
 
   step(modelOutput: tf.Tensor, t: number, sample: tf.Tensor, _opts?: StepOptions): StepOutput {
-    if (this.numInferenceSteps === null) throw new Error('PNDMScheduler: call setTimesteps before step');
-    const ratio = Math.floor(this.num('num_train_timesteps') / this.numInferenceSteps);
+    this.requireTimesteps();
+    if (this.counter < this.prkTimesteps.length) return this.stepPrk(modelOutput, t, sample);
+    return this.stepPlms(modelOutput, t, sample);
+  }
+
+  /** One of the 4 evaluations of an RK4 interval: the state always restarts from the interval's first sample. */
+  private stepPrk(modelOutput: tf.Tensor, t: number, sample: tf.Tensor): StepOutput {
+    const ratio = Math.floor(this.num('num_train_timesteps') / this.numInferenceSteps!);
+    const prevT = t - (this.counter % 2 ? 0 : Math.floor(ratio / 2));
+    const timestep = this.prkTimesteps[Math.floor(this.counter / 4) * 4];
+    const phase = this.counter % 4;
+    let mo = modelOutput;
+    if (phase === 0) {
+      this.ets.push(tf.keep(tf.clone(modelOutput)));
+      this.curSample?.dispose();
+      this.curSample = tf.keep(tf.clone(sample));
+    }
+    if (phase < 3) {
+      // RK4 weights 1/6, 1/3, 1/3 accumulate (float32 scalars, as torch casts them); the 4th closes with 1/6.
+      const acc = tf.tidy(() => {
+        const term = tf.mul(f32(phase === 0 ? 1 / 6 : 1 / 3), modelOutput);
+        return this.curModelOutput ? tf.add(this.curModelOutput, term) : term;
+      });
+      this.curModelOutput?.dispose();
+      this.curModelOutput = tf.keep(acc);
+    } else {
+      mo = tf.tidy(() => tf.add(this.curModelOutput!, tf.mul(f32(1 / 6), modelOutput)));
+      this.curModelOutput!.dispose();
+      this.curModelOutput = null;
+    }
+    const prevSample = tf.tidy(() => this.prevSampleFrom(this.curSample!, timestep, prevT, mo));
+    if (mo !== modelOutput) mo.dispose();
+    this.counter++;
+    return { prevSample };
+  }
+
+  private stepPlms(modelOutput: tf.Tensor, t: number, sample: tf.Tensor): StepOutput {
+    if (!this.config.skip_prk_steps && this.ets.length < 3) {
+      throw new Error('PNDMScheduler: the linear multistep steps can only run after the 12 Runge–Kutta warm-up steps');
+    }
+    const ratio = Math.floor(this.num('num_train_timesteps') / this.numInferenceSteps!);
     let timestep = t;
     let prevT = t - ratio;
     if (this.counter !== 1) {
-      const dropped = this.ets.splice(0, Math.max(0, this.ets.length - 3));
-      tf.dispose(dropped);
+      tf.dispose(this.ets.splice(0, Math.max(0, this.ets.length - 3)));
       this.ets.push(tf.keep(tf.clone(modelOutput)));
     } else {
       prevT = t;
@@ -106,8 +162,10 @@ export class PNDMScheduler extends SchedulerBase {
 
   /** Eq. (9) of the PNDM paper: x_{t−δ} from x_t and the (combined) noise estimate. */
   private prevSampleFrom(sample: tf.Tensor, t: number, prevT: number, modelOutput: tf.Tensor): tf.Tensor {
-    const aT = this.alphasCumprod[t];
-    const aPrev = prevT >= 0 ? this.alphasCumprod[prevT] : this.finalAlphaCumprod;
+    const ac = this.alphasCumprod;
+    if (!(t >= 0 && t < ac.length && prevT < ac.length)) throw new Error(`PNDMScheduler: timestep ${t} → ${prevT} is outside the training schedule`);
+    const aT = ac[t];
+    const aPrev = prevT >= 0 ? ac[prevT] : this.finalAlphaCumprod;
     const bT = f32(1 - aT);
     const bPrev = f32(1 - aPrev);
     let mo = modelOutput;
@@ -119,7 +177,7 @@ export class PNDMScheduler extends SchedulerBase {
     return tf.sub(tf.mul(sampleCoeff, sample), tf.div(tf.mul(f32(aPrev - aT), mo), denom));
   }
 
-  override dispose(): void {
-    this.reset();
+  addNoise(original: tf.Tensor, noise: tf.Tensor, timesteps: number | readonly number[]): tf.Tensor {
+    return this.addNoiseAlphas(original, noise, timesteps);
   }
 }
