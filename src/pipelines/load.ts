@@ -8,6 +8,7 @@ import { readModelIndex } from '../io/component-source.js';
 import { loadModel } from '../models/load.js';
 import type { OffloadOptions } from '../nn/offload.js';
 import { joinLocation, readJsonAt } from '../io/location.js';
+import { throwIfAborted, type NetOptions } from '../io/http-fetch.js';
 import { loadTokenizer } from '../tokenizers/index.js';
 import { schedulerFromConfig } from '../samplers/index.js';
 import type { CLIPTokenizer, T5Tokenizer } from '../tokenizers/index.js';
@@ -22,15 +23,15 @@ import { PixArtAlphaPipeline } from './pixart-alpha.js';
 
 export type Pipeline = StableDiffusionPipeline | StableDiffusionXLPipeline | PixArtAlphaPipeline;
 
-export interface LoadOptions {
+/** `fetch`, `signal` and `timeoutMs` (an idle timeout, default 60 s) apply to every file the load reads ({@link NetOptions}). */
+export interface LoadOptions extends NetOptions {
   /** Weight variant, e.g. "fp16" (diffusion_pytorch_model.fp16.safetensors). */
   variant?: string;
   /** Skip these components (e.g. ['text_encoder'] for PixArt with precomputed embeddings). */
   skip?: string[];
   /** Progress per component: name, index, count. */
   onProgress?: (component: string, index: number, total: number) => void;
-  /** For URLs: a fetch to use, shard download progress, Cache API use (see TfjsOpenOptions). */
-  fetch?: typeof fetch;
+  /** For URLs: keep fetched shards in the Cache API (see TfjsOpenOptions). */
   cache?: boolean;
   /**
    * Weight offload for every model component (denoiser, VAE, text encoders): weights are read into JS memory
@@ -50,9 +51,10 @@ const PIPELINES: Record<string, string[]> = {
 /** Loads a diffusers pipeline folder and returns the pipeline class its model_index.json names. */
 export async function loadPipeline(dir: string, opts: LoadOptions = {}): Promise<Pipeline> {
   const indexFile = joinLocation(dir, 'model_index.json');
+  const net: NetOptions = { fetch: opts.fetch, signal: opts.signal, timeoutMs: opts.timeoutMs };
   let index: Record<string, unknown>;
   try {
-    index = await readModelIndex(dir, { fetch: opts.fetch });
+    index = await readModelIndex(dir, net);
   } catch (e) {
     throw new Error(`${dir} is not a pipeline folder: ${(e as Error).message}`);
   }
@@ -63,18 +65,19 @@ export async function loadPipeline(dir: string, opts: LoadOptions = {}): Promise
   const loaded: Module[] = [];
   try {
     for (const [i, name] of names.entries()) {
+      throwIfAborted(opts.signal, dir);
       opts.onProgress?.(name, i, names.length);
       const entry = index[name];
       const optional = cls.startsWith('PixArt') && (name === 'text_encoder' || name === 'tokenizer');
       if (opts.skip?.includes(name) || (optional && (entry == null || (Array.isArray(entry) && entry[0] == null)))) continue;
-      const sub = joinLocation(dir, name);
-      if (name.startsWith('tokenizer')) parts[name] = await loadTokenizer(sub);
+      const sub = joinLocation(dir, name, `${indexFile}: component`);
+      if (name.startsWith('tokenizer')) parts[name] = await loadTokenizer(sub, net);
       else if (name === 'scheduler') {
-        const sc = await readJsonAt(sub, 'scheduler_config.json', opts.fetch);
+        const sc = await readJsonAt(sub, 'scheduler_config.json', net);
         if (!sc) throw new Error(`${dir}: component "scheduler" has no ${joinLocation(sub, 'scheduler_config.json')}`);
         parts[name] = schedulerFromConfig(sc);
       } else {
-        const m = await loadModel(sub, { variant: opts.variant, fetch: opts.fetch, cache: opts.cache, offload: opts.offload });
+        const m = await loadModel(sub, { ...net, variant: opts.variant, cache: opts.cache, offload: opts.offload });
         loaded.push(m);
         parts[name] = m;
       }

@@ -4,6 +4,7 @@
  * NFC, lower-casing, no accent stripping, no punctuation split). Pure TypeScript: works in Node and browsers.
  */
 import { readFileAt, readJsonAt } from '../io/location.js';
+import type { NetOptions } from '../io/http-fetch.js';
 import {
   type AddedToken, type BatchEncoding, type JsonObject, type TokenizeOptions, type TruncationReport,
   addedTokensFromConfig, batchEncode, specialToken, splitOnAddedTokens, truncationReport,
@@ -125,15 +126,15 @@ export class CLIPTokenizer {
   }
 
   /** Loads vocab.json, merges.txt, tokenizer_config.json and special_tokens_map.json from a folder (Node). */
-  static async fromDir(dir: string): Promise<CLIPTokenizer> {
-    const vocab = await readJsonAt<JsonObject>(dir, 'vocab.json');
-    const merges = await readFileAt(dir, 'merges.txt');
+  static async fromDir(dir: string, opts: NetOptions = {}): Promise<CLIPTokenizer> {
+    const vocab = await readJsonAt<JsonObject>(dir, 'vocab.json', opts);
+    const merges = await readFileAt(dir, 'merges.txt', opts);
     if (!vocab || !merges) throw new Error(`${dir}: a CLIP tokenizer needs vocab.json and merges.txt`);
     return new CLIPTokenizer({
       vocab: vocab as Record<string, number>,
       merges: new TextDecoder().decode(merges),
-      config: await readJsonAt<JsonObject>(dir, 'tokenizer_config.json'),
-      specialTokensMap: await readJsonAt<JsonObject>(dir, 'special_tokens_map.json'),
+      config: await readJsonAt<JsonObject>(dir, 'tokenizer_config.json', opts),
+      specialTokensMap: await readJsonAt<JsonObject>(dir, 'special_tokens_map.json', opts),
     });
   }
 

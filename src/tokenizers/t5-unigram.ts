@@ -4,6 +4,7 @@
  * raw text first, each remaining piece is normalized and segmented by SentencePiece, and `</s>` is appended.
  */
 import { readFileAt, readJsonAt } from '../io/location.js';
+import type { NetOptions } from '../io/http-fetch.js';
 import {
   type AddedToken, type BatchEncoding, type JsonObject, type TokenizeOptions, type TruncationReport,
   addedTokensFromConfig, batchEncode, specialToken, splitOnAddedTokens, truncationReport,
@@ -117,14 +118,14 @@ export class T5Tokenizer {
   }
 
   /** Loads spiece.model, tokenizer_config.json, special_tokens_map.json and added_tokens.json (Node). */
-  static async fromDir(dir: string): Promise<T5Tokenizer> {
-    const spModel = await readFileAt(dir, 'spiece.model');
+  static async fromDir(dir: string, opts: NetOptions = {}): Promise<T5Tokenizer> {
+    const spModel = await readFileAt(dir, 'spiece.model', opts);
     if (!spModel) throw new Error(`${dir}: a T5 tokenizer needs spiece.model`);
     return new T5Tokenizer({
       spModel,
-      config: await readJsonAt<JsonObject>(dir, 'tokenizer_config.json'),
-      specialTokensMap: await readJsonAt<JsonObject>(dir, 'special_tokens_map.json'),
-      addedTokens: (await readJsonAt<JsonObject>(dir, 'added_tokens.json')) as Record<string, number> | undefined,
+      config: await readJsonAt<JsonObject>(dir, 'tokenizer_config.json', opts),
+      specialTokensMap: await readJsonAt<JsonObject>(dir, 'special_tokens_map.json', opts),
+      addedTokens: (await readJsonAt<JsonObject>(dir, 'added_tokens.json', opts)) as Record<string, number> | undefined,
     });
   }
 
