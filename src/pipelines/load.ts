@@ -5,6 +5,7 @@
  */
 import type { Module } from '../nn/module.js';
 import { readModelIndex } from '../io/component-source.js';
+import { parseModelIndex } from '../io/model-index.js';
 import { loadModel } from '../models/load.js';
 import type { OffloadOptions } from '../nn/offload.js';
 import { joinLocation, readJsonAt } from '../io/location.js';
@@ -52,24 +53,25 @@ const PIPELINES: Record<string, string[]> = {
 export async function loadPipeline(dir: string, opts: LoadOptions = {}): Promise<Pipeline> {
   const indexFile = joinLocation(dir, 'model_index.json');
   const net: NetOptions = { fetch: opts.fetch, signal: opts.signal, timeoutMs: opts.timeoutMs };
-  let index: Record<string, unknown>;
+  let raw: Record<string, unknown>;
   try {
-    index = await readModelIndex(dir, net);
+    raw = await readModelIndex(dir, net);
   } catch (e) {
     throw new Error(`${dir} is not a pipeline folder: ${(e as Error).message}`);
   }
-  const cls = String(index._class_name);
+  const index = parseModelIndex(raw, indexFile, PIPELINES);
+  const cls = index.className;
   const names = PIPELINES[cls];
-  if (!names) throw new Error(`${indexFile}: unsupported pipeline _class_name "${cls}" (supported: ${Object.keys(PIPELINES).join(', ')})`);
   const parts: Record<string, unknown> = {};
   const loaded: Module[] = [];
   try {
     for (const [i, name] of names.entries()) {
       throwIfAborted(opts.signal, dir);
       opts.onProgress?.(name, i, names.length);
-      const entry = index[name];
+      const entry = index.components.get(name);
       const optional = cls.startsWith('PixArt') && (name === 'text_encoder' || name === 'tokenizer');
-      if (opts.skip?.includes(name) || (optional && (entry == null || (Array.isArray(entry) && entry[0] == null)))) continue;
+      if (opts.skip?.includes(name) || (optional && !entry)) continue;
+      if (!entry) throw new Error(`${indexFile}: component "${name}" is ${entry === null ? 'marked absent' : 'missing'}, but a ${cls} needs it (or pass skip: ["${name}"])`);
       const sub = joinLocation(dir, name, `${indexFile}: component`);
       if (name.startsWith('tokenizer')) parts[name] = await loadTokenizer(sub, net);
       else if (name === 'scheduler') {
@@ -96,7 +98,7 @@ export async function loadPipeline(dir: string, opts: LoadOptions = {}): Promise
     return new StableDiffusionXLPipeline({
       ...common, unet: parts.unet as UNet2DConditionModel, textEncoder: parts.text_encoder as CLIPTextModel, tokenizer: parts.tokenizer as CLIPTokenizer,
       textEncoder2: parts.text_encoder_2 as CLIPTextModelWithProjection, tokenizer2: parts.tokenizer_2 as CLIPTokenizer,
-      forceZerosForEmptyPrompt: (index.force_zeros_for_empty_prompt as boolean | undefined) ?? true,
+      forceZerosForEmptyPrompt: (index.settings.force_zeros_for_empty_prompt as boolean | undefined) ?? true,
     });
   }
   return new PixArtAlphaPipeline({
