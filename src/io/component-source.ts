@@ -27,7 +27,7 @@ export async function isConvertedFolder(dir: string): Promise<boolean> {
 /** Reads `<dir>/<name>` as JSON (at most `maxBytes`), or fails naming the location when it is missing. */
 async function requireJson(dir: string, name: string, o: NetOptions & { maxBytes?: number }): Promise<Record<string, unknown>> {
   const j = await readJsonAt(dir, name, o);
-  if (!j) throw new Error(`${joinLocation(dir, name)} not found`);
+  if (j === undefined) throw new Error(`${joinLocation(dir, name)} not found`);
   return j;
 }
 

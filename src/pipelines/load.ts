@@ -76,8 +76,8 @@ export async function loadPipeline(dir: string, opts: LoadOptions = {}): Promise
       if (name.startsWith('tokenizer')) parts[name] = await loadTokenizer(sub, net);
       else if (name === 'scheduler') {
         const sc = await readJsonAt(sub, 'scheduler_config.json', net);
-        if (!sc) throw new Error(`${dir}: component "scheduler" has no ${joinLocation(sub, 'scheduler_config.json')}`);
-        parts[name] = schedulerFromConfig(sc);
+        if (sc === undefined) throw new Error(`${dir}: component "scheduler" has no ${joinLocation(sub, 'scheduler_config.json')}`);
+        parts[name] = schedulerFromConfig(sc, undefined, joinLocation(sub, 'scheduler_config.json'));
       } else {
         const m = await loadModel(sub, { ...net, variant: opts.variant, cache: opts.cache, offload: opts.offload });
         loaded.push(m);
