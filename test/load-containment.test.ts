@@ -9,7 +9,7 @@ import { TfjsWeightSource } from '../src/io/tfjs-format.js';
 import { encodeSafetensors } from '../src/io/safetensors.js';
 import { openComponentWeights } from '../src/io/diffusers-folder.js';
 import * as location from '../src/io/location.js';
-import { buildFolder, controlWeights, modelJsonOf, withModelJson, writeFolder, type Folder } from './support/tfjs-folder.js';
+import { buildFolder, controlWeights, loadError, modelJsonOf, withModelJson, writeFolder, type Folder } from './support/tfjs-folder.js';
 import { startServer, type TestServer } from './support/http-server.js';
 
 let work: string;
@@ -32,18 +32,7 @@ function withPaths(f: Folder, paths: string[]): Folder {
   return withModelJson(f, j);
 }
 
-async function readAll(loc: string, opts: Parameters<typeof TfjsWeightSource.open>[1] = {}): Promise<Error | null> {
-  let s: TfjsWeightSource | undefined;
-  try {
-    s = await TfjsWeightSource.open(loc, opts);
-    for (const k of s.keys()) await s.read(k);
-    return null;
-  } catch (e) {
-    return e as Error;
-  } finally {
-    await s?.close();
-  }
-}
+const readAll = (loc: string): Promise<Error | null> => loadError(() => TfjsWeightSource.open(loc));
 
 describe('nameProblem / joinLocation', () => {
   test.each([
