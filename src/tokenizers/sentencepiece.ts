@@ -125,6 +125,12 @@ function utf8Len(b: Uint8Array, p: number): number {
   return n;
 }
 
+/**
+ * Longest input a charsmap rule may match. sentencepiece looks ahead without limit, but its rules are NFKC
+ * mappings of a few characters; a crafted trie that matched any input would make normalization quadratic.
+ */
+const MAX_RULE_BYTES = 1024;
+
 const SPACE = new TextEncoder().encode('\u2581');
 const REPLACEMENT = new TextEncoder().encode('\ufffd');
 
@@ -157,7 +163,7 @@ export class SpNormalizer {
     const offset = (u: number): number => (u >>> 10) << ((u & (1 << 9)) >>> 6);
     let node = offset(a[0]);
     let best: [number, number] | undefined;
-    for (let i = p; i < b.length; i++) {
+    for (let i = p; i < Math.min(b.length, p + MAX_RULE_BYTES); i++) {
       node ^= b[i];
       const u = a[node];
       if (u === undefined || (u & 0x800000ff) >>> 0 !== b[i]) break;
