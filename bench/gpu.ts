@@ -48,7 +48,7 @@ async function correctness(): Promise<void> {
   const pipe = (await loadPipeline(path.join(root, 'assets', 'tiny-shapes'))) as StableDiffusionPipeline;
   const ref = await openSafetensors(path.join(root, 'test', 'fixtures', 'tiny-shapes', 'reference_runs.safetensors'));
   const indexFile = path.join(root, 'test', 'fixtures', 'tiny-shapes', 'reference_runs.json');
-  const index = parseJson<{ runs: { key: string; prompt: string }[] }>(readFileSync(indexFile, 'utf8'), indexFile);
+  const index = parseJson<{ runs: { key: string; prompt: string }[] }>(readFileSync(indexFile), indexFile);
   const call = { numInferenceSteps: 25, guidanceScale: 7.5, height: 64, width: 64, outputType: 'latent' as const };
   for (const r of index.runs.slice(0, 2)) {
     const init = await ref.tensor(`${r.key}.init_latents`);

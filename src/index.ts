@@ -9,6 +9,8 @@ export { SafetensorsFile, SafetensorsError, BufferSource, HttpRangeSource, encod
 export type { ByteSource, TensorInfo, SafetensorsDtype } from './io/safetensors.js';
 export { openWeights, readConfig, readModelIndex } from './io/component-source.js';
 export { TfjsWeightSource } from './io/tfjs-format.js';
+export { DEFAULT_TIMEOUT_MS } from './io/http-fetch.js';
+export type { NetOptions } from './io/http-fetch.js';
 
 export { Module, ModuleList, Parameter, StateDictError } from './nn/module.js';
 export type { WeightSource, ParamLayout } from './nn/module.js';

@@ -323,7 +323,7 @@ describe('--verify and the CLI command', () => {
     const idx = JSON.parse(await readFile(path.join(out, 'model_index.json'), 'utf8'));
     expect(idx.vae).toEqual([null, null]);
     expect(idx.unet).toEqual(['diffusers', 'UNet2DConditionModel']);
-    expect((await readdir(out)).sort()).toEqual(['model_index.json', 'text_encoder_2', 'unet']);
+    expect((await readdir(out)).sort()).toEqual(['model_index.json', 'text_encoder_2', 'tgate-convert.json', 'unet']);
   });
 });
 
@@ -374,13 +374,18 @@ describe('bad input', () => {
     await noLeftovers(path.join(work, 'o4'));
   });
 
-  test('an existing output folder is refused unless --force, and replaced atomically with it', async () => {
+  test('an existing output folder is refused unless --force, and an earlier output replaced atomically with it', async () => {
     const src = fixture('models', 'pixart_tiny_noac');
     const out = path.join(work, 'o5');
     await mkdir(out, { recursive: true });
     await writeFile(path.join(out, 'keep.txt'), 'x');
     await expect(convertPipeline(src, out)).rejects.toThrow(/already exists \(use --force/);
+    // --force replaces only an empty folder or an earlier conversion's output (test/convert-safety.test.ts).
+    await expect(convertPipeline(src, out, { force: true })).rejects.toThrow(/not the output of an earlier tgate convert/);
     expect(await readFile(path.join(out, 'keep.txt'), 'utf8')).toBe('x');
+    await rm(path.join(out, 'keep.txt'));
+    await convertPipeline(src, out, { force: true });
+    await writeFile(path.join(out, 'keep.txt'), 'x');
     await convertPipeline(src, out, { force: true });
     expect(await exists(path.join(out, 'keep.txt'))).toBe(false);
     expect(await compare(src, out, bitIdentical)).toBe(0);

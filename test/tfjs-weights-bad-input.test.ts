@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { TfjsWeightSource } from '../src/io/tfjs-format.js';
-import { buildFolder, controlWeights, memoryFetch, modelJsonOf, withModelJson, writeFolder, type Folder } from './support/tfjs-folder.js';
+import { buildFolder, controlWeights, loadError, memoryFetch, modelJsonOf, withModelJson, writeFolder, type Folder } from './support/tfjs-folder.js';
 
 const BASE = 'https://weights.test/unet/';
 let work: string;
@@ -24,21 +24,9 @@ afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
 async function both(files: Folder): Promise<{ local: Error | null; remote: Error | null; dir: string }> {
   const dir = path.join(work, `f${n++}`);
   writeFolder(dir, files);
-  const run = async (open: () => Promise<TfjsWeightSource>): Promise<Error | null> => {
-    let s: TfjsWeightSource | undefined;
-    try {
-      s = await open();
-      for (const k of s.keys()) await s.read(k);
-      return null;
-    } catch (e) {
-      return e as Error;
-    } finally {
-      await s?.close();
-    }
-  };
   return {
-    local: await run(() => TfjsWeightSource.open(dir)),
-    remote: await run(() => TfjsWeightSource.open(BASE, { fetch: memoryFetch(BASE, files) })),
+    local: await loadError(() => TfjsWeightSource.open(dir)),
+    remote: await loadError(() => TfjsWeightSource.open(BASE, { fetch: memoryFetch(BASE, files) })),
     dir,
   };
 }

@@ -7,12 +7,15 @@
  * byte is written; output goes to `<out>.tmp-<pid>` and is renamed into place only when complete.
  */
 import path from 'node:path';
-import { copyFile, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { StateDictError, type Module, type Parameter, type WeightSource } from '../nn/module.js';
 import { modelSpecs } from '../models/registry.js';
 import { exists, findWeightFiles, readComponentConfig, readJson, type Config } from '../io/diffusers-folder.js';
 import { FileSource, openSafetensors } from '../io/node-source.js';
 import { SafetensorsWeightSource } from '../io/safetensors-weight-source.js';
+import { joinLocation } from '../io/location.js';
+import { parseModelIndex } from '../io/model-index.js';
+import { atomically, checkOutput } from './output.js';
 import {
   STORED_BYTES, ShardPacker, buildModelJson, encodeStored, shardBytesFor, shardFileName, uint8Params,
   type QuantizeMode, type TfjsWeightEntry,
@@ -248,36 +251,6 @@ async function copyTree(src: string, dst: string): Promise<void> {
   }
 }
 
-/** Runs `write(tmp)` and moves the result to `out` only if it completes; removes the temporary folder otherwise. */
-async function atomically<T>(out: string, force: boolean, write: (tmp: string) => Promise<T>): Promise<T> {
-  const tmp = `${out}.tmp-${process.pid}`;
-  await rm(tmp, { recursive: true, force: true });
-  await mkdir(tmp, { recursive: true });
-  try {
-    const r = await write(tmp);
-    if (await exists(out)) {
-      if (!force) throw new Error(`output folder ${out} appeared during conversion; not replacing it (use --force)`);
-      const old = `${out}.old-${process.pid}`;
-      await rename(out, old);
-      await rename(tmp, out);
-      await rm(old, { recursive: true, force: true });
-    } else {
-      await rename(tmp, out);
-    }
-    return r;
-  } catch (e) {
-    await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
-    throw e;
-  }
-}
-
-async function checkOutput(src: string, out: string, force: boolean): Promise<void> {
-  const a = path.resolve(src);
-  const b = path.resolve(out);
-  if (a === b || a.startsWith(b + path.sep)) throw new Error(`output folder ${out} would contain or replace the input ${src}`);
-  if (await exists(out) && !force) throw new Error(`output folder ${out} already exists (use --force to replace it)`);
-}
-
 /** Whether `dir` is a diffusers pipeline (model_index.json) or a single component (config.json). */
 export async function detectLayout(dir: string): Promise<'pipeline' | 'component'> {
   if (!(await exists(dir))) throw new Error(`input folder ${dir} does not exist`);
@@ -293,7 +266,7 @@ export async function convertComponent(src: string, out: string, opts: ConvertOp
   const plan = await planModel('', src, '', opts);
   const st: ProgressState = { done: 0, total: plan.params.reduce((a, [, p]) => a + p.size * 4, 0), index: 0, count: 1, emit: onProgress };
   try {
-    const rep = await atomically(out, !!opts.force, (tmp) => writeModel(plan, tmp, opts, st));
+    const rep = await atomically(out, !!opts.force, 'component', (tmp) => writeModel(plan, tmp, opts, st));
     onProgress?.({ phase: 'done', component: '', componentIndex: 0, componentCount: 1, bytesDone: st.done, bytesTotal: st.total });
     return rep;
   } finally {
@@ -314,18 +287,21 @@ export async function convertPipeline(src: string, out: string, opts: ConvertOpt
     return { out, kind: 'component', components: [{ ...c, name: path.basename(path.resolve(src)) }], copied: [] };
   }
   await checkOutput(src, out, !!opts.force);
-  const index = await readJson(path.join(src, 'model_index.json'));
-  const listed = Object.entries(index).filter(([k, v]) => !k.startsWith('_') && Array.isArray(v) && v.length === 2 && v[0] != null && v[1] != null).map(([k]) => k);
+  const indexFile = path.join(src, 'model_index.json');
+  const index = await readJson(indexFile);
+  // Component names become folder names under the input and the output: parseModelIndex keeps them plain.
+  const components = parseModelIndex(index, indexFile).components;
+  const listed = [...components].filter(([, v]) => v !== null).map(([k]) => k);
   if (opts.components?.length) {
     const unknown = opts.components.filter((c) => !listed.includes(c));
-    if (unknown.length) throw new Error(`--components: ${unknown.join(', ')} not in ${path.join(src, 'model_index.json')} (it lists ${listed.join(', ')})`);
+    if (unknown.length) throw new Error(`--components: ${unknown.join(', ')} not in ${indexFile} (it lists ${listed.join(', ')})`);
   }
   const chosen = opts.components?.length ? listed.filter((c) => opts.components!.includes(c)) : listed;
   const models: ModelPlan[] = [];
   const copies: string[] = [];
   try {
     for (const name of chosen) {
-      const dir = path.join(src, name);
+      const dir = joinLocation(src, name, `${indexFile}: component`);
       if (!(await exists(dir))) throw new Error(`component "${name}" is listed in model_index.json (${(index[name] as string[]).join('.')}) but ${dir} does not exist`);
       if (await exists(path.join(dir, 'config.json'))) models.push(await planModel(name, dir, name, opts));
       else copies.push(name);
@@ -333,7 +309,7 @@ export async function convertPipeline(src: string, out: string, opts: ConvertOpt
     const st: ProgressState = {
       done: 0, total: models.reduce((a, m) => a + m.params.reduce((b, [, p]) => b + p.size * 4, 0), 0), index: 0, count: models.length, emit: onProgress,
     };
-    return await atomically(out, !!opts.force, async (tmp) => {
+    return await atomically(out, !!opts.force, 'pipeline', async (tmp) => {
       const reports: ComponentReport[] = [];
       for (const [i, m] of models.entries()) {
         st.index = i;
@@ -341,7 +317,7 @@ export async function convertPipeline(src: string, out: string, opts: ConvertOpt
       }
       for (const name of copies) {
         onProgress?.({ phase: 'copy', component: name, componentIndex: st.index, componentCount: st.count, bytesDone: st.done, bytesTotal: st.total });
-        await copyTree(path.join(src, name), path.join(tmp, name));
+        await copyTree(joinLocation(src, name), joinLocation(tmp, name));
       }
       // Components left out are marked absent, as diffusers does for optional ones.
       const outIndex: Record<string, unknown> = { ...index };

@@ -10,6 +10,8 @@ import path from 'node:path';
 import type { WeightSource } from '../nn/module.js';
 import { modelSpecs, type ModelSpec } from '../models/registry.js';
 import { exists, openComponentWeights, readComponentConfig, readJson } from '../io/diffusers-folder.js';
+import { joinLocation } from '../io/location.js';
+import { parseModelIndex } from '../io/model-index.js';
 import { openWeights } from '../io/component-source.js';
 import { relL2 } from '../eval/rel-l2.js';
 
@@ -59,11 +61,10 @@ export async function verifyConversion(src: string, out: string, opts: { variant
     push(await verifyComponent(src, out, { variant: opts.variant, name: path.basename(path.resolve(src)) }));
     return results;
   }
-  const index = await readJson(path.join(out, 'model_index.json'));
-  for (const [name, v] of Object.entries(index)) {
-    if (name.startsWith('_') || !Array.isArray(v) || v[0] == null) continue;
-    if (!(await exists(path.join(out, name, 'model.json')))) continue;
-    push(await verifyComponent(path.join(src, name), path.join(out, name), { variant: opts.variant, name }));
+  const indexFile = path.join(out, 'model_index.json');
+  for (const [name, entry] of parseModelIndex(await readJson(indexFile), indexFile).components) {
+    if (!entry || !(await exists(path.join(out, name, 'model.json')))) continue;
+    push(await verifyComponent(joinLocation(src, name), joinLocation(out, name), { variant: opts.variant, name }));
   }
   return results;
 }

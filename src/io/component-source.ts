@@ -5,7 +5,9 @@
 import type { Module, WeightSource } from '../nn/module.js';
 import { offloadWeights, type OffloadOptions } from '../nn/offload.js';
 import { TfjsWeightSource, type TfjsOpenOptions } from './tfjs-format.js';
-import { isRemote, joinLocation, readJsonAt } from './location.js';
+import { MAX_MODEL_JSON_BYTES } from './tfjs-validate.js';
+import { isRemote, joinLocation, nodeFs, readJsonAt } from './location.js';
+import { throwIfAborted, type NetOptions } from './http-fetch.js';
 
 export type ClosableWeightSource = WeightSource & { close(): Promise<void> };
 
@@ -16,19 +18,16 @@ export interface OpenWeightsOptions extends TfjsOpenOptions {
 
 export { joinLocation } from './location.js';
 
-// A variable specifier: bundlers leave node:fs out of the browser build.
-const NODE_FS = 'node:fs/promises';
-
 /** Whether a local folder is a converted one (has `model.json`). */
 export async function isConvertedFolder(dir: string): Promise<boolean> {
-  const { stat } = (await import(/* webpackIgnore: true */ /* @vite-ignore */ NODE_FS)) as typeof import('node:fs/promises');
+  const { stat } = await nodeFs();
   try { await stat(joinLocation(dir, 'model.json')); return true; } catch { return false; }
 }
 
-/** Reads `<dir>/<name>` as JSON, or fails naming the location when it is missing. */
-async function requireJson(dir: string, name: string, fetchFn?: typeof fetch): Promise<Record<string, unknown>> {
-  const j = await readJsonAt(dir, name, fetchFn);
-  if (!j) throw new Error(`${joinLocation(dir, name)} not found`);
+/** Reads `<dir>/<name>` as JSON (at most `maxBytes`), or fails naming the location when it is missing. */
+async function requireJson(dir: string, name: string, o: NetOptions & { maxBytes?: number }): Promise<Record<string, unknown>> {
+  const j = await readJsonAt(dir, name, o);
+  if (j === undefined) throw new Error(`${joinLocation(dir, name)} not found`);
   return j;
 }
 
@@ -48,10 +47,10 @@ export async function openWeights(dirOrUrl: string, opts: OpenWeightsOptions = {
  * Reads a component's config (with `_class_name`) and says which file it came from (for error messages):
  * `config.json` of a diffusers or converted folder, or for a URL the config stored in `model.json`.
  */
-export async function readConfigFile(dirOrUrl: string, opts: { fetch?: typeof fetch } = {}): Promise<{ config: Record<string, unknown>; file: string }> {
+export async function readConfigFile(dirOrUrl: string, opts: NetOptions = {}): Promise<{ config: Record<string, unknown>; file: string }> {
   if (isRemote(dirOrUrl, opts.fetch)) {
     const file = joinLocation(dirOrUrl, 'model.json');
-    const j = await requireJson(dirOrUrl, 'model.json', opts.fetch);
+    const j = await requireJson(dirOrUrl, 'model.json', { ...opts, maxBytes: MAX_MODEL_JSON_BYTES });
     const meta = (j.userDefinedMetadata as { tgate?: { config?: Record<string, unknown>; className?: string } } | undefined)?.tgate;
     if (!meta?.config || typeof meta.config !== 'object') throw new Error(`${file} has no tgate config (not written by tgate convert?)`);
     return { config: { _class_name: meta.className, ...meta.config }, file };
@@ -61,13 +60,13 @@ export async function readConfigFile(dirOrUrl: string, opts: { fetch?: typeof fe
 }
 
 /** Reads a component's config (with `_class_name`); see {@link readConfigFile}. */
-export async function readConfig(dirOrUrl: string, opts: { fetch?: typeof fetch } = {}): Promise<Record<string, unknown>> {
+export async function readConfig(dirOrUrl: string, opts: NetOptions = {}): Promise<Record<string, unknown>> {
   return (await readConfigFile(dirOrUrl, opts)).config;
 }
 
 /** Reads a pipeline's `model_index.json` from a folder or URL. */
-export async function readModelIndex(dirOrUrl: string, opts: { fetch?: typeof fetch } = {}): Promise<Record<string, unknown>> {
-  return requireJson(dirOrUrl, 'model_index.json', opts.fetch);
+export async function readModelIndex(dirOrUrl: string, opts: NetOptions = {}): Promise<Record<string, unknown>> {
+  return requireJson(dirOrUrl, 'model_index.json', opts);
 }
 
 /**
@@ -94,9 +93,18 @@ export type LoadWeightsOptions = OpenWeightsOptions & {
 /** Loads a component's weights into a model built from its config; disposes the model if loading fails. */
 export async function loadWeightsInto<M extends Module>(model: M, dirOrUrl: string, opts: LoadWeightsOptions = {}): Promise<M> {
   if (opts.offload) offloadWeights(model, opts.offload === true ? {} : opts.offload);
-  const src = await openWeights(dirOrUrl, opts);
+  let src: ClosableWeightSource;
   try {
-    await model.loadStateDict(src, { onProgress: opts.onTensor });
+    src = await openWeights(dirOrUrl, opts);
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  try {
+    await model.loadStateDict(src, {
+      // A local load has no request to abort: stop it between tensors.
+      onProgress: (done, total) => { throwIfAborted(opts.signal, dirOrUrl); opts.onTensor?.(done, total); },
+    });
   } catch (e) {
     model.dispose();
     throw e;

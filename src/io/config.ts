@@ -35,15 +35,33 @@ export const LIMITS = {
   imageSize: 16384,
   /** Image or latent channels: 4, 8 (PixArt's learned variance), 9 (inpainting). */
   channels: 1024,
+  /**
+   * Parameters of one model: T5-XXL's encoder, the largest the pipelines use, has 4.8 billion (SDXL's UNet 2.6).
+   * Each key above may be in bounds while their products are not (256 layers of width 16384 is 800 billion).
+   */
+  parameters: 20e9,
 } as const;
 
 /** The longest rendering of an offending value an error message embeds. */
 const SHOWN_CHARS = 200;
 
+/**
+ * Returns `model` when its parameter count is within {@link LIMITS}.parameters; otherwise disposes it and throws a
+ * ConfigError naming the file and class. Models are built without weights, so this runs before any allocation.
+ */
+export function checkParameterCount<M extends { numParameters(): number; dispose(): void }>(model: M, className: string, file?: string): M {
+  const n = model.numParameters();
+  if (n <= LIMITS.parameters) return model;
+  model.dispose();
+  const where = file ? `${file} (${className})` : `${className} config`;
+  throw new ConfigError(`${where}: the config asks for ${(n / 1e9).toFixed(1)} billion parameters, more than the limit of ${LIMITS.parameters / 1e9} billion `
+    + '(the largest model the pipelines use, T5-XXL\'s encoder, has 4.8 billion): check its widths, layer counts and vocabulary size', file, className, null);
+}
+
 /** What a key (or a list entry) must hold. */
 export type Rule =
   | { type: 'int'; min?: number; max?: number }
-  | { type: 'number'; min?: number; max?: number; /** exclusive lower bound */ above?: number }
+  | { type: 'number'; min?: number; max?: number; /** exclusive bounds */ above?: number; below?: number }
   | { type: 'bool' }
   | { type: 'string' }
   | { type: 'oneOf'; values: readonly unknown[] }
@@ -53,7 +71,7 @@ export type Rule =
 /** Rule constructors, so a table reads as `int(1, LIMITS.layers)`. */
 export const rule = {
   int: (min?: number, max?: number): Rule => ({ type: 'int', min, max }),
-  number: (o: { min?: number; max?: number; above?: number } = {}): Rule => ({ type: 'number', ...o }),
+  number: (o: { min?: number; max?: number; above?: number; below?: number } = {}): Rule => ({ type: 'number', ...o }),
   bool: (): Rule => ({ type: 'bool' }),
   string: (): Rule => ({ type: 'string' }),
   oneOf: (values: readonly unknown[]): Rule => ({ type: 'oneOf', values }),
@@ -72,6 +90,13 @@ export class ConfigError extends Error {
   constructor(message: string, readonly file: string | undefined, readonly className: string, readonly key: string | null) {
     super(message);
     this.name = 'ConfigError';
+  }
+
+  /** The same error naming `file`, for a config that was checked before its file was known (schedulerFromConfig). */
+  inFile(file: string): ConfigError {
+    const prefix = `${this.className} config: `;
+    if (this.file !== undefined || !this.message.startsWith(prefix)) return this;
+    return new ConfigError(`${file} (${this.className}): ${this.message.slice(prefix.length)}`, file, this.className, this.key);
   }
 }
 
@@ -112,7 +137,13 @@ const range = (min?: number, max?: number): string =>
 export function describeRule(r: Rule): string {
   switch (r.type) {
     case 'int': return `an integer${range(r.min, r.max)}`;
-    case 'number': return `a number${r.above !== undefined ? ` > ${r.above}` : ''}${range(r.min, r.max)}`;
+    case 'number': {
+      const bounds = [range(r.min, r.max).trim()];
+      if (r.above !== undefined) bounds.unshift(`> ${r.above}`);
+      if (r.below !== undefined) bounds.push(`< ${r.below}`);
+      const words = bounds.filter(Boolean).join(' and ');
+      return `a number${words ? ` ${words}` : ''}`;
+    }
     case 'bool': return 'true or false';
     case 'string': return 'a string';
     case 'oneOf': return `one of ${r.values.map((v) => showValue(v)).join(', ')}`;
@@ -141,7 +172,7 @@ function violation(v: unknown, r: Rule): Violation | null {
     case 'int':
       return self(typeof v === 'number' && Number.isInteger(v) && (r.min === undefined || v >= r.min) && (r.max === undefined || v <= r.max));
     case 'number':
-      return self(typeof v === 'number' && Number.isFinite(v) && (r.above === undefined || v > r.above)
+      return self(typeof v === 'number' && Number.isFinite(v) && (r.above === undefined || v > r.above) && (r.below === undefined || v < r.below)
         && (r.min === undefined || v >= r.min) && (r.max === undefined || v <= r.max));
     case 'bool': return self(typeof v === 'boolean');
     case 'string': return self(typeof v === 'string');

@@ -2,22 +2,18 @@
  * The diffusers folder layout (Node): model_index.json, <component>/config.json, weight files with optional
  * variants (`diffusion_pytorch_model.fp16.safetensors`) and sharded checkpoints (`*.safetensors.index.json`).
  */
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { openSafetensors } from './node-source.js';
 import { SafetensorsWeightSource } from './safetensors-weight-source.js';
 import { parseJson } from './json.js';
+import { MAX_JSON_BYTES, joinLocation, readLocalFile } from './location.js';
 
 export type Config = Record<string, unknown> & { _class_name?: string };
 
+/** Reads and parses a local JSON file (at most 16 MiB, bounded nesting; Python-style JSON accepted). */
 export async function readJson<T = Config>(file: string): Promise<T> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    throw new Error(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
-  return parseJson<T>(text, file);
+  return parseJson<T>((await readLocalFile(file, MAX_JSON_BYTES, 'JSON file'))!, file);
 }
 
 export async function exists(p: string): Promise<boolean> {
@@ -48,12 +44,14 @@ export async function findWeightFiles(dir: string, variant?: string): Promise<st
     const base = variant ? `${stem}.${variant}.safetensors` : `${stem}.safetensors`;
     if (names.includes(base)) return [path.join(dir, base)];
     if (names.includes(`${base}.index.json`)) {
-      const idx = await readJson<{ weight_map?: unknown }>(path.join(dir, `${base}.index.json`));
+      const indexFile = path.join(dir, `${base}.index.json`);
+      const idx = await readJson<{ weight_map?: unknown }>(indexFile);
       const map = idx?.weight_map;
       if (!map || typeof map !== 'object' || Array.isArray(map) || !Object.values(map).every((f) => typeof f === 'string' && f.length > 0)) {
-        throw new Error(`${path.join(dir, `${base}.index.json`)}: weight_map must be an object of tensor name → file name`);
+        throw new Error(`${indexFile}: weight_map must be an object of tensor name → file name`);
       }
-      return [...new Set(Object.values(map as Record<string, string>))].map((f) => path.join(dir, f));
+      // The shard files are names from the index: they must stay inside the component folder.
+      return [...new Set(Object.values(map as Record<string, string>))].map((f) => joinLocation(dir, f, `${indexFile}: weight_map file`));
     }
   }
   const st = names.filter((n) => n.endsWith('.safetensors') || n.endsWith('.index.json'));

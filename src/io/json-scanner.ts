@@ -32,6 +32,8 @@ const WS = new Uint8Array(256);
 for (const c of [0x20, 0x09, 0x0a, 0x0d]) WS[c] = 1;
 const ESCAPES: Record<number, string> = { 0x22: '"', 0x5c: '\\', 0x2f: '/', 0x62: '\b', 0x66: '\f', 0x6e: '\n', 0x72: '\r', 0x74: '\t' };
 const utf8 = new TextDecoder('utf-8');
+const LITERALS = [['true', true], ['false', false], ['null', null]] as const;
+const PYTHON_LITERALS = [...LITERALS, ['NaN', NaN], ['Infinity', Infinity], ['-Infinity', -Infinity]] as const;
 
 /** Index of the first byte of an invalid UTF-8 sequence in b[from, to), or -1 (overlongs and surrogates are invalid). */
 function invalidUtf8At(b: Uint8Array, from: number, to: number): number {
@@ -64,7 +66,8 @@ function showByte(c: number | undefined): string {
 export class JsonScanner {
   pos = 0;
 
-  constructor(private readonly b: Uint8Array, private readonly maxDepth: number) {}
+  /** @param pythonLiterals accept `NaN`, `Infinity` and `-Infinity`, as Python's json module writes them. */
+  constructor(private readonly b: Uint8Array, private readonly maxDepth: number, private readonly pythonLiterals = false) {}
 
   fail(kind: 'syntax' | 'limit', problem: string, at = this.pos): never {
     throw new JsonScanError(kind, `${problem} at byte ${at}`);
@@ -255,12 +258,12 @@ export class JsonScanner {
     else this.literal();
   }
 
-  /** Reads `true`, `false`, `null` or a number. */
+  /** Reads `true`, `false`, `null` or a number (and `NaN`, `Infinity`, `-Infinity` with `pythonLiterals`). */
   private literal(): boolean | null | number {
     const b = this.b;
     const c = this.peek();
-    for (const [word, v] of [['true', true], ['false', false], ['null', null]] as const) {
-      if (c === word.charCodeAt(0)) {
+    for (const [word, v] of this.pythonLiterals ? PYTHON_LITERALS : LITERALS) {
+      if (c === word.charCodeAt(0) && (word[0] !== '-' || b[this.pos + 1] === 0x49)) {
         for (let k = 0; k < word.length; k++) if (b[this.pos + k] !== word.charCodeAt(k)) this.fail('syntax', `expected ${word}`);
         this.pos += word.length;
         return v;
@@ -297,9 +300,12 @@ export class JsonScanner {
   }
 }
 
-/** Parses a whole JSON document with bounded nesting and size of what is built; duplicate keys are errors. */
-export function parseBoundedJson(bytes: Uint8Array, limits: { maxDepth: number; maxValues: number }): unknown {
-  const s = new JsonScanner(bytes, limits.maxDepth);
+/**
+ * Parses a whole JSON document with bounded nesting and size of what is built; duplicate keys are errors.
+ * `pythonLiterals` accepts the bare `NaN` / `Infinity` / `-Infinity` Python's json module writes.
+ */
+export function parseBoundedJson(bytes: Uint8Array, limits: { maxDepth: number; maxValues: number; pythonLiterals?: boolean }): unknown {
+  const s = new JsonScanner(bytes, limits.maxDepth, limits.pythonLiterals);
   const v = s.value(1, { values: limits.maxValues });
   s.end();
   return v;

@@ -4,6 +4,8 @@
  * static Node imports: the browser bundle must not pull in `fs`.
  */
 import { readBody } from './http-body.js';
+import { openUrl, type NetOptions, type Transfer } from './http-fetch.js';
+import { nodeFs } from './location.js';
 import { checkShardSize } from './tfjs-validate.js';
 
 /** Progress of shard downloads (browser / http). */
@@ -15,9 +17,8 @@ export interface FetchProgress {
   shardCount: number;
 }
 
-export interface TfjsOpenOptions {
-  /** fetch to use for URLs (default: global fetch). Passing one forces URL mode. */
-  fetch?: typeof fetch;
+/** How a converted folder is opened; `fetch` (passing one forces URL mode), `signal` and `timeoutMs` as {@link NetOptions}. */
+export interface TfjsOpenOptions extends NetOptions {
   onProgress?: (p: FetchProgress) => void;
   /** Keep fetched shards in the Cache API (when `caches` exists): true uses cache "tgate-tfjs-weights". */
   cache?: boolean | string;
@@ -32,14 +33,6 @@ export interface ShardStore {
   close(): Promise<void>;
 }
 
-type FsPromises = typeof import('node:fs/promises');
-const NODE_FS = 'node:fs/promises';
-let fsMod: Promise<FsPromises> | undefined;
-/** Loads node:fs only when a local path is read, so bundlers leave it out. */
-export function nodeFs(): Promise<FsPromises> {
-  fsMod ??= import(/* webpackIgnore: true */ /* @vite-ignore */ NODE_FS) as Promise<FsPromises>;
-  return fsMod;
-}
 
 /** Local shard files, read by byte range through one handle each (Node). Sizes are checked against model.json's. */
 export class FileShardStore implements ShardStore {
@@ -109,17 +102,18 @@ export class FetchShardStore implements ShardStore {
 
   private async download(i: number): Promise<Uint8Array> {
     const url = this.urls[i];
-    const f = this.opts.fetch ?? fetch;
     const cacheName = this.opts.cache === true ? 'tgate-tfjs-weights' : this.opts.cache || undefined;
     const cache = cacheName && typeof caches !== 'undefined' ? await caches.open(cacheName) : undefined;
-    let r = cache ? await cache.match(url) : undefined;
-    const fromCache = !!r;
-    if (!r) {
-      r = await f(url);
-      if (!r.ok) throw new Error(`fetching weight shard ${url} failed: HTTP ${r.status}`);
+    const cached = cache ? await cache.match(url) : undefined;
+    const fromCache = !!cached;
+    // A cached shard is read the same way as a fetched one (bounded, checked), through the same transfer API.
+    const t = cached ? localTransfer(url, cached) : await openUrl(url, this.opts);
+    if (!t.response.ok) {
+      await t.cancel();
+      throw new Error(`fetching weight shard ${url} failed: HTTP ${t.response.status}`);
     }
     const want = this.declared?.[i];
-    const got = await readBody(r, want ?? this.groupBytes, (n) => {
+    const got = await t.read(want ?? this.groupBytes, (n) => {
       this.opts.onProgress?.({ loadedBytes: this.loaded + n, totalBytes: this.total(), shard: i, shardCount: this.count });
     });
     if ('overLimit' in got) {
@@ -164,4 +158,13 @@ export class FetchShardStore implements ShardStore {
     return { bytes: (await this.shard(i)).subarray(begin, end), owned: false };
   }
   async close(): Promise<void> { this.held = []; }
+}
+
+/** A response from the Cache API as a transfer (nothing to time out). */
+function localTransfer(url: string, response: Response): Transfer {
+  return {
+    url, response,
+    read: (max, onChunk) => readBody(response, max, onChunk),
+    cancel: async () => { await response.body?.cancel().catch(() => undefined); },
+  };
 }

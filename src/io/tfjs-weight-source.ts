@@ -5,12 +5,12 @@
  * the reader sets `layoutConverted` and loading needs no transposes. This file has no static Node imports:
  * the browser bundle must not pull in `fs`.
  */
-import { isRemote } from './location.js';
+import { isRemote, joinLocation, readLocalFile } from './location.js';
 import type { WeightSource } from '../nn/module.js';
-import { readBody } from './http-body.js';
+import { fetchBytes } from './http-fetch.js';
 import type { TfjsModelJson, TfjsWeightEntry, TgateMetadata } from './tfjs-manifest.js';
 import { decodeStored } from './tfjs-quantize.js';
-import { FetchShardStore, FileShardStore, nodeFs, type ShardStore, type TfjsOpenOptions } from './tfjs-shard-stores.js';
+import { FetchShardStore, FileShardStore, type ShardStore, type TfjsOpenOptions } from './tfjs-shard-stores.js';
 import { MAX_MODEL_JSON_BYTES, checkGroupBytes, parseModelJson, type GroupLayout } from './tfjs-validate.js';
 
 interface Located { entry: TfjsWeightEntry; group: number; offset: number; length: number }
@@ -38,22 +38,24 @@ export class TfjsWeightSource implements WeightSource {
   get metadata(): TgateMetadata | undefined { return this.modelJson.userDefinedMetadata?.tgate; }
 
   /**
-   * Opens `location`: a folder or its `model.json`, as a local path (Node) or a URL.
+   * Opens `location`: a folder or its `model.json`, as a local path (Node) or a URL. Shard paths must stay
+   * inside model.json's folder (or URL): no `..`, absolute path or other origin.
    */
   static async open(location: string, opts: TfjsOpenOptions = {}): Promise<TfjsWeightSource> {
     const url = isRemote(location, opts.fetch);
-    const jsonLoc = /\.json$/i.test(location) ? location : url ? `${location.replace(/\/+$/, '')}/model.json` : `${location.replace(/[\\/]+$/, '')}/model.json`;
-    const { json, groups } = parseModelJson(url ? await readRemote(jsonLoc, opts.fetch ?? fetch) : await readLocal(jsonLoc), jsonLoc);
-    let store: (paths: string[], gi: number) => ShardStore;
-    if (url) {
-      // Relative URLs resolve against the page (browser); in Node a URL must be absolute.
-      const base = new URL('.', new URL(jsonLoc, typeof window !== 'undefined' ? window.location.href : undefined));
-      store = (paths, gi) => new FetchShardStore(paths.map((p) => new URL(p, base).href), opts, groups[gi].declared, groups[gi].total);
-    } else {
-      const dir = jsonLoc.replace(/[\\/][^\\/]*$/, '') || '.';
-      store = (paths, gi) => new FileShardStore(paths.map((p) => `${dir}/${p}`), groups[gi].declared);
-    }
-    const stores = json.weightsManifest.map((g, gi) => store(g.paths, gi));
+    const jsonLoc = /\.json$/i.test(location) ? location : joinLocation(location, 'model.json');
+    const bytes = url
+      ? await fetchBytes(jsonLoc, opts, MAX_MODEL_JSON_BYTES, 'model.json')
+      : await readLocalFile(jsonLoc, MAX_MODEL_JSON_BYTES, 'model.json');
+    const { json, groups } = parseModelJson(bytes!, jsonLoc);
+    // Relative URLs resolve against the page (browser); in Node a URL must be absolute.
+    const dir = url
+      ? new URL('.', new URL(jsonLoc, typeof window !== 'undefined' ? window.location.href : undefined)).href
+      : jsonLoc.replace(/[\\/][^\\/]*$/, '') || '.';
+    const stores = json.weightsManifest.map((g, gi): ShardStore => {
+      const files = g.paths.map((p) => joinLocation(dir, p, `${jsonLoc}: group ${gi}: shard path`));
+      return url ? new FetchShardStore(files, opts, groups[gi].declared, groups[gi].total) : new FileShardStore(files, groups[gi].declared);
+    });
     return new TfjsWeightSource(jsonLoc, json, groups, stores);
   }
 
@@ -107,27 +109,4 @@ export class TfjsWeightSource implements WeightSource {
   }
 
   async close(): Promise<void> { await Promise.all(this.stores.map((s) => s.close())); }
-}
-
-/** Fetches a model.json, reading at most the size limit. */
-async function readRemote(url: string, fetchFn: typeof fetch): Promise<Uint8Array> {
-  const r = await fetchFn(url);
-  if (!r.ok) throw new Error(`fetching ${url} failed: HTTP ${r.status}`);
-  const got = await readBody(r, MAX_MODEL_JSON_BYTES);
-  if ('overLimit' in got) throw new Error(`${url} is larger than the ${MAX_MODEL_JSON_BYTES}-byte limit for a model.json`);
-  if ('short' in got) throw new Error(`fetching ${url}: the transfer ended after ${got.got} of ${got.contentLength} bytes`);
-  return got.bytes;
-}
-
-/** Reads a local model.json, refusing one above the size limit before reading it. */
-async function readLocal(file: string): Promise<Uint8Array> {
-  const fs = await nodeFs();
-  try {
-    const { size } = await fs.stat(file);
-    if (size > MAX_MODEL_JSON_BYTES) throw new Error(`${file} is larger than the ${MAX_MODEL_JSON_BYTES}-byte limit for a model.json`);
-    return new Uint8Array(await fs.readFile(file));
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw code ? new Error(`cannot read ${file}: ${code}`) : e;
-  }
 }

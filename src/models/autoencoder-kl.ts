@@ -12,7 +12,7 @@ import { ACTIVATION_NAMES, activation } from '../layers/activations.js';
 import type { AttnContext, AttnProcessor } from '../attention/processor.js';
 import { attnProcessors, setAttnProcessor } from '../attention/registry.js';
 import { buildAndLoad, type LoadWeightsOptions } from '../io/component-source.js';
-import { ConfigReader, LIMITS, rule } from '../io/config.js';
+import { ConfigReader, LIMITS, checkParameterCount, rule, type Rule } from '../io/config.js';
 
 export interface AutoencoderKLConfig {
   inChannels: number;
@@ -48,7 +48,7 @@ export function resolveAutoencoderKLConfig(raw: Record<string, unknown>, file?: 
   const odd = boc.find((c) => c % groups);
   if (odd !== undefined) throw r.fail('norm_num_groups', `does not divide block_out_channels entry ${odd}`);
   const latentChannels = r.int('latent_channels', { default: 4, ...channels });
-  const perLatentChannel = rule.list(rule.number(), latentChannels, latentChannels);
+  const perLatentChannel = (entry: Rule): Rule => rule.list(entry, latentChannels, latentChannels);
   return {
     inChannels: r.int('in_channels', { default: 3, ...channels }),
     outChannels: r.int('out_channels', { default: 3, ...channels }),
@@ -58,10 +58,11 @@ export function resolveAutoencoderKLConfig(raw: Record<string, unknown>, file?: 
     latentChannels,
     normNumGroups: groups,
     sampleSize: r.get('sample_size', rule.either(rule.int(1, LIMITS.imageSize), rule.list(rule.int(1, LIMITS.imageSize), 1, 2)), { default: 32 }) as number | number[],
-    scalingFactor: r.number('scaling_factor', { default: 0.18215 }),
+    // Latents are divided by these: 0 (or a negative scale) would give an infinite or inverted image, not an error.
+    scalingFactor: r.number('scaling_factor', { default: 0.18215, above: 0 }),
     shiftFactor: r.number('shift_factor', { default: null, nullable: true }),
-    latentsMean: r.get('latents_mean', perLatentChannel, { default: null, nullable: true }) as number[] | null,
-    latentsStd: r.get('latents_std', perLatentChannel, { default: null, nullable: true }) as number[] | null,
+    latentsMean: r.get('latents_mean', perLatentChannel(rule.number()), { default: null, nullable: true }) as number[] | null,
+    latentsStd: r.get('latents_std', perLatentChannel(rule.number({ above: 0 })), { default: null, nullable: true }) as number[] | null,
     forceUpcast: r.bool('force_upcast', { default: true }),
     useQuantConv: r.bool('use_quant_conv', { default: true }),
     usePostQuantConv: r.bool('use_post_quant_conv', { default: true }),
@@ -255,7 +256,7 @@ export class AutoencoderKL extends Module {
 
   /** Validates a diffusers `config.json` (AutoencoderKL) and builds the model (weights not allocated). */
   static fromConfig(cfg: Record<string, unknown>, file?: string): AutoencoderKL {
-    return new AutoencoderKL(resolveAutoencoderKLConfig(cfg, file));
+    return checkParameterCount(new AutoencoderKL(resolveAutoencoderKLConfig(cfg, file)), 'AutoencoderKL', file);
   }
 
   /** Loads a diffusers `vae/` folder (config.json + safetensors, optional variant such as "fp16"). */

@@ -13,7 +13,7 @@ import { AttentionModule, type AttnProcessor, type AttnProjections } from '../at
 import { Embedding } from '../layers/embeddings.js';
 import { MASK_MIN, checkVocab, readIdRows, type TokenIds } from './text-inputs.js';
 import { buildAndLoad, type LoadWeightsOptions } from '../io/component-source.js';
-import { ConfigReader, LIMITS } from '../io/config.js';
+import { ConfigReader, LIMITS, checkParameterCount } from '../io/config.js';
 
 export interface CLIPTextConfig {
   vocabSize: number;
@@ -44,8 +44,9 @@ export function parseCLIPTextConfig(raw: Record<string, unknown>, file?: string,
   if (hiddenSize % heads) throw r.fail('num_attention_heads', `does not divide hidden_size=${hiddenSize}`);
   r.oneOf('position_embedding_type', ['absolute'], { default: 'absolute' });
   const projectionDefault = r.int('projection_dim', { default: 512, min: 1, max: LIMITS.width });
+  const vocabSize = int('vocab_size', 49408, 1, LIMITS.vocab);
   return {
-    vocabSize: int('vocab_size', 49408, 1, LIMITS.vocab),
+    vocabSize,
     hiddenSize,
     intermediateSize: int('intermediate_size', 2048, 1, LIMITS.innerWidth),
     numHiddenLayers: int('num_hidden_layers', 12, 1, LIMITS.layers),
@@ -53,7 +54,8 @@ export function parseCLIPTextConfig(raw: Record<string, unknown>, file?: string,
     maxPositionEmbeddings: int('max_position_embeddings', 77, 1, LIMITS.positions),
     hiddenAct: r.oneOf('hidden_act', ACTIVATION_NAMES, { default: 'quick_gelu' }),
     layerNormEps: r.number('layer_norm_eps', { default: 1e-5, above: 0 }),
-    eosTokenId: int('eos_token_id', 49407, 0),
+    // The pooled row is the first eos: an id outside the vocabulary is never found, and row 0 would be pooled.
+    eosTokenId: int('eos_token_id', 49407, 0, vocabSize - 1),
     projectionDim: nested ? outer.int('projection_dim', { default: projectionDefault, min: 1, max: LIMITS.width }) : projectionDefault,
   };
 }
@@ -247,7 +249,7 @@ abstract class CLIPTextBase extends Module {
 export class CLIPTextModel extends CLIPTextBase {
   /** Builds the model (no weights allocated) from a transformers config.json; `file` names it in errors. */
   static fromConfig(cfg: Record<string, unknown>, file?: string): CLIPTextModel {
-    return new CLIPTextModel(parseCLIPTextConfig(cfg, file, 'CLIPTextModel'));
+    return checkParameterCount(new CLIPTextModel(parseCLIPTextConfig(cfg, file, 'CLIPTextModel')), 'CLIPTextModel', file);
   }
 
   static async fromPretrained(dir: string, opts: LoadWeightsOptions = {}): Promise<CLIPTextModel> {
@@ -271,7 +273,7 @@ export class CLIPTextModelWithProjection extends CLIPTextBase {
 
   /** Builds the model (no weights allocated) from a transformers config.json; `file` names it in errors. */
   static fromConfig(cfg: Record<string, unknown>, file?: string): CLIPTextModelWithProjection {
-    return new CLIPTextModelWithProjection(parseCLIPTextConfig(cfg, file, 'CLIPTextModelWithProjection'));
+    return checkParameterCount(new CLIPTextModelWithProjection(parseCLIPTextConfig(cfg, file, 'CLIPTextModelWithProjection')), 'CLIPTextModelWithProjection', file);
   }
 
   static async fromPretrained(dir: string, opts: LoadWeightsOptions = {}): Promise<CLIPTextModelWithProjection> {

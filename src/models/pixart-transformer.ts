@@ -13,7 +13,7 @@ import type { AttnContext, AttnProcessor } from '../attention/processor.js';
 import { attnProcessors, setAttnProcessor, withRecordedAttention } from '../attention/registry.js';
 import { maskToBias } from '../attention/sdpa.js';
 import { buildAndLoad, type LoadWeightsOptions } from '../io/component-source.js';
-import { ConfigReader, LIMITS } from '../io/config.js';
+import { ConfigReader, LIMITS, checkParameterCount } from '../io/config.js';
 
 export interface PixArtTransformerConfig {
   numAttentionHeads: number;
@@ -149,7 +149,7 @@ export class PixArtTransformer2DModel extends Module {
    * "ada_norm_single", whose defaults differ) and builds the model without allocating weights.
    */
   static fromConfig(cfg: Record<string, unknown>, file?: string): PixArtTransformer2DModel {
-    return new PixArtTransformer2DModel(resolvePixArtConfig(cfg, file));
+    return checkParameterCount(new PixArtTransformer2DModel(resolvePixArtConfig(cfg, file)), 'PixArtTransformer2DModel', file);
   }
 
   /** Loads a diffusers `transformer/` folder. */

@@ -14,7 +14,7 @@ import { AttentionModule, type AttnProcessor, type AttnProjections } from '../at
 import { Embedding } from '../layers/embeddings.js';
 import { MASK_MIN, checkVocab, readIdRows, type TokenIds } from './text-inputs.js';
 import { buildAndLoad, type LoadWeightsOptions } from '../io/component-source.js';
-import { ConfigReader, LIMITS } from '../io/config.js';
+import { ConfigReader, LIMITS, checkParameterCount } from '../io/config.js';
 
 export interface T5EncoderConfig {
   vocabSize: number;
@@ -245,7 +245,7 @@ export class T5EncoderModel extends Module {
 
   /** Builds the model (no weights allocated) from a transformers config.json; `file` names it in errors. */
   static fromConfig(cfg: Record<string, unknown>, file?: string): T5EncoderModel {
-    return new T5EncoderModel(parseT5Config(cfg, file));
+    return checkParameterCount(new T5EncoderModel(parseT5Config(cfg, file)), 'T5EncoderModel', file);
   }
 
   /** Loads `<dir>/config.json` and `model.safetensors` (or a sharded `model.safetensors.index.json`). */

@@ -115,7 +115,8 @@ export function resolveUNetConfig(raw: Record<string, unknown>, file?: string): 
     blockOutChannels,
     layersPerBlock: r.perBlock<number>('layers_per_block', rule.int(1, LIMITS.layersPerBlock), n, { default: 2 }),
     downsamplePadding: r.int('downsample_padding', { default: 1, min: 0, max: 16 }),
-    midBlockScaleFactor: r.number('mid_block_scale_factor', { default: 1 }),
+    // Outputs are divided by these two: 0 would give infinities instead of an error.
+    midBlockScaleFactor: r.number('mid_block_scale_factor', { default: 1, above: 0 }),
     actFn,
     normNumGroups,
     normEps: r.number('norm_eps', { default: 1e-5, above: 0 }),
@@ -127,7 +128,7 @@ export function resolveUNetConfig(raw: Record<string, unknown>, file?: string): 
     useLinearProjection: r.bool('use_linear_projection', { default: false }),
     upcastAttention: r.bool('upcast_attention', { default: false }),
     resnetTimeScaleShift: r.oneOf<'default' | 'scale_shift'>('resnet_time_scale_shift', ['default', 'scale_shift'], { default: 'default' }),
-    resnetOutScaleFactor: r.number('resnet_out_scale_factor', { default: 1 }),
+    resnetOutScaleFactor: r.number('resnet_out_scale_factor', { default: 1, above: 0 }),
     timeEmbeddingDim: nullableInt('time_embedding_dim', LIMITS.innerWidth),
     timeEmbeddingActFn,
     timeCondProjDim: nullableInt('time_cond_proj_dim', LIMITS.width),

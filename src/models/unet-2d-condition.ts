@@ -12,6 +12,7 @@ import type { AttnContext, AttnProcessor } from '../attention/processor.js';
 import { attnProcessors, setAttnProcessor, withRecordedAttention } from '../attention/registry.js';
 import { maskToBias } from '../attention/sdpa.js';
 import { buildAndLoad, type LoadWeightsOptions } from '../io/component-source.js';
+import { checkParameterCount } from '../io/config.js';
 import {
   CrossAttnDownBlock2D, CrossAttnUpBlock2D, DownBlock2D, UNetMidBlock2DCrossAttn, UpBlock2D,
   type AttentionSettings, type BlockInputs, type ResnetSettings,
@@ -126,7 +127,7 @@ export class UNet2DConditionModel extends Module {
 
   /** Builds the model (no weights allocated) from a diffusers config.json object; `file` names it in errors. */
   static fromConfig(cfg: Record<string, unknown>, file?: string): UNet2DConditionModel {
-    return new UNet2DConditionModel(resolveUNetConfig(cfg, file));
+    return checkParameterCount(new UNet2DConditionModel(resolveUNetConfig(cfg, file)), 'UNet2DConditionModel', file);
   }
 
   /** Loads a component folder's config and weights (diffusers or converted; `variant` e.g. "fp16"). */

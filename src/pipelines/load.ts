@@ -5,9 +5,11 @@
  */
 import type { Module } from '../nn/module.js';
 import { readModelIndex } from '../io/component-source.js';
+import { parseModelIndex } from '../io/model-index.js';
 import { loadModel } from '../models/load.js';
 import type { OffloadOptions } from '../nn/offload.js';
 import { joinLocation, readJsonAt } from '../io/location.js';
+import { throwIfAborted, type NetOptions } from '../io/http-fetch.js';
 import { loadTokenizer } from '../tokenizers/index.js';
 import { schedulerFromConfig } from '../samplers/index.js';
 import type { CLIPTokenizer, T5Tokenizer } from '../tokenizers/index.js';
@@ -22,15 +24,15 @@ import { PixArtAlphaPipeline } from './pixart-alpha.js';
 
 export type Pipeline = StableDiffusionPipeline | StableDiffusionXLPipeline | PixArtAlphaPipeline;
 
-export interface LoadOptions {
+/** `fetch`, `signal` and `timeoutMs` (an idle timeout, default 60 s) apply to every file the load reads ({@link NetOptions}). */
+export interface LoadOptions extends NetOptions {
   /** Weight variant, e.g. "fp16" (diffusion_pytorch_model.fp16.safetensors). */
   variant?: string;
   /** Skip these components (e.g. ['text_encoder'] for PixArt with precomputed embeddings). */
   skip?: string[];
   /** Progress per component: name, index, count. */
   onProgress?: (component: string, index: number, total: number) => void;
-  /** For URLs: a fetch to use, shard download progress, Cache API use (see TfjsOpenOptions). */
-  fetch?: typeof fetch;
+  /** For URLs: keep fetched shards in the Cache API (see TfjsOpenOptions). */
   cache?: boolean;
   /**
    * Weight offload for every model component (denoiser, VAE, text encoders): weights are read into JS memory
@@ -50,31 +52,34 @@ const PIPELINES: Record<string, string[]> = {
 /** Loads a diffusers pipeline folder and returns the pipeline class its model_index.json names. */
 export async function loadPipeline(dir: string, opts: LoadOptions = {}): Promise<Pipeline> {
   const indexFile = joinLocation(dir, 'model_index.json');
-  let index: Record<string, unknown>;
+  const net: NetOptions = { fetch: opts.fetch, signal: opts.signal, timeoutMs: opts.timeoutMs };
+  let raw: Record<string, unknown>;
   try {
-    index = await readModelIndex(dir, { fetch: opts.fetch });
+    raw = await readModelIndex(dir, net);
   } catch (e) {
     throw new Error(`${dir} is not a pipeline folder: ${(e as Error).message}`);
   }
-  const cls = String(index._class_name);
+  const index = parseModelIndex(raw, indexFile, PIPELINES);
+  const cls = index.className;
   const names = PIPELINES[cls];
-  if (!names) throw new Error(`${indexFile}: unsupported pipeline _class_name "${cls}" (supported: ${Object.keys(PIPELINES).join(', ')})`);
   const parts: Record<string, unknown> = {};
   const loaded: Module[] = [];
   try {
     for (const [i, name] of names.entries()) {
+      throwIfAborted(opts.signal, dir);
       opts.onProgress?.(name, i, names.length);
-      const entry = index[name];
+      const entry = index.components.get(name);
       const optional = cls.startsWith('PixArt') && (name === 'text_encoder' || name === 'tokenizer');
-      if (opts.skip?.includes(name) || (optional && (entry == null || (Array.isArray(entry) && entry[0] == null)))) continue;
-      const sub = joinLocation(dir, name);
-      if (name.startsWith('tokenizer')) parts[name] = await loadTokenizer(sub);
+      if (opts.skip?.includes(name) || (optional && !entry)) continue;
+      if (!entry) throw new Error(`${indexFile}: component "${name}" is ${entry === null ? 'marked absent' : 'missing'}, but a ${cls} needs it (or pass skip: ["${name}"])`);
+      const sub = joinLocation(dir, name, `${indexFile}: component`);
+      if (name.startsWith('tokenizer')) parts[name] = await loadTokenizer(sub, net);
       else if (name === 'scheduler') {
-        const sc = await readJsonAt(sub, 'scheduler_config.json', opts.fetch);
-        if (!sc) throw new Error(`${dir}: component "scheduler" has no ${joinLocation(sub, 'scheduler_config.json')}`);
-        parts[name] = schedulerFromConfig(sc);
+        const sc = await readJsonAt(sub, 'scheduler_config.json', net);
+        if (sc === undefined) throw new Error(`${dir}: component "scheduler" has no ${joinLocation(sub, 'scheduler_config.json')}`);
+        parts[name] = schedulerFromConfig(sc, undefined, joinLocation(sub, 'scheduler_config.json'));
       } else {
-        const m = await loadModel(sub, { variant: opts.variant, fetch: opts.fetch, cache: opts.cache, offload: opts.offload });
+        const m = await loadModel(sub, { ...net, variant: opts.variant, cache: opts.cache, offload: opts.offload });
         loaded.push(m);
         parts[name] = m;
       }
@@ -93,7 +98,7 @@ export async function loadPipeline(dir: string, opts: LoadOptions = {}): Promise
     return new StableDiffusionXLPipeline({
       ...common, unet: parts.unet as UNet2DConditionModel, textEncoder: parts.text_encoder as CLIPTextModel, tokenizer: parts.tokenizer as CLIPTokenizer,
       textEncoder2: parts.text_encoder_2 as CLIPTextModelWithProjection, tokenizer2: parts.tokenizer_2 as CLIPTokenizer,
-      forceZerosForEmptyPrompt: (index.force_zeros_for_empty_prompt as boolean | undefined) ?? true,
+      forceZerosForEmptyPrompt: (index.settings.force_zeros_for_empty_prompt as boolean | undefined) ?? true,
     });
   }
   return new PixArtAlphaPipeline({

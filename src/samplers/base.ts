@@ -7,6 +7,7 @@ import { Rng } from './rng.js';
 import type { NoiseSource } from './torch-generator.js';
 import { alphaSigma } from './multistep-schedule.js';
 import { alphasCumprod, f32, makeBetas, type BetaConfig } from './schedule.js';
+import { ConfigReader, rule, type Rule } from '../io/config.js';
 
 /** Per-call options of `step`. */
 export interface StepOptions {
@@ -57,37 +58,11 @@ export interface Scheduler {
   dispose(): void;
 }
 
-/** Throws unless `value` is one of `allowed`; the message names the class, key and value. */
-export function checkOneOf(cls: string, key: string, value: unknown, allowed: readonly unknown[]): void {
-  if (!allowed.includes(value)) {
-    throw new Error(`${cls}: unsupported ${key}=${JSON.stringify(value)} (supported: ${allowed.map((a) => JSON.stringify(a)).join(', ')})`);
-  }
-}
-
-/** A numeric config rule: finite, optionally an integer, within [min, max]. */
-export interface NumberRule { int?: boolean; min?: number; max?: number }
-
-/** Throws unless `value` satisfies `rule`; the message names the class, key and value. */
-export function checkNumber(cls: string, key: string, value: unknown, rule: NumberRule): void {
-  const ok = typeof value === 'number' && Number.isFinite(value) && (!rule.int || Number.isInteger(value))
-    && (rule.min === undefined || value >= rule.min) && (rule.max === undefined || value <= rule.max);
-  if (!ok) {
-    const range = `${rule.int ? 'an integer' : 'a number'}${rule.min !== undefined ? ` ≥ ${rule.min}` : ''}${rule.max !== undefined ? ` ≤ ${rule.max}` : ''}`;
-    throw new Error(`${cls}: ${key}=${JSON.stringify(value)} must be ${range}`);
-  }
-}
-
-/** A table of config checks: `[key, allowed values]` or `[key, number rule]`; keys the config lacks are skipped. */
-export type ConfigRules = readonly (readonly [string, readonly unknown[] | NumberRule])[];
-
-/** Applies a rule table to a resolved config. */
-export function checkRules(cls: string, config: Record<string, unknown>, rules: ConfigRules): void {
-  for (const [key, rule] of rules) {
-    if (!(key in config)) continue;
-    if (Array.isArray(rule)) checkOneOf(cls, key, config[key], rule);
-    else checkNumber(cls, key, config[key], rule as NumberRule);
-  }
-}
+/**
+ * A table of config checks, `[key, rule]`, in the rules of the one config reader (io/config.ts). Only the keys a
+ * class has among its defaults are checked: values another class left in the config do not concern this one.
+ */
+export type ConfigRules = readonly (readonly [string, Rule])[];
 
 /** diffusers' defaults of the training beta schedule, shared by every class that has one. */
 export const TRAINING_DEFAULTS: Record<string, unknown> = {
@@ -101,18 +76,18 @@ export const THRESHOLDING_DEFAULTS: Record<string, unknown> = { thresholding: fa
 export const SOLVER_DEFAULTS: Record<string, unknown> = { ...TRAINING_DEFAULTS, solver_order: 2, prediction_type: 'epsilon', ...THRESHOLDING_DEFAULTS };
 
 /** The largest training schedule accepted (diffusers models use 1000; this bounds the tables we allocate). */
-const MAX_TRAIN_TIMESTEPS = 100_000;
+export const MAX_TRAIN_TIMESTEPS = 100_000;
 
 /** Rules every class with a training beta schedule shares. */
 const TRAINING_RULES: ConfigRules = [
-  ['num_train_timesteps', { int: true, min: 2, max: MAX_TRAIN_TIMESTEPS }],
-  ['beta_start', { min: 0, max: 1 }],
-  ['beta_end', { min: 0, max: 1 }],
-  ['steps_offset', { int: true, min: 0, max: MAX_TRAIN_TIMESTEPS }],
-  ['timestep_spacing', ['leading', 'trailing', 'linspace']],
-  ['thresholding', [false, true]],
-  ['dynamic_thresholding_ratio', { min: 0, max: 1 }],
-  ['sample_max_value', { min: 0 }],
+  ['num_train_timesteps', rule.int(2, MAX_TRAIN_TIMESTEPS)],
+  ['beta_start', rule.number({ min: 0, max: 1 })],
+  ['beta_end', rule.number({ min: 0, max: 1 })],
+  ['steps_offset', rule.int(0, MAX_TRAIN_TIMESTEPS)],
+  ['timestep_spacing', rule.oneOf(['leading', 'trailing', 'linspace'])],
+  ['thresholding', rule.bool()],
+  ['dynamic_thresholding_ratio', rule.number({ min: 0, max: 1 })],
+  ['sample_max_value', rule.number({ min: 0 })],
 ];
 
 /**
@@ -162,23 +137,25 @@ export abstract class SchedulerBase implements Scheduler {
 
   /** @param rules checks of the class's own keys, run with the shared ones on the resolved config. */
   protected constructor(cls: string, defaults: Record<string, unknown>, passed: Record<string, unknown>, rules: ConfigRules = []) {
-    if (passed === null || typeof passed !== 'object' || Array.isArray(passed)) throw new Error(`${cls}: the config must be an object`);
+    ConfigReader.of(passed, cls);
     this.config = resolveConfig(cls, defaults, passed);
     const c = this.config;
+    const r = this.configReader();
     const own = Object.keys(defaults);
-    // Only the class's own keys: values another class left in the config do not concern this one.
-    checkRules(cls, c, [...TRAINING_RULES, ...rules].filter(([k]) => own.includes(k)));
-    if (own.includes('prediction_type')) checkOneOf(cls, 'prediction_type', c.prediction_type, this.predictionTypes());
+    for (const [key, keyRule] of [...TRAINING_RULES, ...rules]) if (own.includes(key)) r.check(key, c[key], keyRule);
+    if (own.includes('prediction_type')) r.check('prediction_type', c.prediction_type, rule.oneOf(this.predictionTypes()));
     if (own.includes('beta_schedule')) {
-      const T = Number(c.num_train_timesteps);
-      if (c.trained_betas != null) {
-        const tb = c.trained_betas;
-        if (!Array.isArray(tb) || tb.length !== T || !tb.every((b) => typeof b === 'number' && b >= 0 && b < 1)) {
-          throw new Error(`${cls}: trained_betas must be ${T} numbers in [0, 1) (one per training step, num_train_timesteps=${T})`);
-        }
-      } else checkOneOf(cls, 'beta_schedule', c.beta_schedule, ['linear', 'scaled_linear', 'squaredcos_cap_v2']);
+      const T = c.num_train_timesteps as number;
+      // One beta per training step, each in [0, 1): a beta of 1 zeroes every later alpha.
+      if (c.trained_betas != null) r.check('trained_betas', c.trained_betas, rule.list(rule.number({ min: 0, below: 1 }), T, T));
+      else r.check('beta_schedule', c.beta_schedule, rule.oneOf(['linear', 'scaled_linear', 'squaredcos_cap_v2']));
       this.alphasCumprod = alphasCumprod(makeBetas(c as unknown as BetaConfig));
     } else this.alphasCumprod = new Float32Array(0);
+  }
+
+  /** The resolved config under the one config reader, for checks across keys (`configReader().fail(key, …)`). */
+  protected configReader(): ConfigReader {
+    return ConfigReader.of(this.config, this.config._class_name as string);
   }
 
   /** Prediction types this sampler supports. */

@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { TRAINING_DEFAULTS, THRESHOLDING_DEFAULTS, SchedulerBase, type StepOptions, type StepOutput } from './base.js';
 import { f32, npArange, npLinspace, roundHalfEven } from './schedule.js';
 import { thresholdSample } from './threshold.js';
+import { rule } from '../io/config.js';
 
 export const DDIM_DEFAULTS: Record<string, unknown> = {
   ...TRAINING_DEFAULTS,
@@ -37,8 +38,8 @@ export class DDIMScheduler extends SchedulerBase {
 
   constructor(config: Record<string, unknown> = {}) {
     super('DDIMScheduler', DDIM_DEFAULTS, config, [
-      ['clip_sample', [true, false]], ['clip_sample_range', { min: 0 }], ['set_alpha_to_one', [true, false]],
-      ['rescale_betas_zero_snr', [true, false]],
+      ['clip_sample', rule.bool()], ['clip_sample_range', rule.number({ min: 0 })], ['set_alpha_to_one', rule.bool()],
+      ['rescale_betas_zero_snr', rule.bool()],
     ]);
     this.finalAlphaCumprod = this.config.set_alpha_to_one ? 1 : this.alphasCumprod[0];
   }

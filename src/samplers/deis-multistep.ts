@@ -5,6 +5,7 @@ import { vpNode, type DpmNode } from './dpm-solver-updates.js';
 import { alphaSigma, solverSchedule, withFinalSigma } from './multistep-schedule.js';
 import { f32 } from './schedule.js';
 import { thresholdSample } from './threshold.js';
+import { rule } from '../io/config.js';
 
 export const DEIS_DEFAULTS: Record<string, unknown> = {
   ...SOLVER_DEFAULTS,
@@ -51,8 +52,8 @@ export class DEISMultistepScheduler extends IndexedScheduler {
     if (c.algorithm_type === 'dpmsolver' || c.algorithm_type === 'dpmsolver++') c.algorithm_type = 'deis';
     if (['midpoint', 'heun', 'bh1', 'bh2'].includes(c.solver_type as string)) c.solver_type = 'logrho';
     super('DEISMultistepScheduler', DEIS_DEFAULTS, c, [
-      ['algorithm_type', ['deis']], ['solver_type', ['logrho']], ['solver_order', [1, 2, 3]],
-      ['lower_order_final', [true, false]], ['use_karras_sigmas', [true, false]],
+      ['algorithm_type', rule.oneOf(['deis'])], ['solver_type', rule.oneOf(['logrho'])], ['solver_order', rule.oneOf([1, 2, 3])],
+      ['lower_order_final', rule.bool()], ['use_karras_sigmas', rule.bool()],
     ]);
   }
 

@@ -8,6 +8,7 @@ import {
   alphaSigma, clippedSteps, configNumber, multistepSigmas, multistepTimesteps, withFinalSigma, type SigmaMode,
 } from './multistep-schedule.js';
 import { thresholdSample } from './threshold.js';
+import { rule, type ConfigReader } from '../io/config.js';
 
 export const DPM_DEFAULTS: Record<string, unknown> = {
   ...SOLVER_DEFAULTS,
@@ -38,11 +39,13 @@ export function withSolverAliases(config: Record<string, unknown>): Record<strin
 
 /** Checks shared by the DPM-Solver family (multistep, EDM multistep, singlestep). */
 export const DPM_RULES: ConfigRules = [
-  ['solver_type', ['midpoint', 'heun']],
-  ['final_sigmas_type', ['zero', 'sigma_min']],
-  ['lower_order_final', [true, false]],
-  ['euler_at_final', [true, false]],
-  ['use_karras_sigmas', [true, false]],
+  ['solver_type', rule.oneOf(['midpoint', 'heun'])],
+  ['final_sigmas_type', rule.oneOf(['zero', 'sigma_min'])],
+  ['lower_order_final', rule.bool()],
+  ['euler_at_final', rule.bool()],
+  ['use_karras_sigmas', rule.bool()],
+  // Python's json writes -inf as -Infinity; some tools write the string.
+  ['lambda_min_clipped', rule.either(rule.number(), rule.oneOf([-Infinity, Infinity, '-inf', 'inf', '-Infinity', 'Infinity']))],
 ];
 
 /**
@@ -132,15 +135,15 @@ export class DPMSolverMultistepScheduler extends MultistepDpmBase {
   constructor(config: Record<string, unknown> = {}) {
     super('DPMSolverMultistepScheduler', DPM_DEFAULTS, withSolverAliases(config), [
       ...DPM_RULES,
-      ['algorithm_type', ['dpmsolver++', 'dpmsolver', 'sde-dpmsolver++', 'sde-dpmsolver']],
-      ['solver_order', [1, 2, 3]],
-      ['variance_type', [null, 'learned', 'learned_range']],
-      ['use_lu_lambdas', [true, false]],
-      ['rescale_betas_zero_snr', [true, false]],
+      ['algorithm_type', rule.oneOf(['dpmsolver++', 'dpmsolver', 'sde-dpmsolver++', 'sde-dpmsolver'])],
+      ['solver_order', rule.oneOf([1, 2, 3])],
+      ['variance_type', rule.oneOf([null, 'learned', 'learned_range'])],
+      ['use_lu_lambdas', rule.bool()],
+      ['rescale_betas_zero_snr', rule.bool()],
     ]);
-    checkDpmConfig(this.cls, this.config);
+    checkDpmConfig(this.configReader());
     if (this.config.use_karras_sigmas === true && this.config.use_lu_lambdas === true) {
-      throw new Error(`${this.cls}: use_karras_sigmas and use_lu_lambdas cannot both be true`);
+      throw this.configReader().fail('use_lu_lambdas', 'and use_karras_sigmas=true cannot both be true: choose one');
     }
     if (this.config.rescale_betas_zero_snr) this.alphasCumprod[this.alphasCumprod.length - 1] = 2 ** -24;
   }
@@ -175,13 +178,14 @@ export class DPMSolverMultistepScheduler extends MultistepDpmBase {
  * DEISMultistepScheduler) fails there with final_sigmas_type "zero"; we test it after the alias rewrite, so such
  * a config switches as its rewritten value says.
  */
-export function checkDpmConfig(cls: string, c: Record<string, unknown>): void {
+export function checkDpmConfig(r: ConfigReader): void {
+  const c = r.raw;
   const algo = c.algorithm_type as string;
   if (!algo.endsWith('++') && c.final_sigmas_type === 'zero') {
-    throw new Error(`${cls}: final_sigmas_type="zero" is not supported with algorithm_type=${JSON.stringify(algo)} (use final_sigmas_type "sigma_min")`);
+    throw r.fail('final_sigmas_type', `is not supported with algorithm_type=${JSON.stringify(algo)} (use final_sigmas_type "sigma_min")`);
   }
   if (algo.startsWith('sde') && Number(c.solver_order) === 3) {
-    throw new Error(`${cls}: algorithm_type=${JSON.stringify(algo)} has no third-order update (use solver_order 1 or 2)`);
+    throw r.fail('algorithm_type', 'has no third-order update (use solver_order 1 or 2)');
   }
 }
 

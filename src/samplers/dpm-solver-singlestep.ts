@@ -7,6 +7,7 @@ import {
 } from './dpm-solver-updates.js';
 import { clippedSteps, configNumber, multistepSigmas, withFinalSigma } from './multistep-schedule.js';
 import { f32, npLinspace, roundHalfEven } from './schedule.js';
+import { rule } from '../io/config.js';
 
 export const DPM_SINGLE_DEFAULTS: Record<string, unknown> = {
   ...SOLVER_DEFAULTS,
@@ -53,14 +54,14 @@ export class DPMSolverSinglestepScheduler extends IndexedScheduler {
   constructor(config: Record<string, unknown> = {}) {
     super('DPMSolverSinglestepScheduler', DPM_SINGLE_DEFAULTS, withSolverAliases(config), [
       ...DPM_RULES,
-      ['algorithm_type', ['dpmsolver++', 'dpmsolver', 'sde-dpmsolver++']],
-      ['solver_order', [1, 2, 3]],
-      ['variance_type', [null, 'learned', 'learned_range']],
+      ['algorithm_type', rule.oneOf(['dpmsolver++', 'dpmsolver', 'sde-dpmsolver++'])],
+      ['solver_order', rule.oneOf([1, 2, 3])],
+      ['variance_type', rule.oneOf([null, 'learned', 'learned_range'])],
     ]);
-    checkDpmConfig(this.cls, this.config);
+    checkDpmConfig(this.configReader());
     if (this.config.thresholding && this.config.algorithm_type === 'dpmsolver') {
       // diffusers indexes its α/σ tables with a timestep it no longer has there (None): not a usable path.
-      throw new Error(`${this.cls}: thresholding is not supported with algorithm_type "dpmsolver" (use "dpmsolver++")`);
+      throw this.configReader().fail('thresholding', 'is not supported with algorithm_type "dpmsolver" (use "dpmsolver++")');
     }
   }
 

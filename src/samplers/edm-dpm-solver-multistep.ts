@@ -8,6 +8,7 @@ import {
 } from './edm.js';
 import { f32 } from './schedule.js';
 import { thresholdSample } from './threshold.js';
+import { rule } from '../io/config.js';
 
 export const EDM_DPM_DEFAULTS: Record<string, unknown> = {
   ...THRESHOLDING_DEFAULTS,
@@ -30,10 +31,10 @@ export class EDMDPMSolverMultistepScheduler extends MultistepDpmBase {
     super('EDMDPMSolverMultistepScheduler', EDM_DPM_DEFAULTS, withSolverAliases(config), [
       ...EDM_RULES,
       ...DPM_RULES,
-      ['algorithm_type', ['dpmsolver++', 'sde-dpmsolver++']],
-      ['solver_order', [1, 2, 3]],
+      ['algorithm_type', rule.oneOf(['dpmsolver++', 'sde-dpmsolver++'])],
+      ['solver_order', rule.oneOf([1, 2, 3])],
     ]);
-    checkDpmConfig(this.cls, this.config);
+    checkDpmConfig(this.configReader());
     this.initNoiseSigma = edmInitNoiseSigma(this.config);
   }
 

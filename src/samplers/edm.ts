@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { ConfigRules } from './base.js';
 import { f32, torchLinspaceF32 } from './schedule.js';
+import { rule } from '../io/config.js';
 
 /** The keys both EDM classes have, with diffusers' defaults. */
 export const EDM_DEFAULTS: Record<string, unknown> = {
@@ -18,12 +19,12 @@ export const EDM_DEFAULTS: Record<string, unknown> = {
 };
 
 export const EDM_RULES: ConfigRules = [
-  ['sigma_min', { min: 1e-12 }],
-  ['sigma_max', { min: 1e-12 }],
-  ['sigma_data', { min: 1e-12 }],
-  ['sigma_schedule', ['karras', 'exponential']],
-  ['num_train_timesteps', { int: true, min: 1, max: 100_000 }],
-  ['rho', { min: 1e-6, max: 1000 }],
+  ['sigma_min', rule.number({ min: 1e-12 })],
+  ['sigma_max', rule.number({ min: 1e-12 })],
+  ['sigma_data', rule.number({ min: 1e-12 })],
+  ['sigma_schedule', rule.oneOf(['karras', 'exponential'])],
+  ['num_train_timesteps', rule.int(1, 100_000)],
+  ['rho', rule.number({ min: 1e-6, max: 1000 })],
 ];
 
 /** float32 sigmas of an n-step run (descending, without the final one): Karras' ρ-schedule or log-uniform. */

@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { TRAINING_DEFAULTS, type StepOptions, type StepOutput } from './base.js';
 import { predictX0, SigmaScheduler } from './euler.js';
 import { f32 } from './schedule.js';
+import { rule } from '../io/config.js';
 
 export const EULER_ANCESTRAL_DEFAULTS: Record<string, unknown> = {
   ...TRAINING_DEFAULTS,
@@ -15,7 +16,7 @@ export const EULER_ANCESTRAL_DEFAULTS: Record<string, unknown> = {
 /** Ancestral Euler sampler (k-diffusion `sample_euler_ancestral`, η = 1). */
 export class EulerAncestralDiscreteScheduler extends SigmaScheduler {
   constructor(config: Record<string, unknown> = {}) {
-    super('EulerAncestralDiscreteScheduler', EULER_ANCESTRAL_DEFAULTS, config, [['rescale_betas_zero_snr', [true, false]]]);
+    super('EulerAncestralDiscreteScheduler', EULER_ANCESTRAL_DEFAULTS, config, [['rescale_betas_zero_snr', rule.bool()]]);
     if (this.config.rescale_betas_zero_snr) this.alphasCumprod[this.alphasCumprod.length - 1] = 2 ** -24;
   }
 

@@ -4,6 +4,7 @@ import { TRAINING_DEFAULTS, IndexedScheduler, type StepOptions, type StepOutput 
 import {
   f32, interpUnitGrid, karrasSigmas, logF32, npArange, npLinspace, roundHalfEven, sigmaToT, sigmasFromAlphasCumprod,
 } from './schedule.js';
+import { rule } from '../io/config.js';
 
 export const EULER_DEFAULTS: Record<string, unknown> = {
   ...TRAINING_DEFAULTS,
@@ -81,8 +82,8 @@ export abstract class SigmaScheduler extends IndexedScheduler {
 export class EulerDiscreteScheduler extends SigmaScheduler {
   constructor(config: Record<string, unknown> = {}) {
     super('EulerDiscreteScheduler', EULER_DEFAULTS, config, [
-      ['interpolation_type', ['linear']], ['timestep_type', ['discrete']], ['final_sigmas_type', ['zero', 'sigma_min']],
-      ['use_karras_sigmas', [false, true]], ['rescale_betas_zero_snr', [true, false]],
+      ['interpolation_type', rule.oneOf(['linear'])], ['timestep_type', rule.oneOf(['discrete'])], ['final_sigmas_type', rule.oneOf(['zero', 'sigma_min'])],
+      ['use_karras_sigmas', rule.bool()], ['rescale_betas_zero_snr', rule.bool()],
     ]);
     const c = this.config;
     // Zero terminal SNR makes the first sigma infinite; diffusers nudges it to the fp16 epsilon.

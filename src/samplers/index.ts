@@ -1,5 +1,6 @@
 /** Samplers (diffusers schedulers) and `schedulerFromConfig`, which builds one from a `scheduler_config.json`. */
 import type { Scheduler } from './base.js';
+import { ConfigError, ConfigReader } from '../io/config.js';
 import { DDIMScheduler } from './ddim.js';
 import { DEISMultistepScheduler } from './deis-multistep.js';
 import { DPMSolverMultistepScheduler } from './dpm-solver-multistep.js';
@@ -44,13 +45,21 @@ export const SCHEDULERS: Record<string, SchedulerClass> = Object.fromEntries(SCH
 /**
  * Builds a scheduler from a diffusers config (`_class_name` + keys), like `Cls.from_config(config)`.
  * @param className overrides `config._class_name` (diffusers' `OtherCls.from_config(pipe.scheduler.config)`).
- * Unknown keys are ignored; an unknown class or an unsupported option value throws, naming the key and value.
+ * @param file the config's file (scheduler_config.json), named in errors.
+ * Unknown keys are kept but not used; an unknown class or a bad option value throws a ConfigError naming the key
+ * and value (and the file when given).
  */
-export function schedulerFromConfig(config: Record<string, unknown>, className?: string): Scheduler {
+export function schedulerFromConfig(config: Record<string, unknown>, className?: string, file?: string): Scheduler {
+  ConfigReader.of(config, className ?? 'scheduler', file);
   const name = className ?? config._class_name;
   const Ctor = typeof name === 'string' && Object.hasOwn(SCHEDULERS, name) ? SCHEDULERS[name] : undefined;
   if (!Ctor) {
-    throw new Error(`unsupported scheduler _class_name=${JSON.stringify(name)} (supported: ${Object.keys(SCHEDULERS).join(', ')})`);
+    throw new ConfigError(`${file ? `${file}: ` : ''}unsupported scheduler _class_name=${JSON.stringify(name)} (supported: ${Object.keys(SCHEDULERS).join(', ')})`,
+      file, 'scheduler', '_class_name');
   }
-  return new Ctor(config);
+  try {
+    return new Ctor(config);
+  } catch (e) {
+    throw file && e instanceof ConfigError ? e.inFile(file) : e;
+  }
 }

@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { TRAINING_DEFAULTS, THRESHOLDING_DEFAULTS, IndexedScheduler, type StepOptions, type StepOutput } from './base.js';
 import { clipOrThreshold } from './ddim.js';
 import { f32, npLinspace } from './schedule.js';
+import { rule } from '../io/config.js';
 
 export const LCM_DEFAULTS: Record<string, unknown> = {
   ...TRAINING_DEFAULTS,
@@ -29,9 +30,9 @@ export class LCMScheduler extends IndexedScheduler {
 
   constructor(config: Record<string, unknown> = {}) {
     super('LCMScheduler', LCM_DEFAULTS, config, [
-      ['original_inference_steps', { int: true, min: 1, max: 100_000 }], ['clip_sample', [true, false]],
-      ['clip_sample_range', { min: 0 }], ['set_alpha_to_one', [true, false]], ['timestep_scaling', { min: 0 }],
-      ['rescale_betas_zero_snr', [true, false]],
+      ['original_inference_steps', rule.int(1, 100_000)], ['clip_sample', rule.bool()],
+      ['clip_sample_range', rule.number({ min: 0 })], ['set_alpha_to_one', rule.bool()], ['timestep_scaling', rule.number({ min: 0 })],
+      ['rescale_betas_zero_snr', rule.bool()],
     ]);
     this.finalAlphaCumprod = this.config.set_alpha_to_one ? 1 : this.alphasCumprod[0];
   }

@@ -6,6 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { TRAINING_DEFAULTS, SchedulerBase, type StepOptions, type StepOutput } from './base.js';
 import { ddimTimesteps } from './ddim.js';
 import { f32 } from './schedule.js';
+import { rule } from '../io/config.js';
 
 export const PNDM_DEFAULTS: Record<string, unknown> = {
   ...TRAINING_DEFAULTS,
@@ -37,7 +38,7 @@ export class PNDMScheduler extends SchedulerBase {
   private counter = 0;
 
   constructor(config: Record<string, unknown> = {}) {
-    super('PNDMScheduler', PNDM_DEFAULTS, config, [['skip_prk_steps', [true, false]], ['set_alpha_to_one', [true, false]]]);
+    super('PNDMScheduler', PNDM_DEFAULTS, config, [['skip_prk_steps', rule.bool()], ['set_alpha_to_one', rule.bool()]]);
     this.finalAlphaCumprod = this.config.set_alpha_to_one ? 1 : this.alphasCumprod[0];
   }
 

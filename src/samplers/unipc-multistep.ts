@@ -1,10 +1,11 @@
 /** UniPCMultistepScheduler (diffusers v0.30.3): the UniPC predictor–corrector (arXiv 2302.04867), variants bh1/bh2. */
 import * as tf from '@tensorflow/tfjs-core';
-import { SOLVER_DEFAULTS, IndexedScheduler, type StepOptions, type StepOutput } from './base.js';
+import { MAX_TRAIN_TIMESTEPS, SOLVER_DEFAULTS, IndexedScheduler, type StepOptions, type StepOutput } from './base.js';
 import { vpNode, type DpmNode } from './dpm-solver-updates.js';
 import { alphaSigma, solverSchedule, withFinalSigma } from './multistep-schedule.js';
 import { f32 } from './schedule.js';
 import { thresholdSample } from './threshold.js';
+import { rule } from '../io/config.js';
 
 export const UNIPC_DEFAULTS: Record<string, unknown> = {
   ...SOLVER_DEFAULTS,
@@ -78,21 +79,20 @@ export class UniPCMultistepScheduler extends IndexedScheduler {
     // diffusers rewrites the other solvers' names (so DPM-Solver / DEIS configs switch to UniPC).
     if (['midpoint', 'heun', 'logrho'].includes(c.solver_type as string)) c.solver_type = 'bh2';
     super('UniPCMultistepScheduler', UNIPC_DEFAULTS, c, [
-      ['solver_type', ['bh1', 'bh2']], ['solver_order', { int: true, min: 1, max: 3 }], ['predict_x0', [true, false]],
-      ['lower_order_final', [true, false]], ['solver_p', [null]], ['use_karras_sigmas', [true, false]],
-      ['final_sigmas_type', ['zero', 'sigma_min']], ['rescale_betas_zero_snr', [true, false]],
+      ['solver_type', rule.oneOf(['bh1', 'bh2'])], ['solver_order', rule.int(1, 3)], ['predict_x0', rule.bool()],
+      ['lower_order_final', rule.bool()], ['solver_p', rule.oneOf([null])], ['use_karras_sigmas', rule.bool()],
+      ['final_sigmas_type', rule.oneOf(['zero', 'sigma_min'])], ['rescale_betas_zero_snr', rule.bool()],
+      // Step indices after which the corrector is skipped.
+      ['disable_corrector', rule.list(rule.int(), 0, MAX_TRAIN_TIMESTEPS)],
     ]);
-    const dc = this.config.disable_corrector;
-    if (!Array.isArray(dc) || !dc.every((v) => Number.isInteger(v))) {
-      throw new Error(`${this.cls}: disable_corrector must be a list of step indices, got ${JSON.stringify(dc)}`);
-    }
+    const r = this.configReader();
     if (this.config.final_sigmas_type === 'zero') {
       if (this.config.solver_type === 'bh1') {
-        throw new Error(`${this.cls}: solver_type "bh1" with final_sigmas_type "zero" gives NaN at the last step in diffusers 0.30.3; use final_sigmas_type "sigma_min" or solver_type "bh2"`);
+        throw r.fail('solver_type', 'with final_sigmas_type "zero" gives NaN at the last step in diffusers 0.30.3; use final_sigmas_type "sigma_min" or solver_type "bh2"');
       }
       if (this.config.lower_order_final === false && Number(this.config.solver_order) > 1) {
         // The last predictor would divide by r_k = Δλ/h = 0 (h = ∞ onto σ = 0): inf/NaN, or a singular solve.
-        throw new Error(`${this.cls}: lower_order_final=false with solver_order>1 and final_sigmas_type "zero" gives non-finite latents at the last step in diffusers 0.30.3; use lower_order_final true or final_sigmas_type "sigma_min"`);
+        throw r.fail('lower_order_final', 'with solver_order>1 and final_sigmas_type "zero" gives non-finite latents at the last step in diffusers 0.30.3; use lower_order_final true or final_sigmas_type "sigma_min"');
       }
     }
     if (this.config.rescale_betas_zero_snr) this.alphasCumprod[this.alphasCumprod.length - 1] = 2 ** -24;

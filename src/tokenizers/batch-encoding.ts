@@ -3,8 +3,51 @@
  * slow `PreTrainedTokenizer.tokenize` does before calling the model-specific `_tokenize`), truncation and padding.
  */
 
+import { excerpt, quoted } from '../io/json-scanner.js';
+import { showValue } from '../io/config.js';
+import { joinLocation } from '../io/location.js';
+
 /** JSON object as parsed from tokenizer_config.json / special_tokens_map.json. */
 export type JsonObject = Record<string, unknown>;
+
+/** Largest token id (ids become int32 tensors). */
+const MAX_TOKEN_ID = 2 ** 31 - 1;
+/** Characters of the truncated part quoted in a truncation warning. */
+const SHOWN_CUT_CHARS = 100;
+
+/** How a tokenizer file is named in errors: `<source>/<name>` when the folder is known. */
+export const tokenizerFile = (source: string | undefined, name: string): string => (source ? joinLocation(source, name) : name);
+
+/** Throws an error about tokenizer file `file`. */
+export function tokenizerFileError(file: string, problem: string): Error {
+  return new Error(`${file}: ${problem}`);
+}
+
+/** A tokenizer JSON file that must hold an object when present (tokenizer_config.json, special_tokens_map.json). */
+export function jsonObject(v: unknown, file: string): JsonObject | undefined {
+  if (v === undefined) return undefined;
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw tokenizerFileError(file, `expected a JSON object, found ${showValue(v)}`);
+  return v as JsonObject;
+}
+
+/** Whether `v` can be a token id. */
+const isTokenId = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= MAX_TOKEN_ID;
+
+/**
+ * A token → id file (vocab.json, added_tokens.json), checked: a JSON object whose values are non-negative integer
+ * ids; anything else is an error naming `file` (a vocabulary that silently maps every token to unk is a wrong image).
+ */
+export function tokenIdMap(v: unknown, file: string): Map<string, number> {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) {
+    throw tokenizerFileError(file, `expected a JSON object of token → id, found ${showValue(v)}`);
+  }
+  const out = new Map<string, number>();
+  for (const [tok, id] of Object.entries(v)) {
+    if (!isTokenId(id)) throw tokenizerFileError(file, `token ${quoted(tok)} has id ${showValue(id)}: ids must be integers in 0…${MAX_TOKEN_ID}`);
+    out.set(tok, id);
+  }
+  return out;
+}
 
 /** Options of {@link CLIPTokenizer.call} / {@link T5Tokenizer.call}. */
 export interface TokenizeOptions {
@@ -62,18 +105,33 @@ export function specialToken(
   return tokenContent(specialMap?.[key]) ?? tokenContent(config[key]) ?? fallback;
 }
 
-/** Reads `added_tokens_decoder` of a tokenizer_config.json into AddedTokens. */
-export function addedTokensFromConfig(config: JsonObject): AddedToken[] {
+/**
+ * Reads `added_tokens_decoder` of a tokenizer_config.json (`file`, for errors) into AddedTokens: keys are token
+ * ids, values tokens (a string or an object with a string `content`).
+ */
+export function addedTokensFromConfig(config: JsonObject, file = 'tokenizer_config.json'): AddedToken[] {
   const dec = config.added_tokens_decoder;
-  if (dec === null || typeof dec !== 'object') return [];
+  if (dec === undefined || dec === null) return [];
+  if (typeof dec !== 'object' || Array.isArray(dec)) throw tokenizerFileError(file, `added_tokens_decoder=${showValue(dec)} is not an object of id → token`);
   const out: AddedToken[] = [];
   for (const [id, v] of Object.entries(dec as JsonObject)) {
+    if (!/^\d{1,10}$/.test(id) || !isTokenId(Number(id))) {
+      throw tokenizerFileError(file, `added_tokens_decoder key ${quoted(id)} is not a token id (an integer in 0…${MAX_TOKEN_ID})`);
+    }
     const content = tokenContent(v);
-    if (content === undefined) continue;
+    if (content === undefined || content === '') {
+      throw tokenizerFileError(file, `added_tokens_decoder["${id}"]=${showValue(v)} is not a token (a non-empty string, or an object with a "content" string)`);
+    }
     const o = v as JsonObject;
     out.push({ content, id: Number(id), lstrip: o.lstrip === true, rstrip: o.rstrip === true });
   }
   return out;
+}
+
+/** transformers' `model_max_length`: an integer; "no limit" (a huge float) and absent give `fallback`. */
+export function modelMaxLength(config: JsonObject, fallback: number): number {
+  const v = Number(config.model_max_length);
+  return Number.isInteger(v) && v > 0 && v < 1e6 ? v : fallback;
 }
 
 /**
@@ -153,8 +211,9 @@ export function truncationReport(
   const room = Math.max(0, maxLength - numSpecial);
   const truncated = content.length > room;
   const removedText = truncated ? decode(content.slice(room)) : '';
+  // A warning quotes the start of what was cut: the rest of a 100,000-character prompt helps nobody.
   const message = truncated
-    ? `prompt is too long for ${what}: ${tokenCount} tokens > ${maxLength}; this part was truncated: "${removedText}"`
+    ? `prompt is too long for ${what}: ${tokenCount} tokens > ${maxLength}; this part was truncated: "${excerpt(removedText, SHOWN_CUT_CHARS)}"`
     : '';
   return { tokenCount, maxLength, truncated, removedText, message };
 }

@@ -4,14 +4,18 @@
  * NFC, lower-casing, no accent stripping, no punctuation split). Pure TypeScript: works in Node and browsers.
  */
 import { readFileAt, readJsonAt } from '../io/location.js';
+import type { NetOptions } from '../io/http-fetch.js';
 import {
   type AddedToken, type BatchEncoding, type JsonObject, type TokenizeOptions, type TruncationReport,
-  addedTokensFromConfig, batchEncode, specialToken, splitOnAddedTokens, truncationReport,
+  addedTokensFromConfig, batchEncode, jsonObject, modelMaxLength, specialToken, splitOnAddedTokens, tokenIdMap, tokenizerFile,
+  tokenizerFileError, truncationReport,
 } from './batch-encoding.js';
+import { bpeMerge } from './bpe.js';
+import { quoted } from '../io/json-scanner.js';
 
 /** Parsed tokenizer files; what {@link CLIPTokenizer.fromDir} reads from a diffusers `tokenizer/` folder. */
 export interface CLIPTokenizerFiles {
-  /** vocab.json: token → id. */
+  /** vocab.json: token → id (checked: non-negative integer ids). */
   vocab: Record<string, number>;
   /** merges.txt, raw text (first line is the `#version` header). */
   merges: string;
@@ -19,10 +23,17 @@ export interface CLIPTokenizerFiles {
   config?: JsonObject;
   /** special_tokens_map.json (overrides `config` for special tokens, as in transformers). */
   specialTokensMap?: JsonObject;
+  /** The folder or URL the files came from, named in errors. */
+  source?: string;
 }
 
 // transformers reads at most this many merges (49152 vocab − 256 bytes − 2 specials).
 const MAX_MERGES = 49152 - 256 - 2;
+/** Pretokens (in byte-level chars) whose merges are cached, and how many: a prompt cannot grow the cache unboundedly. */
+const CACHED_TOKEN_CHARS = 64;
+const CACHE_ENTRIES = 20_000;
+/** transformers' BPE cache starts with these, so they are never split (and take no `</w>`). */
+const SPECIAL_PRETOKENS: ReadonlyMap<string, string[]> = new Map([['<|startoftext|>', ['<|startoftext|>']], ['<|endoftext|>', ['<|endoftext|>']]]);
 
 // The pretokenization pattern of CLIP (contractions, letter runs, single digits, other non-space runs).
 const PAT = /<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|\p{L}+|\p{N}|[^\s\p{L}\p{N}]+/giu;
@@ -85,14 +96,17 @@ export class CLIPTokenizer {
   /** Builds the tokenizer from already-parsed files (browser-friendly; see {@link CLIPTokenizer.fromDir}). */
   constructor(files: CLIPTokenizerFiles) {
     const config = files.config ?? {};
-    this.encoder = new Map(Object.entries(files.vocab));
+    const file = (name: string): string => tokenizerFile(files.source, name);
+    this.encoder = tokenIdMap(files.vocab, file('vocab.json'));
     this.decoder = new Map([...this.encoder].map(([k, v]) => [v, k]));
     const lines = files.merges.trim().split('\n').slice(1, MAX_MERGES + 1);
     lines.forEach((line, rank) => {
       const parts = line.trim().split(/\s+/);
-      const key = parts.join(' ');
+      if (parts.length !== 2 || !parts[0] || !parts[1]) {
+        throw tokenizerFileError(file('merges.txt'), `line ${rank + 2} ${quoted(line)} is not a merge: expected two symbols separated by a space`);
+      }
       // Like a Python dict built from zip(), a repeated merge keeps its last rank.
-      if (parts.length === 2) this.ranks.set(key, rank);
+      this.ranks.set(`${parts[0]} ${parts[1]}`, rank);
     });
     this.byteEnc.forEach((c, b) => this.byteDec.set(c, b));
 
@@ -101,10 +115,10 @@ export class CLIPTokenizer {
     this.eosToken = specialToken('eos_token', config, m, '<|endoftext|>');
     this.padToken = specialToken('pad_token', config, m, '<|endoftext|>');
     this.unkToken = specialToken('unk_token', config, m, '<|endoftext|>');
-    const fromConfig = addedTokensFromConfig(config);
+    const fromConfig = addedTokensFromConfig(config, file('tokenizer_config.json'));
     const idOf = (tok: string): number => {
       const id = fromConfig.find((t) => t.content === tok)?.id ?? this.encoder.get(tok);
-      if (id === undefined) throw new Error(`CLIPTokenizer: special token ${JSON.stringify(tok)} is not in vocab.json`);
+      if (id === undefined) throw tokenizerFileError(file('vocab.json'), `the special token ${quoted(tok)} is not in the vocabulary`);
       return id;
     };
     this.unkTokenId = idOf(this.unkToken);
@@ -117,23 +131,21 @@ export class CLIPTokenizer {
       [this.padToken, this.padTokenId], [this.unkToken, this.unkTokenId]] as const) {
       if (!this.added.some((t) => t.content === tok)) this.added.push({ content: tok, id, lstrip: false, rstrip: false });
     }
-    const mml = Number(config.model_max_length);
     // transformers stores "no limit" as a huge float; CLIP's text encoders all have 77 positions.
-    this.modelMaxLength = Number.isFinite(mml) && mml > 0 && mml < 1e6 ? mml : 77;
-    this.cache.set('<|startoftext|>', ['<|startoftext|>']);
-    this.cache.set('<|endoftext|>', ['<|endoftext|>']);
+    this.modelMaxLength = modelMaxLength(config, 77);
   }
 
   /** Loads vocab.json, merges.txt, tokenizer_config.json and special_tokens_map.json from a folder (Node). */
-  static async fromDir(dir: string): Promise<CLIPTokenizer> {
-    const vocab = await readJsonAt<JsonObject>(dir, 'vocab.json');
-    const merges = await readFileAt(dir, 'merges.txt');
-    if (!vocab || !merges) throw new Error(`${dir}: a CLIP tokenizer needs vocab.json and merges.txt`);
+  static async fromDir(dir: string, opts: NetOptions = {}): Promise<CLIPTokenizer> {
+    const vocab = await readJsonAt<JsonObject>(dir, 'vocab.json', opts);
+    const merges = await readFileAt(dir, 'merges.txt', opts);
+    if (vocab === undefined || !merges) throw new Error(`${dir}: a CLIP tokenizer needs vocab.json and merges.txt`);
     return new CLIPTokenizer({
       vocab: vocab as Record<string, number>,
       merges: new TextDecoder().decode(merges),
-      config: await readJsonAt<JsonObject>(dir, 'tokenizer_config.json'),
-      specialTokensMap: await readJsonAt<JsonObject>(dir, 'special_tokens_map.json'),
+      config: jsonObject(await readJsonAt(dir, 'tokenizer_config.json', opts), tokenizerFile(dir, 'tokenizer_config.json')),
+      specialTokensMap: jsonObject(await readJsonAt(dir, 'special_tokens_map.json', opts), tokenizerFile(dir, 'special_tokens_map.json')),
+      source: dir,
     });
   }
 
@@ -142,28 +154,15 @@ export class CLIPTokenizer {
 
   /** BPE of one byte-encoded pretoken; the last symbol carries the `</w>` word end. */
   private bpe(token: string): string[] {
-    const hit = this.cache.get(token);
+    const hit = SPECIAL_PRETOKENS.get(token) ?? this.cache.get(token);
     if (hit) return hit;
-    let word = [...token];
-    word[word.length - 1] += '</w>';
-    while (word.length > 1) {
-      let best = -1;
-      let bestRank = Infinity;
-      for (let i = 0; i + 1 < word.length; i++) {
-        const r = this.ranks.get(`${word[i]} ${word[i + 1]}`);
-        if (r !== undefined && r < bestRank) { bestRank = r; best = i; }
-      }
-      if (best < 0) break;
-      const a = word[best];
-      const b = word[best + 1];
-      // Merge every non-overlapping occurrence of the best pair, left to right.
-      const next: string[] = [];
-      for (let i = 0; i < word.length;) {
-        if (i + 1 < word.length && word[i] === a && word[i + 1] === b) { next.push(a + b); i += 2; } else next.push(word[i++]);
-      }
-      word = next;
+    const symbols = [...token];
+    symbols[symbols.length - 1] += '</w>';
+    const word = bpeMerge(symbols, (a, b) => this.ranks.get(`${a} ${b}`));
+    if (token.length <= CACHED_TOKEN_CHARS) {
+      if (this.cache.size >= CACHE_ENTRIES) this.cache.clear();
+      this.cache.set(token, word);
     }
-    this.cache.set(token, word);
     return word;
   }
 
@@ -173,7 +172,8 @@ export class CLIPTokenizer {
     for (const m of clipBasicClean(text).matchAll(PAT)) {
       let enc = '';
       for (const b of new TextEncoder().encode(m[0])) enc += this.byteEnc[b];
-      out.push(...this.bpe(enc));
+      // One pretoken can be 100,000 symbols long: no spread into push's arguments.
+      for (const t of this.bpe(enc)) out.push(t);
     }
     return out;
   }

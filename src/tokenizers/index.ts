@@ -1,5 +1,6 @@
 /** Tokenizers for the text encoders of the supported pipelines (CLIP BPE, T5 SentencePiece unigram). */
 import { readFileAt, readJsonAt } from '../io/location.js';
+import type { NetOptions } from '../io/http-fetch.js';
 import { CLIPTokenizer } from './clip-bpe.js';
 import { T5Tokenizer } from './t5-unigram.js';
 
@@ -11,22 +12,23 @@ export type { BatchEncoding, TokenizeOptions, TruncationReport } from './batch-e
 export type Tokenizer = CLIPTokenizer | T5Tokenizer;
 
 /**
- * Loads the tokenizer of a model folder (Node). The class comes from tokenizer_config.json's `tokenizer_class`
+ * Loads the tokenizer of a model folder (a Node path, or a URL read with `opts`' fetch, timeout and signal).
+ * The class comes from tokenizer_config.json's `tokenizer_class`
  * (`CLIPTokenizer`, `T5Tokenizer` or their `*Fast` variants, which tokenize identically for these models);
  * without it, from the files present (spiece.model → T5, vocab.json + merges.txt → CLIP).
  */
-export async function loadTokenizer(dir: string): Promise<Tokenizer> {
-  const config = await readJsonAt(dir, 'tokenizer_config.json');
+export async function loadTokenizer(dir: string, opts: NetOptions = {}): Promise<Tokenizer> {
+  const config = await readJsonAt(dir, 'tokenizer_config.json', opts);
   const cls = config?.tokenizer_class;
   if (typeof cls === 'string' && cls.length > 0) {
     const base = cls.endsWith('Fast') ? cls.slice(0, -'Fast'.length) : cls;
-    if (base === 'CLIPTokenizer') return CLIPTokenizer.fromDir(dir);
-    if (base === 'T5Tokenizer') return T5Tokenizer.fromDir(dir);
+    if (base === 'CLIPTokenizer') return CLIPTokenizer.fromDir(dir, opts);
+    if (base === 'T5Tokenizer') return T5Tokenizer.fromDir(dir, opts);
     throw new Error(
       `${dir}/tokenizer_config.json: unsupported tokenizer_class "${cls}" (supported: CLIPTokenizer, T5Tokenizer)`,
     );
   }
-  if (await readFileAt(dir, 'spiece.model')) return T5Tokenizer.fromDir(dir);
-  if ((await readFileAt(dir, 'vocab.json')) && (await readFileAt(dir, 'merges.txt'))) return CLIPTokenizer.fromDir(dir);
+  if (await readFileAt(dir, 'spiece.model', opts)) return T5Tokenizer.fromDir(dir, opts);
+  if ((await readFileAt(dir, 'vocab.json', opts)) && (await readFileAt(dir, 'merges.txt', opts))) return CLIPTokenizer.fromDir(dir, opts);
   throw new Error(`${dir}: no tokenizer_class in tokenizer_config.json and no spiece.model or vocab.json + merges.txt`);
 }

@@ -33,7 +33,7 @@ function* protoFields(buf: Uint8Array): Generator<[number, number, number | Uint
   const varint = (): number => {
     let lo = 0;
     for (let shift = 0; ; shift += 7) {
-      if (p >= buf.length) throw new Error('spiece.model: truncated varint');
+      if (p >= buf.length) throw new Error('truncated varint: not a SentencePiece model, or a truncated one');
       const b = buf[p++];
       if (shift < 32) lo |= (b & 0x7f) << shift;
       if (b < 0x80) return lo >>> 0;
@@ -46,14 +46,36 @@ function* protoFields(buf: Uint8Array): Generator<[number, number, number | Uint
     if (wire === 0) yield [field, wire, varint()];
     else if (wire === 1) { p += 8; }
     else if (wire === 2) { const n = varint(); yield [field, wire, buf.subarray(p, p + n)]; p += n; }
-    else if (wire === 5) { yield [field, wire, dv.getFloat32(p, true)]; p += 4; }
-    else throw new Error(`spiece.model: unsupported protobuf wire type ${wire}`);
-    if (p > buf.length) throw new Error('spiece.model: truncated message');
+    else if (wire === 5) {
+      if (p + 4 > buf.length) throw new Error('truncated message: not a SentencePiece model, or a truncated one');
+      yield [field, wire, dv.getFloat32(p, true)];
+      p += 4;
+    }
+    else throw new Error(`protobuf wire type ${wire} is not valid: not a SentencePiece model`);
+    if (p > buf.length) throw new Error('truncated message: not a SentencePiece model, or a truncated one');
   }
 }
 
-/** Parses a `spiece.model` file. */
+/** Parses a `spiece.model` file; an error (without the file's name) when it is not a usable unigram model. */
 export function parseSpModel(buf: Uint8Array): SpModelProto {
+  return checkSpModel(readSpModel(buf));
+}
+
+/** What sentencepiece requires of a model before encoding with it (model_interface / unigram_model checks). */
+function checkSpModel(m: SpModelProto): SpModelProto {
+  if (m.pieces.length === 0) throw new Error('the model has no pieces (not a SentencePiece model?)');
+  m.pieces.forEach((p, id) => {
+    if (!(p.type >= PieceType.NORMAL && p.type <= PieceType.BYTE)) throw new Error(`piece ${id} has an unknown type ${p.type}`);
+    if (!Number.isFinite(p.score)) throw new Error(`piece ${id} has a score of ${p.score}`);
+    if (p.piece === '') throw new Error(`piece ${id} is empty`);
+  });
+  if (!(m.unkId >= 0 && m.unkId < m.pieces.length) || m.pieces[m.unkId].type !== PieceType.UNKNOWN) {
+    throw new Error(`unk_id ${m.unkId} is not a piece of type UNKNOWN`);
+  }
+  return m;
+}
+
+function readSpModel(buf: Uint8Array): SpModelProto {
   const td = new TextDecoder();
   const m: SpModelProto = {
     pieces: [], modelType: 1, unkId: 0, bosId: 1, eosId: 2, padId: -1, byteFallback: false,
@@ -103,6 +125,12 @@ function utf8Len(b: Uint8Array, p: number): number {
   return n;
 }
 
+/**
+ * Longest input a charsmap rule may match. sentencepiece looks ahead without limit, but its rules are NFKC
+ * mappings of a few characters; a crafted trie that matched any input would make normalization quadratic.
+ */
+const MAX_RULE_BYTES = 1024;
+
 const SPACE = new TextEncoder().encode('\u2581');
 const REPLACEMENT = new TextEncoder().encode('\ufffd');
 
@@ -120,7 +148,7 @@ export class SpNormalizer {
     if (blob && blob.length > 4) {
       const dv = new DataView(blob.buffer, blob.byteOffset, blob.byteLength);
       const trieSize = dv.getUint32(0, true);
-      if (trieSize >= blob.length) throw new Error('spiece.model: precompiled charsmap is broken');
+      if (trieSize >= blob.length || trieSize % 4 !== 0) throw new Error('the precompiled charsmap is broken');
       // Copy so the Uint32Array is aligned whatever the blob's offset in the file.
       this.units = new Uint32Array(blob.slice(4, 4 + trieSize).buffer);
       this.strings = blob.subarray(4 + trieSize);
@@ -135,7 +163,7 @@ export class SpNormalizer {
     const offset = (u: number): number => (u >>> 10) << ((u & (1 << 9)) >>> 6);
     let node = offset(a[0]);
     let best: [number, number] | undefined;
-    for (let i = p; i < b.length; i++) {
+    for (let i = p; i < Math.min(b.length, p + MAX_RULE_BYTES); i++) {
       node ^= b[i];
       const u = a[node];
       if (u === undefined || (u & 0x800000ff) >>> 0 !== b[i]) break;

@@ -4,10 +4,13 @@
  * raw text first, each remaining piece is normalized and segmented by SentencePiece, and `</s>` is appended.
  */
 import { readFileAt, readJsonAt } from '../io/location.js';
+import type { NetOptions } from '../io/http-fetch.js';
 import {
   type AddedToken, type BatchEncoding, type JsonObject, type TokenizeOptions, type TruncationReport,
-  addedTokensFromConfig, batchEncode, specialToken, splitOnAddedTokens, truncationReport,
+  addedTokensFromConfig, batchEncode, jsonObject, modelMaxLength, specialToken, splitOnAddedTokens, tokenIdMap, tokenizerFile,
+  tokenizerFileError, truncationReport,
 } from './batch-encoding.js';
+import { showValue } from '../io/config.js';
 import { PieceType, SpNormalizer, type SpModelProto, parseSpModel } from './sentencepiece.js';
 
 /** Parsed tokenizer files; what {@link T5Tokenizer.fromDir} reads from a diffusers `tokenizer/` folder. */
@@ -20,7 +23,12 @@ export interface T5TokenizerFiles {
   specialTokensMap?: JsonObject;
   /** added_tokens.json: token → id (older saves keep the `<extra_id_N>` ids there). */
   addedTokens?: Record<string, number>;
+  /** The folder or URL the files came from, named in errors. */
+  source?: string;
 }
+
+/** Most `extra_ids` (sentinel tokens) accepted: T5 has 100. */
+const MAX_EXTRA_IDS = 10_000;
 
 interface TrieNode { next: Map<number, TrieNode>; id: number }
 
@@ -54,19 +62,22 @@ export class T5Tokenizer {
   /** Builds the tokenizer from already-loaded files (browser-friendly; see {@link T5Tokenizer.fromDir}). */
   constructor(files: T5TokenizerFiles) {
     const config = files.config ?? {};
-    const model = files.spModel instanceof Uint8Array ? parseSpModel(files.spModel) : files.spModel;
-    if (model.modelType !== 1) {
-      throw new Error(`T5Tokenizer: spiece.model has model_type ${model.modelType}; only unigram (1) is supported`);
+    const file = (name: string): string => tokenizerFile(files.source, name);
+    let model: SpModelProto;
+    try {
+      model = files.spModel instanceof Uint8Array ? parseSpModel(files.spModel) : files.spModel;
+      if (model.modelType !== 1) throw new Error(`model_type is ${model.modelType}; only unigram (1) is supported`);
+      this.normalizer = new SpNormalizer(model, model.pieces.filter((p) => p.type === PieceType.USER_DEFINED).map((p) => p.piece));
+    } catch (e) {
+      throw tokenizerFileError(file('spiece.model'), (e as Error).message);
     }
     this.model = model;
     let minScore = Infinity;
     let maxScore = FLT_MIN;
-    const userDefined: string[] = [];
     model.pieces.forEach((p, id) => {
       if (!this.pieceIds.has(p.piece)) this.pieceIds.set(p.piece, id);
       this.idToToken.set(id, p.piece);
       if (p.type === PieceType.NORMAL) { minScore = Math.min(minScore, p.score); maxScore = Math.max(maxScore, p.score); }
-      if (p.type === PieceType.USER_DEFINED) userDefined.push(p.piece);
       // Only these types take part in segmentation (unused ones are matched but then skipped).
       if (p.type === PieceType.NORMAL || p.type === PieceType.USER_DEFINED || p.type === PieceType.UNUSED) {
         let node = this.trie;
@@ -81,20 +92,22 @@ export class T5Tokenizer {
     });
     this.minScore = minScore;
     this.maxScore = maxScore;
-    this.normalizer = new SpNormalizer(model, userDefined);
 
     const m = files.specialTokensMap;
     this.eosToken = specialToken('eos_token', config, m, '</s>');
     this.padToken = specialToken('pad_token', config, m, '<pad>');
     this.unkToken = specialToken('unk_token', config, m, '<unk>');
-    const extraIds = typeof config.extra_ids === 'number' ? config.extra_ids : 100;
+    const extraIds = (config.extra_ids ?? 100) as number;
+    if (!Number.isInteger(extraIds) || extraIds < 0 || extraIds > MAX_EXTRA_IDS) {
+      throw tokenizerFileError(file('tokenizer_config.json'), `extra_ids=${showValue(config.extra_ids)} is invalid: expected an integer in 0…${MAX_EXTRA_IDS}`);
+    }
     this.vocabSize = model.pieces.length + extraIds;
 
     // Added tokens: config's added_tokens_decoder, then added_tokens.json, then transformers' default
     // `<extra_id_i>` → vocab_size − 1 − i numbering, then the special tokens themselves.
-    const added = addedTokensFromConfig(config);
+    const added = addedTokensFromConfig(config, file('tokenizer_config.json'));
     const has = (c: string): boolean => added.some((t) => t.content === c);
-    for (const [content, id] of Object.entries(files.addedTokens ?? {})) {
+    for (const [content, id] of files.addedTokens === undefined ? [] : tokenIdMap(files.addedTokens, file('added_tokens.json'))) {
       if (!has(content)) added.push({ content, id, lstrip: true, rstrip: true });
     }
     for (let i = 0; i < extraIds; i++) {
@@ -112,19 +125,19 @@ export class T5Tokenizer {
     }
     for (const t of added) if (!this.idToToken.has(t.id)) this.idToToken.set(t.id, t.content);
     this.added = added;
-    const mml = Number(config.model_max_length);
-    this.modelMaxLength = Number.isFinite(mml) && mml > 0 && mml < 1e6 ? mml : 512;
+    this.modelMaxLength = modelMaxLength(config, 512);
   }
 
   /** Loads spiece.model, tokenizer_config.json, special_tokens_map.json and added_tokens.json (Node). */
-  static async fromDir(dir: string): Promise<T5Tokenizer> {
-    const spModel = await readFileAt(dir, 'spiece.model');
+  static async fromDir(dir: string, opts: NetOptions = {}): Promise<T5Tokenizer> {
+    const spModel = await readFileAt(dir, 'spiece.model', opts);
     if (!spModel) throw new Error(`${dir}: a T5 tokenizer needs spiece.model`);
     return new T5Tokenizer({
       spModel,
-      config: await readJsonAt<JsonObject>(dir, 'tokenizer_config.json'),
-      specialTokensMap: await readJsonAt<JsonObject>(dir, 'special_tokens_map.json'),
-      addedTokens: (await readJsonAt<JsonObject>(dir, 'added_tokens.json')) as Record<string, number> | undefined,
+      config: jsonObject(await readJsonAt(dir, 'tokenizer_config.json', opts), tokenizerFile(dir, 'tokenizer_config.json')),
+      specialTokensMap: jsonObject(await readJsonAt(dir, 'special_tokens_map.json', opts), tokenizerFile(dir, 'special_tokens_map.json')),
+      addedTokens: (await readJsonAt(dir, 'added_tokens.json', opts)) as Record<string, number> | undefined,
+      source: dir,
     });
   }
 
@@ -193,7 +206,8 @@ export class T5Tokenizer {
     const ids: number[] = [];
     for (const seg of splitOnAddedTokens(text, this.added)) {
       if ('id' in seg) ids.push(seg.id);
-      else ids.push(...this.segment(this.normalizer.normalize(seg.text)));
+      // No spread into push's arguments: a long prompt is 100,000 ids.
+      else for (const id of this.segment(this.normalizer.normalize(seg.text))) ids.push(id);
     }
     return ids;
   }

@@ -36,5 +36,5 @@ export async function useBackend(name: BackendName): Promise<void> {
 
 /** Reads JSON written by Python's json module (bare NaN/Infinity allowed). */
 export function readPythonJson<T = Record<string, unknown>>(file: string): T {
-  return parseJson<T>(readFileSync(file, 'utf8'), file);
+  return parseJson<T>(readFileSync(file), file);
 }

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  ShardPacker, STORED_BYTES, buildModelJson, encodeStored, shardFileName, uint8Params,
+  ShardPacker, STORED_BYTES, TfjsWeightSource, buildModelJson, encodeStored, shardFileName, uint8Params,
   type QuantizeMode, type TfjsModelJson, type TfjsWeightEntry,
 } from '../../src/io/tfjs-format.js';
 
@@ -75,4 +75,18 @@ export function memoryFetch(base: string, files: Folder, log?: string[]): typeof
 export function writeFolder(dir: string, files: Folder): void {
   fs.mkdirSync(dir, { recursive: true });
   for (const [name, bytes] of files) fs.writeFileSync(path.join(dir, name), bytes);
+}
+
+/** Opens a folder with `open` and reads every weight; the error it fails with, or null when it loads. */
+export async function loadError(open: () => Promise<TfjsWeightSource>): Promise<Error | null> {
+  let s: TfjsWeightSource | undefined;
+  try {
+    s = await open();
+    for (const k of s.keys()) await s.read(k);
+    return null;
+  } catch (e) {
+    return e as Error;
+  } finally {
+    await s?.close();
+  }
 }
