@@ -38,7 +38,7 @@ export interface ReplayResult {
   final: number;
   /** rel-L2 of each pre-loop draw against rng_draw.{k}. */
   draws: number[];
-  /** rel-L2 of our decoded image against the recorded decode, when recorded. */
+  /** rel-L2 of our decoded image against the recorded one (`image`, or the raw decode postprocessed), when recorded. */
   decoded?: number;
   /** The per-step records (for further checks). */
   steps: { timestep: number; batch: number; tgate?: TgateFlags }[];
@@ -78,9 +78,9 @@ export async function replay(pipe: Pipeline, c: ReplayCase): Promise<ReplayResul
     const final = relL2T(latents, g.final_latents);
     let decoded: number | undefined;
     const raw = g.decoded_image ?? g.vae_decode_output;
-    if (raw) {
+    if (raw || g.image) {
       const ours = decodeLatents(pipe.vae, latents);
-      const ref = postprocess(raw);
+      const ref = g.image ? g.image.clone() : postprocess(raw);
       decoded = relL2T(ours, ref);
       tf.dispose([ours, ref]);
     }
@@ -127,17 +127,17 @@ export function expectReplay(label: string, r: ReplayResult, tol = 1e-4): void {
 }
 
 /**
- * A pipeline folder assembled in a temporary directory: `base`'s components (copied), with `model_index.json`
- * replaced by `index` and some components replaced by other folders. Returns its path; remove it with `rmSync`.
+ * A pipeline folder assembled in a temporary directory: `base`'s components (copied), `model_index.json` patched
+ * with `index`, some components replaced by other folders and some files written (JSON). Returns its path; remove
+ * it with `fs.rmSync(dir, { recursive: true })`.
  */
-export function assemblePipeline(base: string, index: Record<string, unknown>, replace: Record<string, string> = {}): string {
+export function assemblePipeline(base: string, o: { index?: Record<string, unknown>; replace?: Record<string, string>; files?: Record<string, unknown> }): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tgate-pipe-'));
-  for (const name of fs.readdirSync(base)) {
-    if (name === 'model_index.json') continue;
-    fs.cpSync(replace[name] ?? path.join(base, name), path.join(dir, name), { recursive: true });
-  }
-  for (const [name, src] of Object.entries(replace)) if (!fs.existsSync(path.join(dir, name))) fs.cpSync(src, path.join(dir, name), { recursive: true });
-  fs.writeFileSync(path.join(dir, 'model_index.json'), JSON.stringify(index));
+  const replace = o.replace ?? {};
+  for (const name of fs.readdirSync(base)) fs.cpSync(replace[name] ?? path.join(base, name), path.join(dir, name), { recursive: true });
+  const index = JSON.parse(fs.readFileSync(path.join(base, 'model_index.json'), 'utf8')) as Record<string, unknown>;
+  fs.writeFileSync(path.join(dir, 'model_index.json'), JSON.stringify({ ...index, ...o.index }));
+  for (const [rel, value] of Object.entries(o.files ?? {})) fs.writeFileSync(path.join(dir, rel), JSON.stringify(value));
   return dir;
 }
 
