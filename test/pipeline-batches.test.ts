@@ -5,8 +5,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { fixture, readPythonJson, relL2T, useBackend } from './support/helpers.js';
-import { expectReplay, ext2Json, replay, type IndexFlag, type ReplayCase, type Tensors } from './support/replay.js';
-import { loadPipeline, type Pipeline } from '../src/pipelines/load.js';
+import { describeReplays, ext2Json, pipelineCache, type IndexFlag, type ReplayCase, type Tensors } from './support/replay.js';
+import { loadPipeline } from '../src/pipelines/load.js';
 import { schedulerFromConfig } from '../src/samplers/index.js';
 import type { StableDiffusionPipeline } from '../src/pipelines/stable-diffusion.js';
 import type { PixArtAlphaPipeline } from '../src/pipelines/pixart-alpha.js';
@@ -17,16 +17,9 @@ const schedIndex = readPythonJson<{ cases: Record<string, { config_passed: Recor
 const DDIM = { cls: 'DDIMScheduler', config: schedIndex.cases.ddim_sd.config_passed };
 const TGATE = { gateStep: 7, spInterval: 5, fiInterval: 1, warmUp: 2 };
 
-const pipes = new Map<string, Promise<Pipeline>>();
-const pipeline = (name: string) => {
-  if (!pipes.has(name)) pipes.set(name, loadPipeline(fixture('pipelines', name)));
-  return pipes.get(name)!;
-};
-async function release(): Promise<void> {
-  for (const p of pipes.values()) (await p).dispose();
-  pipes.clear();
-}
-afterAll(release);
+const pipes = pipelineCache((name) => loadPipeline(fixture('pipelines', name)));
+const pipeline = (name: string) => pipes.get(name);
+afterAll(() => pipes.release());
 
 const sdxlSizes = {
   originalSize: [96, 96], cropsCoordsTopLeft: [0, 0], targetSize: [96, 96],
@@ -64,16 +57,7 @@ const CASES: Case[] = (['baseline', 'tgate_gate7'] as const).flatMap((v): Case[]
   ];
 });
 
-const CPU_SUBSET = ['ext2/batch/sd15_tiny_ddim_p2x2_tgate_gate7', 'ext2/batch/sdxl_tiny_euler_p2_tgate_gate7'];
-describe.each([['wasm', CASES], ['cpu', CASES.filter((c) => CPU_SUBSET.includes(c.file))]] as const)('batched runs reproduce diffusers (%s)', (backend, cases) => {
-  beforeAll(async () => {
-    await release();
-    await useBackend(backend);
-  });
-  test.each(cases.map((c) => [c.file, c] as const))('%s', async (_f, c) => {
-    expectReplay(`${backend} ${c.file}`, await replay(await pipeline(c.pipe), c));
-  }, 300_000);
-});
+describeReplays('batched runs reproduce diffusers', CASES, ['ext2/batch/sd15_tiny_ddim_p2x2_tgate_gate7', 'ext2/batch/sdxl_tiny_euler_p2_tgate_gate7'], pipes, (c) => c.pipe);
 
 describe('what the denoiser receives per row', () => {
   beforeAll(() => useBackend('wasm'));

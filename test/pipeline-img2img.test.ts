@@ -5,8 +5,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { fixture, loadFixture, relL2T, useBackend } from './support/helpers.js';
-import { expectReplay, ext2Json, recordingGenerator, replay, type ReplayCase, type Tensors } from './support/replay.js';
-import { loadPipeline, type Pipeline } from '../src/pipelines/load.js';
+import { describeReplays, ext2Json, pipelineCache, recordingGenerator, type ReplayCase, type Tensors } from './support/replay.js';
+import { loadPipeline } from '../src/pipelines/load.js';
 import { schedulerFromConfig, TorchGenerator } from '../src/samplers/index.js';
 import { preprocessImage } from '../src/pipelines/images.js';
 import { imageToImageStart, strengthSteps } from '../src/pipelines/start.js';
@@ -19,16 +19,9 @@ import type { RGBImage } from '../src/io/png.js';
 type Run = { strength: number; generator_seed: number; scheduler?: { class: string; config_passed: Record<string, unknown> } };
 const index = ext2Json<Record<string, Run>>('ext2/img2img/index.json');
 
-const pipes = new Map<string, Promise<Pipeline>>();
-const pipeline = (name: string) => {
-  if (!pipes.has(name)) pipes.set(name, loadPipeline(fixture('pipelines', name)));
-  return pipes.get(name)!;
-};
-async function release(): Promise<void> {
-  for (const p of pipes.values()) (await p).dispose();
-  pipes.clear();
-}
-afterAll(release);
+const pipes = pipelineCache((name) => loadPipeline(fixture('pipelines', name)));
+const pipeline = (name: string) => pipes.get(name);
+afterAll(() => pipes.release());
 
 interface Case extends ReplayCase { pipe: string }
 const CASES: Case[] = Object.entries(index).filter(([k]) => k !== 'files').map(([name, r]): Case => {
@@ -45,16 +38,7 @@ const CASES: Case[] = Object.entries(index).filter(([k]) => k !== 'files').map((
   };
 });
 
-const CPU_SUBSET = ['ext2/img2img/sd15_tiny_euler_s060', 'ext2/img2img/sdxl_tiny_euler_s070'];
-describe.each([['wasm', CASES], ['cpu', CASES.filter((c) => CPU_SUBSET.includes(c.file))]] as const)('img2img reproduces diffusers (%s)', (backend, cases) => {
-  beforeAll(async () => {
-    await release();
-    await useBackend(backend);
-  });
-  test.each(cases.map((c) => [c.file, c] as const))('%s', async (_f, c) => {
-    expectReplay(`${backend} ${c.file}`, await replay(await pipeline(c.pipe), c));
-  }, 300_000);
-});
+describeReplays('img2img reproduces diffusers', CASES, ['ext2/img2img/sd15_tiny_euler_s060', 'ext2/img2img/sdxl_tiny_euler_s070'], pipes, (c) => c.pipe);
 
 describe('img2img pieces', () => {
   beforeAll(() => useBackend('wasm'));

@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { fixture, loadFixture, relL2T, useBackend } from './support/helpers.js';
-import { assemblePipeline, expectReplay, ext2Json, recordingGenerator, replay, type ReplayCase, type Tensors } from './support/replay.js';
+import { assemblePipeline, describeReplays, ext2Json, pipelineCache, recordingGenerator, type ReplayCase, type Tensors } from './support/replay.js';
 import { loadPipeline } from '../src/pipelines/load.js';
 import { schedulerFromConfig } from '../src/samplers/index.js';
 import { preprocessImage, preprocessMask, resizeNearest } from '../src/pipelines/images.js';
@@ -25,17 +25,10 @@ const RUNS = Object.entries(index).filter(([k]) => k.startsWith('sd15_'));
 const inpaintDir = assemblePipeline(fixture('pipelines/sd15_tiny'), {
   index: { _class_name: 'StableDiffusionInpaintPipeline' }, replace: { unet: fixture('ext2/models/sd15_tiny_inpaint_unet') },
 });
-const pipes = new Map<string, Promise<StableDiffusionPipeline>>();
-const pipeline = (unet: 'unet4' | 'unet9') => {
-  if (!pipes.has(unet)) pipes.set(unet, loadPipeline(unet === 'unet9' ? inpaintDir : fixture('pipelines/sd15_tiny')) as Promise<StableDiffusionPipeline>);
-  return pipes.get(unet)!;
-};
-async function release(): Promise<void> {
-  for (const p of pipes.values()) (await p).dispose();
-  pipes.clear();
-}
+const pipes = pipelineCache((unet) => loadPipeline(unet === 'unet9' ? inpaintDir : fixture('pipelines/sd15_tiny')) as Promise<StableDiffusionPipeline>);
+const pipeline = (unet: 'unet4' | 'unet9') => pipes.get(unet);
 afterAll(async () => {
-  await release();
+  await pipes.release();
   fs.rmSync(inpaintDir, { recursive: true, force: true });
 });
 
@@ -49,18 +42,7 @@ const CASES: Case[] = RUNS.map(([name, r]) => ({
   batches: new Array<number>(strengthSteps(10, r.strength).run).fill(2), options: options(r),
 }));
 
-const CPU_SUBSET = ['ext2/inpaint/sd15_tiny_unet9_ddim_s075', 'ext2/inpaint/sd15_tiny_unet4_euler_s100'];
-describe.each([['wasm', CASES], ['cpu', CASES.filter((c) => CPU_SUBSET.includes(c.file))]] as const)('inpainting reproduces diffusers (%s)', (backend, cases) => {
-  beforeAll(async () => {
-    await release();
-    await useBackend(backend);
-  });
-  test.each(cases.map((c) => [c.file, c] as const))('%s', async (_f, c) => {
-    const pipe = await pipeline(c.unet);
-    expect(pipe.unet.config.inChannels).toBe(c.unet === 'unet9' ? 9 : 4);
-    expectReplay(`${backend} ${c.file}`, await replay(pipe, c));
-  }, 300_000);
-});
+describeReplays('inpainting reproduces diffusers', CASES, ['ext2/inpaint/sd15_tiny_unet9_ddim_s075', 'ext2/inpaint/sd15_tiny_unet4_euler_s100'], pipes, (c) => c.unet);
 
 describe('inpainting pieces', () => {
   beforeAll(() => useBackend('wasm'));
@@ -69,6 +51,7 @@ describe('inpainting pieces', () => {
     for (const c of CASES) {
       const g = await loadFixture(`${c.file}.safetensors`);
       const pipe = await pipeline(c.unet);
+      expect(pipe.unet.config.inChannels).toBe(c.unet === 'unet9' ? 9 : 4);
       const sched = schedulerFromConfig(c.scheduler!.config, c.scheduler!.cls);
       sched.setTimesteps(10);
       const image = await preprocessImage(g['in.image']);

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { fixture, loadFixture, relL2, relL2T, useBackend } from './support/helpers.js';
-import { assemblePipeline, expectReplay, ext2Json, replay, type IndexFlag, type ReplayCase, type Tensors } from './support/replay.js';
+import { assemblePipeline, describeReplays, ext2Json, pipelineCache, type IndexFlag, type ReplayCase, type Tensors } from './support/replay.js';
 import { loadPipeline } from '../src/pipelines/load.js';
 import { PixArtSigmaPipeline } from '../src/pipelines/pixart-sigma.js';
 import { PixArtTransformer2DModel } from '../src/models/pixart-transformer.js';
@@ -18,14 +18,10 @@ const dir = assemblePipeline(fixture('pipelines/pixart_tiny'), {
   index: { _class_name: 'PixArtSigmaPipeline' },
   replace: { transformer: fixture('ext2/models/pixart_sigma_tiny/transformer'), scheduler: fixture('ext2/models/pixart_sigma_tiny/scheduler') },
 });
-let pipe: Promise<PixArtSigmaPipeline> | null = null;
-const pipeline = () => (pipe ??= loadPipeline(dir) as Promise<PixArtSigmaPipeline>);
-async function release(): Promise<void> {
-  if (pipe) (await pipe).dispose();
-  pipe = null;
-}
+const pipes = pipelineCache(() => loadPipeline(dir) as Promise<PixArtSigmaPipeline>);
+const pipeline = () => pipes.get('sigma');
 afterAll(async () => {
-  await release();
+  await pipes.release();
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
@@ -73,15 +69,7 @@ test('prompts are encoded to 300 T5 tokens by default (max_sequence_length of Pi
   Object.values(g).forEach((t) => t.dispose());
 }, 60_000);
 
-describe.each([['wasm', CASES], ['cpu', CASES.slice(1)]] as const)('PixArt-Σ runs reproduce diffusers + T-GATE (%s)', (backend, cases) => {
-  beforeAll(async () => {
-    await release();
-    await useBackend(backend);
-  });
-  test.each(cases.map((c) => [c.file, c] as const))('%s', async (_f, c) => {
-    expectReplay(`${backend} ${c.file}`, await replay(await pipeline(), c));
-  }, 300_000);
-});
+describeReplays('PixArt-Σ runs reproduce diffusers + T-GATE', CASES, ['ext2/pixart_sigma/pixart_sigma_dpm_tgate_gate7'], pipes, () => 'sigma');
 
 test('a Σ pipeline refuses a transformer that wants resolution conditions (the Σ pipeline passes none)', async () => {
   const p = await pipeline();

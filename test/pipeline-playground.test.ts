@@ -5,9 +5,8 @@
  * EDM Euler samplers: EDM's float timesteps 0.25·log σ go straight into the UNet, and decoding denormalises.
  */
 import fs from 'node:fs';
-import * as tf from '@tensorflow/tfjs-core';
 import { fixture, relL2T, loadFixture, useBackend } from './support/helpers.js';
-import { assemblePipeline, expectReplay, ext2Json, replay, type IndexFlag, type ReplayCase, type Tensors } from './support/replay.js';
+import { assemblePipeline, expectReplay, ext2Json, pipelineCache, replay, type IndexFlag, type ReplayCase, type Tensors } from './support/replay.js';
 import { loadPipeline } from '../src/pipelines/load.js';
 import { vaeDecodeInput } from '../src/pipelines/latents.js';
 import { StableDiffusionXLPipeline } from '../src/pipelines/stable-diffusion-xl.js';
@@ -23,14 +22,10 @@ const dir = assemblePipeline(fixture('pipelines/sdxl_tiny'), {
     'scheduler/scheduler_config.json': { _class_name: edmdpm.class, ...edmdpm.config },
   },
 });
-let pipe: Promise<StableDiffusionXLPipeline> | null = null;
-const pipeline = () => (pipe ??= loadPipeline(dir) as Promise<StableDiffusionXLPipeline>);
-async function release(): Promise<void> {
-  if (pipe) (await pipe).dispose();
-  pipe = null;
-}
+const pipes = pipelineCache(() => loadPipeline(dir) as Promise<StableDiffusionXLPipeline>);
+const pipeline = () => pipes.get('playground');
 afterAll(async () => {
-  await release();
+  await pipes.release();
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
@@ -60,7 +55,7 @@ test('the folder loads as SDXL with its EDM sampler and denormalising VAE', asyn
 
 describe.each([['wasm', CASES], ['cpu', CASES.filter((c) => c.file.endsWith('edmdpm_tgate_gate7'))]] as const)('Playground runs reproduce diffusers + T-GATE (%s)', (backend, cases) => {
   beforeAll(async () => {
-    await release();
+    await pipes.release();
     await useBackend(backend);
   });
   test.each(cases.map((c) => [c.file, c] as const))('%s', async (_f, c) => {

@@ -16,19 +16,33 @@ export function prepareLatents(shape: [number, number, number, number], initNois
   return tf.tidy(() => tf.mul(generator.randn(shape), initNoiseSigma));
 }
 
+/** The VAE config's latents_mean / latents_std as [1, C, 1, 1] tensors (call inside tf.tidy), or null. */
+function latentStats(vae: AutoencoderKL): { mean: tf.Tensor; std: tf.Tensor } | null {
+  const { latentsMean: m, latentsStd: s } = vae.config;
+  return m && s ? { mean: tf.tensor(m, [1, m.length, 1, 1]), std: tf.tensor(s, [1, s.length, 1, 1]) } : null;
+}
+
 /**
  * What the VAE decodes: latents·latents_std/scaling_factor + latents_mean when the VAE config has them
  * (Playground v2.5; diffusers' SDXL pipeline and T-GATE's), else latents/scaling_factor.
  */
 export function vaeDecodeInput(vae: AutoencoderKL, latents: tf.Tensor): tf.Tensor {
   return tf.tidy(() => {
-    const c = vae.config;
-    if (c.latentsMean && c.latentsStd) {
-      const mean = tf.tensor(c.latentsMean, [1, c.latentsMean.length, 1, 1]);
-      const std = tf.tensor(c.latentsStd, [1, c.latentsStd.length, 1, 1]);
-      return tf.add(tf.div(tf.mul(latents, std), c.scalingFactor), mean);
-    }
-    return tf.div(latents, c.scalingFactor);
+    const st = latentStats(vae);
+    const sf = vae.config.scalingFactor;
+    return st ? tf.add(tf.div(tf.mul(latents, st.std), sf), st.mean) : tf.div(latents, sf);
+  });
+}
+
+/**
+ * The inverse, for a sample of the VAE's latent distribution: (z − latents_mean)·scaling_factor/latents_std
+ * (diffusers' SDXL img2img), else z·scaling_factor.
+ */
+export function vaeEncodeOutput(vae: AutoencoderKL, z: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const st = latentStats(vae);
+    const sf = vae.config.scalingFactor;
+    return st ? tf.div(tf.mul(tf.sub(z, st.mean), sf), st.std) : tf.mul(z, sf);
   });
 }
 

@@ -8,7 +8,7 @@ import type { Scheduler } from '../samplers/index.js';
 import type { NoiseSource } from '../samplers/torch-generator.js';
 import type { AutoencoderKL } from '../models/autoencoder-kl.js';
 import { tileToBatch } from './batch.js';
-import { prepareLatents } from './latents.js';
+import { prepareLatents, vaeEncodeOutput } from './latents.js';
 
 /** The start of a denoising run (its tensors are the caller's to free with `dispose`, `latents` excepted). */
 export interface Start {
@@ -38,22 +38,12 @@ export function strengthSteps(numInferenceSteps: number, strength: number): { be
 
 /**
  * VAE latents of an image in [-1, 1]: one sample of the latent distribution (mean + std · randn, the draw taken
- * from `generator`), scaled as the pipeline's decode expects: (z − latents_mean)·scaling_factor/latents_std when
- * the VAE config has them (SDXL, Playground), else z·scaling_factor. The inverse of `decodeLatents`.
+ * from `generator`), scaled as the pipeline's decode expects (`vaeEncodeOutput`, the inverse of `vaeDecodeInput`).
  */
 export function encodeLatents(vae: AutoencoderKL, image: tf.Tensor, generator: NoiseSource): tf.Tensor {
   const dist = vae.encode(image);
   try {
-    return tf.tidy(() => {
-      const z = dist.sample(generator.randn(dist.mean.shape));
-      const c = vae.config;
-      if (c.latentsMean && c.latentsStd) {
-        const mean = tf.tensor(c.latentsMean, [1, c.latentsMean.length, 1, 1]);
-        const std = tf.tensor(c.latentsStd, [1, c.latentsStd.length, 1, 1]);
-        return tf.div(tf.mul(tf.sub(z, mean), c.scalingFactor), std);
-      }
-      return tf.mul(z, c.scalingFactor);
-    });
+    return tf.tidy(() => vaeEncodeOutput(vae, dist.sample(generator.randn(dist.mean.shape))));
   } finally {
     dist.dispose();
   }

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { fixture, loadFixture, relL2T } from './helpers.js';
+import { fixture, loadFixture, relL2T, useBackend } from './helpers.js';
 import { schedulerFromConfig, TorchGenerator, type NoiseSource } from '../../src/samplers/index.js';
 import { decodeLatents } from '../../src/pipelines/latents.js';
 import type { StepInfo } from '../../src/pipelines/denoise.js';
@@ -144,4 +144,35 @@ export function assemblePipeline(base: string, o: { index?: Record<string, unkno
 /** Reads a JSON file under test/fixtures. */
 export function ext2Json<T = Record<string, unknown>>(rel: string): T {
   return JSON.parse(fs.readFileSync(fixture(rel), 'utf8')) as T;
+}
+
+/** Pipelines loaded once and shared by a test file's cases; `release` disposes them (between backends, at the end). */
+export function pipelineCache<P extends Pipeline>(load: (key: string) => Promise<P>): { get(key: string): Promise<P>; release(): Promise<void> } {
+  const pipes = new Map<string, Promise<P>>();
+  return {
+    get(key) {
+      if (!pipes.has(key)) pipes.set(key, load(key));
+      return pipes.get(key)!;
+    },
+    async release() {
+      for (const p of pipes.values()) (await p).dispose();
+      pipes.clear();
+    },
+  };
+}
+
+/**
+ * The replay table of a test file: every case on wasm, the cases named in `cpu` on cpu too, each backend with
+ * freshly loaded pipelines (`pipeOf` picks a case's pipeline from the cache).
+ */
+export function describeReplays<C extends ReplayCase>(title: string, cases: C[], cpu: string[], pipes: ReturnType<typeof pipelineCache>, pipeOf: (c: C) => string): void {
+  describe.each([['wasm', cases], ['cpu', cases.filter((c) => cpu.includes(c.file))]] as const)(`${title} (%s)`, (backend, list) => {
+    beforeAll(async () => {
+      await pipes.release();
+      await useBackend(backend);
+    });
+    test.each(list.map((c) => [c.file, c] as const))('%s', async (_f, c) => {
+      expectReplay(`${backend} ${c.file}`, await replay(await pipes.get(pipeOf(c)), c));
+    }, 300_000);
+  });
 }
