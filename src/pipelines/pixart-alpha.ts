@@ -10,7 +10,7 @@ import type { AutoencoderKL } from '../models/autoencoder-kl.js';
 import type { T5EncoderModel } from '../models/t5-encoder.js';
 import type { T5Tokenizer } from '../tokenizers/index.js';
 import type { Scheduler } from '../samplers/index.js';
-import { BASE_OPTION_KEYS, runGeneration, type GenerateOptionsBase, type GenerateResult, type Own } from './session.js';
+import { BASE_OPTION_KEYS, runGeneration, type GenerateOptionsBase, type GenerateResult } from './session.js';
 import {
   checkCommon, checkEmbeds, checkOptionKeys, checkSize, imagesPerPrompt, promptBatch, rejectMask, resolveSize, warnTruncated,
 } from './checks.js';
