@@ -121,11 +121,12 @@ describe('what the denoiser receives per row', () => {
   }, 120_000);
 });
 
-describe('DeepCache (+ TGATE) on a batch equals each row run alone', () => {
+describe('a batch equals each row run alone (DeepCache, TGATE, guidance rescale: no reference with batches)', () => {
   beforeAll(() => useBackend('wasm'));
   test.each([
     ['DeepCache', { deepcache: { cacheInterval: 3 } }],
     ['DeepCache + TGATE', { deepcache: { cacheInterval: 3 }, tgate: { gateStep: 4, spInterval: 1, warmUp: 0 } }],
+    ['guidance rescale (per row, as diffusers)', { guidanceRescale: 0.7 }],
   ])('%s', async (name, extra) => {
     const pipe = (await pipeline('sd15_tiny')) as StableDiffusionPipeline;
     const shipped = pipe.scheduler;

@@ -100,7 +100,7 @@ test('progress: every denoising step, then every image decoded; onStep unchanged
   const progress: GenerationProgress[] = [];
   const steps: number[] = [];
   const before = tf.memory().numTensors;
-  const { latents, images } = await sd.generate({
+  const { latents, images, seed } = await sd.generate({
     prompt: 'a red circle', numImagesPerPrompt: 2, numInferenceSteps: 3, height: 64, width: 64, seed: 4,
     onStep: (s) => { steps.push(s.step); }, onProgress: (p) => { progress.push({ ...p }); },
   });
@@ -112,6 +112,7 @@ test('progress: every denoising step, then every image decoded; onStep unchanged
   ]);
   expect(images.map((i) => [i.width, i.height])).toEqual([[64, 64], [64, 64]]);
   expect(latents.shape).toEqual([2, 4, 8, 8]);
+  expect(seed).toBe(4);
   latents.dispose();
   expect(tf.memory().numTensors).toBe(before);
 }, 60_000);

@@ -80,6 +80,8 @@ export interface GenerateResult {
   latents: tf.Tensor;
   /** Decoded RGB images, one per batch row (empty with outputType 'latent'). */
   images: RGBImage[];
+  /** The seed the noise came from (the one given, or the random one picked), null when `generator` was given. */
+  seed: number | null;
 }
 
 /** Registers a tensor to free when the generation ends, and returns it. */
@@ -173,9 +175,10 @@ export async function runGeneration(o: GenerateOptionsBase, s: SessionSpec): Pro
     } finally {
       start.dispose();
     }
-    if (o.outputType === 'latent') return { latents: final, images: [] };
+    const used = o.generator ? null : seed;
+    if (o.outputType === 'latent') return { latents: final, images: [], seed: used };
     try {
-      return { latents: final, images: await decodeImages(s.vae, final, o.onProgress) };
+      return { latents: final, images: await decodeImages(s.vae, final, o.onProgress), seed: used };
     } catch (e) {
       final.dispose();
       throw e;
