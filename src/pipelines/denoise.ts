@@ -22,10 +22,11 @@ export interface StepInfo {
   /** Step index among the steps that run (0-based; img2img starts later in the schedule) and its timestep. */
   step: number;
   timestep: number;
+  /** Denoiser calls of this run (the steps that run, and PNDM's warm-up calls). */
   numSteps: number;
   /** Latents after this step (NCHW; owned by the loop: clone to keep). */
   latents: tf.Tensor;
-  /** Batch the denoiser ran with (2 with guidance, 1 after the TGATE gate). */
+  /** Batch the denoiser ran with: 2 × images with guidance, images alone after the TGATE gate or without guidance. */
   batch: number;
   /** The raw denoiser output of this step (owned by the loop: clone to keep). */
   modelOutput: tf.Tensor;
