@@ -10,7 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { resolveTgate, tgateFlags, type TgateOptions } from '../src/attention/tgate.js';
+import { resolveTgate, tgateFlags, type TgateFlags, type TgateOptions } from '../src/attention/tgate.js';
 import { modelFromConfig, modelMacs, type ForwardMacs, type MacOptions } from '../src/models/registry.js';
 
 export type { ForwardMacs, MacOptions };
@@ -26,31 +26,43 @@ export function totalMacs(f: ForwardMacs, matmul = false): number {
   return f.rest + f.selfLinear + f.crossLinear + (matmul ? f.selfMatmul + f.crossMatmul : 0);
 }
 
+/** One denoiser call of a run: its batch and the TGATE flags it ran with (a `StepInfo`'s `batch` and `tgate`). */
+export interface RunStep { batch: number; tgate?: TgateFlags }
+
 /**
- * MACs of a whole generation of `steps` denoiser calls with classifier-free guidance (batch 2), and with
- * TGATE when `tgate` is given: batch 1 from the gate on, and every attention the schedule reuses skipped.
+ * MACs of the denoiser calls of a run, step by step: `batch` samples each, minus every attention the TGATE
+ * flags reuse (as TgateProcessor, only once a cache exists). Give it a recorded run (the `onStep` infos of a
+ * generation, img2img included) or the schedule `generationMacs` assumes.
  */
-export function generationMacs(f: ForwardMacs, steps: number, tgate: TgateOptions | null, matmul = false): number {
+export function runMacs(f: ForwardMacs, steps: readonly RunStep[], matmul = false): number {
   const sa = f.selfLinear + (matmul ? f.selfMatmul : 0);
   const ca = f.crossLinear + (matmul ? f.crossMatmul : 0);
   const all = totalMacs(f, matmul);
-  if (!tgate) return 2 * steps * all;
-  const t = resolveTgate(tgate, steps);
   let sum = 0;
   let saCached = false;
   let caCached = false;
-  for (let i = 0; i < steps; i++) {
-    const fl = tgateFlags(i, t);
-    const batch = t.lcm || i < t.gateStep ? (t.lcm ? 1 : 2) : 1;
+  for (const { batch, tgate: fl } of steps) {
     let macs = all;
-    // As TgateProcessor: reuse happens only when a cache exists.
-    if (fl.saReuse && saCached) macs -= sa;
-    if (fl.caReuse && caCached) macs -= ca;
-    if (fl.saCache) saCached = true;
-    if (fl.caCache) caCached = true;
+    if (fl?.saReuse && saCached) macs -= sa;
+    if (fl?.caReuse && caCached) macs -= ca;
+    if (fl?.saCache) saCached = true;
+    if (fl?.caCache) caCached = true;
     sum += batch * macs;
   }
   return sum;
+}
+
+/**
+ * MACs of a whole generation of `steps` denoiser calls with classifier-free guidance (batch 2), and with
+ * TGATE when `tgate` is given: batch 1 from the gate on, and every attention the schedule reuses skipped.
+ * For img2img and inpainting `steps` is the number of steps that run (`strengthSteps(n, strength).run`): the
+ * gate counts those.
+ */
+export function generationMacs(f: ForwardMacs, steps: number, tgate: TgateOptions | null, matmul = false): number {
+  if (!tgate) return runMacs(f, new Array<RunStep>(steps).fill({ batch: 2 }), matmul);
+  const t = resolveTgate(tgate, steps);
+  const schedule = Array.from({ length: steps }, (_, i): RunStep => ({ batch: t.lcm ? 1 : i < t.gateStep ? 2 : 1, tgate: tgateFlags(i, t) }));
+  return runMacs(f, schedule, matmul);
 }
 
 /**

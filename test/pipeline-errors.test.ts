@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { fixture, loadFixture, readPythonJson, relL2T, useBackend } from './support/helpers.js';
 import { loadPipeline } from '../src/pipelines/load.js';
 import { schedulerFromConfig } from '../src/samplers/index.js';
-import type { StableDiffusionPipeline } from '../src/pipelines/stable-diffusion.js';
+import type { SDGenerateOptions, StableDiffusionPipeline } from '../src/pipelines/stable-diffusion.js';
 import type { PixArtAlphaPipeline } from '../src/pipelines/pixart-alpha.js';
 
 let sd: StableDiffusionPipeline;
@@ -28,10 +28,30 @@ test.each([
   ['height not divisible', { height: 100 }, /height 100 must be a positive multiple of 16/],
   ['zero steps', { numInferenceSteps: 0 }, /numInferenceSteps must be a positive integer, got 0/],
   ['deepcache interval', { deepcache: { cacheInterval: 0 } }, /deepcache.cacheInterval must be an integer ≥ 1, got 0/],
+  ['a prompt that is a number', { promptEmbeds: undefined, prompt: 5 }, /prompt must be a string or a non-empty array of strings, got number/],
+  ['an empty prompt list', { promptEmbeds: undefined, prompt: [] }, /prompt must be a string or a non-empty array of strings, got an empty array/],
+  ['a prompt list with a number', { promptEmbeds: undefined, prompt: ['a', 2] }, /got an array with a non-string element/],
+  ['prompt and promptEmbeds', { prompt: 'a' }, /give prompt or promptEmbeds, not both/],
+  ['negatives that do not match the prompts', { promptEmbeds: undefined, negativePromptEmbeds: undefined, prompt: ['a', 'b'], negativePrompt: ['x', 'y', 'z'] },
+    /negativePrompt has 3 entries but there are 2 prompts \(give one, or one per prompt\)/],
+  ['negative embeddings of another batch', { negativePromptEmbeds: tf.zeros([2, 77, 32]) }, /negativePromptEmbeds has batch 2 but there are 1 prompts/],
+  ['zero images per prompt', { numImagesPerPrompt: 0 }, /numImagesPerPrompt must be a positive integer, got 0/],
+  ['too many images', { numImagesPerPrompt: 1000 }, /1 prompts × 1000 images per prompt = 1000 images, more than the 256/],
+  ['a snake_case option', { negative_prompt: 'x' }, /StableDiffusionPipeline.generate: unknown option "negative_prompt" \(did you mean negativePrompt\?\)/],
+  ['an unknown option', { numImages: 2 }, /unknown option "numImages"/],
+  ['latents for one image when two are made', { numImagesPerPrompt: 2, latents: tf.zeros([1, 4, 32, 32]) }, /latents must have shape \[2,4,32,32\]/],
+  ['strength without an image', { strength: 0.5 }, /strength needs image/],
+  ['an image of another size', { image: tf.fill([1, 3, 64, 64], 0.5) }, /image is 64×64 but width×height 256×256 was asked: resize the image/],
+  ['an image in [-1, 1]', { height: undefined, width: undefined, image: tf.fill([1, 3, 64, 64], -0.5) }, /image values must be in \[0, 1\], got min -0.5/],
+  ['three images for two', { height: undefined, width: undefined, numImagesPerPrompt: 2, image: tf.fill([3, 3, 64, 64], 0.5) }, /image has 3 images, which does not divide the 2 images generated/],
+  ['seed and generator', { seed: 1, generator: { randn: () => tf.zeros([1]) } }, /give seed or generator, not both/],
+  ['clipSkip with embeddings', { clipSkip: 1 }, /clipSkip has no effect with promptEmbeds/],
+  ['strength that runs no step', { height: undefined, width: undefined, image: tf.fill([1, 3, 64, 64], 0.5), strength: 0.05 }, /strength 0.05 × 10 steps leaves no step to run/],
 ])('SD: %s', async (_name, bad, msg) => {
   const before = tf.memory().numTensors;
   let steps = 0;
-  await expect(sd.generate({ ...base, ...bad, onStep: () => { steps++; } })).rejects.toThrow(msg);
+  // Untyped on purpose: the table holds values the types forbid (what a JS caller can still pass).
+  await expect(sd.generate({ ...base, ...bad, onStep: () => { steps++; } } as SDGenerateOptions)).rejects.toThrow(msg);
   expect(steps).toBe(0);
   expect(tf.memory().numTensors).toBe(before);
   expect(sd.unet.attnProcessors().values().next().value?.constructor.name).toBe('AttnProcessorDefault');

@@ -11,14 +11,22 @@ import { TGATE_IDLE, tgateFlags, type ResolvedTgate, type TgateContext, type Tga
 /** Which conditioning a denoiser call gets: both halves for guidance, or one branch alone. */
 export type Branch = 'cfg' | 'uncond' | 'cond';
 
+/** Progress of a generation: `completed` of `total` denoising steps, then of images decoded. */
+export interface GenerationProgress {
+  phase: 'denoise' | 'decode';
+  completed: number;
+  total: number;
+}
+
 export interface StepInfo {
-  /** Step index (0-based) and its timestep. */
+  /** Step index among the steps that run (0-based; img2img starts later in the schedule) and its timestep. */
   step: number;
   timestep: number;
+  /** Denoiser calls of this run (the steps that run, and PNDM's warm-up calls). */
   numSteps: number;
   /** Latents after this step (NCHW; owned by the loop: clone to keep). */
   latents: tf.Tensor;
-  /** Batch the denoiser ran with (2 with guidance, 1 after the TGATE gate). */
+  /** Batch the denoiser ran with: 2 × images with guidance, images alone after the TGATE gate or without guidance. */
   batch: number;
   /** The raw denoiser output of this step (owned by the loop: clone to keep). */
   modelOutput: tf.Tensor;
@@ -32,6 +40,9 @@ export interface DenoiseArgs {
   scheduler: Scheduler;
   /** Initial latents, already multiplied by the scheduler's initNoiseSigma. Consumed (disposed). */
   latents: tf.Tensor;
+  /** Index in `scheduler.timesteps` of the first step (img2img, inpainting); 0 by default. */
+  begin?: number;
+  /** Steps that run (diffusers' num_inference_steps after img2img's strength cut). */
   numInferenceSteps: number;
   guidanceScale: number;
   doCfg: boolean;
@@ -46,6 +57,11 @@ export interface DenoiseArgs {
   /** Recorded scheduler noise to inject at a step (replays diffusers runs exactly). */
   stepNoise?(step: number): tf.Tensor | undefined;
   onStep?(info: StepInfo): void | Promise<void>;
+  onProgress?(p: GenerationProgress): void | Promise<void>;
+  /** Channels appended to the scaled latents of each row (the inpainting UNet's mask and masked-image latents). */
+  extraChannels?: tf.Tensor;
+  /** After step i: the latents to go on with (4-channel inpainting blends the image back in); may return its input. */
+  afterStep?(i: number, latents: tf.Tensor): tf.Tensor;
 }
 
 /** diffusers `rescale_noise_cfg` (arXiv 2305.08891 §3.4), with torch's unbiased std. */
@@ -62,7 +78,7 @@ export function rescaleNoiseCfg(cfg: tf.Tensor, text: tf.Tensor, rescale: number
 /** Runs the loop; returns the final latents (caller owns them). */
 export async function denoiseLoop(a: DenoiseArgs): Promise<tf.Tensor> {
   const s = a.scheduler;
-  const timesteps = s.timesteps;
+  const timesteps = s.timesteps.slice(a.begin ?? 0);
   const order = s.order;
   // Schedulers such as PLMS run extra warm-up timesteps; TGATE counts steps after them (T-GATE SD.py).
   const numWarmup = Math.max(0, timesteps.length - a.numInferenceSteps * order);
@@ -97,7 +113,9 @@ export async function denoiseLoop(a: DenoiseArgs): Promise<tf.Tensor> {
     const branch: Branch = cfgNow ? 'cfg' : a.doCfg ? 'uncond' : 'cond';
     const modelOutput = tf.tidy(() => {
       const doubled = cfgNow ? tf.concat([latents, latents], 0) : latents;
-      const input = s.scaleModelInput(doubled, t);
+      let input = s.scaleModelInput(doubled, t);
+      const extra = a.extraChannels;
+      if (extra) input = tf.concat([input, cfgNow ? tf.concat([extra, extra], 0) : extra], 1);
       return a.denoise(input, t, branch, ctx, i);
     });
     const noisePred = tf.tidy(() => {
@@ -114,6 +132,13 @@ export async function denoiseLoop(a: DenoiseArgs): Promise<tf.Tensor> {
     if (out.denoised && out.denoised !== out.prevSample) out.denoised.dispose();
     latents.dispose();
     latents = out.prevSample;
+    if (a.afterStep) {
+      const next = a.afterStep(i, latents);
+      if (next !== latents) {
+        latents.dispose();
+        latents = next;
+      }
+    }
     try {
       await a.onStep?.({
         step: i, timestep: t, numSteps: timesteps.length, latents, batch: modelOutput.shape[0], modelOutput,
@@ -122,6 +147,7 @@ export async function denoiseLoop(a: DenoiseArgs): Promise<tf.Tensor> {
     } finally {
       modelOutput.dispose();
     }
+    await a.onProgress?.({ phase: 'denoise', completed: i + 1, total: timesteps.length });
     if (auto && tg!.gateStep === Infinity && cur >= 0) await auto.afterStep(cur);
   }
 }

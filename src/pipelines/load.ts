@@ -21,7 +21,9 @@ import type { PixArtTransformer2DModel } from '../models/pixart-transformer.js';
 import { StableDiffusionPipeline } from './stable-diffusion.js';
 import { StableDiffusionXLPipeline } from './stable-diffusion-xl.js';
 import { PixArtAlphaPipeline } from './pixart-alpha.js';
+import { PixArtSigmaPipeline } from './pixart-sigma.js';
 
+/** What `loadPipeline` returns (PixArtSigmaPipeline is a PixArtAlphaPipeline; inpainting folders load as StableDiffusionPipeline). */
 export type Pipeline = StableDiffusionPipeline | StableDiffusionXLPipeline | PixArtAlphaPipeline;
 
 /** `fetch`, `signal` and `timeoutMs` (an idle timeout, default 60 s) apply to every file the load reads ({@link NetOptions}). */
@@ -44,6 +46,7 @@ export interface LoadOptions extends NetOptions {
 
 const PIPELINES: Record<string, string[]> = {
   StableDiffusionPipeline: ['unet', 'vae', 'text_encoder', 'tokenizer', 'scheduler'],
+  StableDiffusionInpaintPipeline: ['unet', 'vae', 'text_encoder', 'tokenizer', 'scheduler'],
   StableDiffusionXLPipeline: ['unet', 'vae', 'text_encoder', 'tokenizer', 'text_encoder_2', 'tokenizer_2', 'scheduler'],
   PixArtAlphaPipeline: ['transformer', 'vae', 'text_encoder', 'tokenizer', 'scheduler'],
   PixArtSigmaPipeline: ['transformer', 'vae', 'text_encoder', 'tokenizer', 'scheduler'],
@@ -89,7 +92,7 @@ export async function loadPipeline(dir: string, opts: LoadOptions = {}): Promise
     throw e;
   }
   const common = { vae: parts.vae as AutoencoderKL, scheduler: parts.scheduler as ReturnType<typeof schedulerFromConfig> };
-  if (cls === 'StableDiffusionPipeline') {
+  if (cls === 'StableDiffusionPipeline' || cls === 'StableDiffusionInpaintPipeline') {
     return new StableDiffusionPipeline({
       ...common, unet: parts.unet as UNet2DConditionModel, textEncoder: parts.text_encoder as CLIPTextModel, tokenizer: parts.tokenizer as CLIPTokenizer,
     });
@@ -101,7 +104,7 @@ export async function loadPipeline(dir: string, opts: LoadOptions = {}): Promise
       forceZerosForEmptyPrompt: (index.settings.force_zeros_for_empty_prompt as boolean | undefined) ?? true,
     });
   }
-  return new PixArtAlphaPipeline({
+  return new (cls === 'PixArtSigmaPipeline' ? PixArtSigmaPipeline : PixArtAlphaPipeline)({
     ...common, transformer: parts.transformer as PixArtTransformer2DModel,
     textEncoder: (parts.text_encoder as T5EncoderModel | undefined) ?? null, tokenizer: (parts.tokenizer as T5Tokenizer | undefined) ?? null,
   });

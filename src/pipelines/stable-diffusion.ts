@@ -1,12 +1,20 @@
-/** diffusers StableDiffusionPipeline (SD-1.5, SD-2.1 and the bundled tiny-shapes model), with TGATE and DeepCache. */
+/**
+ * diffusers StableDiffusionPipeline (SD-1.5, SD-2.1 and the bundled tiny-shapes model) with TGATE and DeepCache,
+ * and in the same class StableDiffusionImg2ImgPipeline (`image`) and StableDiffusionInpaintPipeline (`image` +
+ * `maskImage`, 9-channel inpainting UNets or the latent blend of an ordinary UNet).
+ */
 import * as tf from '@tensorflow/tfjs-core';
 import type { UNet2DConditionModel } from '../models/unet-2d-condition.js';
 import type { AutoencoderKL } from '../models/autoencoder-kl.js';
 import type { CLIPTextModel } from '../models/clip-text.js';
 import type { CLIPTokenizer } from '../tokenizers/index.js';
 import type { Scheduler } from '../samplers/index.js';
-import { runGeneration, type GenerateOptionsBase, type GenerateResult, type Own } from './session.js';
-import { checkCommon, checkEmbeds, checkSize, warnTruncated } from './checks.js';
+import { BASE_OPTION_KEYS, runGeneration, type GenerateOptionsBase, type GenerateResult, type Own } from './session.js';
+import {
+  checkClipSkip, checkCommon, checkEmbeds, checkOptionKeys, checkSize, imagesPerPrompt, promptBatch, resolveSize, warnTruncated,
+} from './checks.js';
+import { repeatPerPrompt } from './batch.js';
+import type { ImageInput } from './images.js';
 
 export type { GenerateOptionsBase, GenerateResult } from './session.js';
 
@@ -32,8 +40,34 @@ export function guidanceScaleEmbedding(guidanceScale: number, dim: number, batch
 }
 
 export interface SDGenerateOptions extends GenerateOptionsBase {
+  /** [prompts, 77, D] text embeddings instead of `prompt`. */
   promptEmbeds?: tf.Tensor;
+  /** [prompts, 77, D] instead of `negativePrompt`. */
   negativePromptEmbeds?: tf.Tensor;
+  /**
+   * Inpainting (with `image`): the area to repaint, 1 (white) = repaint, 0 = keep; RGB images are converted to
+   * grayscale and binarized at 0.5, a tensor is [B, 1, H, W] in [0, 1]. Same size as `image`.
+   */
+  maskImage?: ImageInput;
+  /**
+   * CLIP layers to skip from the end (diffusers' clip_skip): 1 = the penultimate layer (then CLIP's final layer
+   * norm). As in diffusers 0.30.3 it applies to the prompt only, not to the negative prompt.
+   */
+  clipSkip?: number;
+}
+
+/** What `checkOptions` resolves for a call. */
+export interface SDPlan {
+  height: number;
+  width: number;
+  steps: number;
+  guidance: number;
+  /** Prompt batch, images per prompt, and the latent batch (their product). */
+  batch: number;
+  perPrompt: number;
+  rows: number;
+  prompts?: string[];
+  negatives?: string[];
 }
 
 export interface SDComponents {
@@ -43,6 +77,8 @@ export interface SDComponents {
   tokenizer: CLIPTokenizer;
   scheduler: Scheduler;
 }
+
+const SD_OPTION_KEYS = [...BASE_OPTION_KEYS, 'promptEmbeds', 'negativePromptEmbeds', 'maskImage', 'clipSkip'];
 
 export class StableDiffusionPipeline {
   unet: UNet2DConditionModel;
@@ -62,33 +98,56 @@ export class StableDiffusionPipeline {
 
   get vaeScaleFactor(): number { return 2 ** (this.vae.config.blockOutChannels.length - 1); }
 
-  /** CLIP last hidden state of one prompt, [1, 77, D]. */
-  encodePrompt(prompt: string): tf.Tensor {
-    const enc = this.tokenizer.call([prompt], { padding: 'max_length', maxLength: this.tokenizer.modelMaxLength, truncation: true });
-    warnTruncated([this.tokenizer.checkTruncation(prompt)]);
+  /**
+   * CLIP text embeddings [B, 77, D] of one prompt or a batch: the last hidden state, or with `clipSkip` the
+   * hidden state clipSkip layers before the last, through CLIP's final layer norm (diffusers' encode_prompt).
+   */
+  encodePrompt(prompt: string | string[], opts: { clipSkip?: number } = {}): tf.Tensor {
+    const texts = typeof prompt === 'string' ? [prompt] : prompt;
+    checkClipSkip(opts.clipSkip, this.textEncoder.config.numHiddenLayers, 0);
+    const enc = this.tokenizer.call(texts, { padding: 'max_length', maxLength: this.tokenizer.modelMaxLength, truncation: true });
+    warnTruncated(texts.map((t) => this.tokenizer.checkTruncation(t)));
     return tf.tidy(() => {
-      const ids = tf.tensor2d(enc.inputIds, [1, enc.inputIds[0].length], 'int32');
-      return this.textEncoder.forward({ inputIds: ids }).lastHiddenState;
+      const ids = tf.tensor2d(enc.inputIds.flat(), [texts.length, enc.inputIds[0].length], 'int32');
+      const out = this.textEncoder.forward({ inputIds: ids, outputHiddenStates: opts.clipSkip !== undefined });
+      if (opts.clipSkip === undefined) return out.lastHiddenState;
+      const h = out.hiddenStates[out.hiddenStates.length - 1 - opts.clipSkip];
+      return this.textEncoder.text_model.final_layer_norm.forward(h);
     });
   }
 
-  /** Runs text-to-image generation. Invalid options are rejected before any work starts. */
+  /** Runs text-to-image, img2img (`image`) or inpainting (`image` + `maskImage`). Invalid options are rejected before any work starts. */
   async generate(o: SDGenerateOptions): Promise<GenerateResult> {
+    checkOptionKeys(o, SD_OPTION_KEYS, 'StableDiffusionPipeline');
     const cfg = this.unet.config;
-    const { height, width, steps, guidance } = this.checkOptions(o, 7.5);
+    const p = this.checkOptions(o, 7.5);
     const ehsDim = cfg.crossAttentionDim[0];
     checkEmbeds('promptEmbeds', o.promptEmbeds, ehsDim);
     checkEmbeds('negativePromptEmbeds', o.negativePromptEmbeds, ehsDim);
-    const doCfg = guidance > 1 && cfg.timeCondProjDim == null;
+    checkClipSkip(o.clipSkip, this.textEncoder.config.numHiddenLayers, 0);
+    if (o.clipSkip !== undefined && o.promptEmbeds) throw new Error('clipSkip has no effect with promptEmbeds (it selects the CLIP layer that encodes prompt)');
+    const maskedInput = this.inpaintingUNet();
+    if (maskedInput && o.maskImage === undefined) {
+      throw new Error(`this UNet takes ${cfg.inChannels} input channels (an inpainting UNet: latents, mask, masked-image latents): pass image and maskImage`);
+    }
+    const doCfg = p.guidance > 1 && cfg.timeCondProjDim == null;
     const f = this.vaeScaleFactor;
     return runGeneration(o, {
-      scheduler: this.scheduler, vae: this.vae, denoiser: this.unet, steps, guidance, doCfg,
-      latentShape: [1, cfg.inChannels, height / f, width / f],
+      scheduler: this.scheduler, vae: this.vae, denoiser: this.unet, steps: p.steps, guidance: p.guidance, doCfg,
+      latentShape: [p.rows, this.vae.config.latentChannels, p.height / f, p.width / f],
+      defaultStrength: o.maskImage === undefined ? 0.8 : 1, setsBeginIndex: true,
+      inpaint: o.maskImage === undefined ? undefined : { maskImage: o.maskImage, maskedInput },
       condition: (own, unet) => {
-        const cond = o.promptEmbeds ?? own(this.encodePrompt(o.prompt!));
-        const uncond = !doCfg ? cond : o.negativePromptEmbeds ?? own(this.encodePrompt(o.negativePrompt ?? ''));
+        const pos = o.promptEmbeds ?? own(this.encodePrompt(p.prompts!, { clipSkip: o.clipSkip }));
+        const cond = own(repeatPerPrompt(pos, p.perPrompt));
+        let uncond = cond;
+        if (doCfg) {
+          // diffusers encodes the negative prompt without clip_skip.
+          const neg = o.negativePromptEmbeds ?? own(this.encodePrompt(p.negatives ?? new Array<string>(p.batch).fill('')));
+          uncond = own(repeatPerPrompt(neg, p.perPrompt));
+        }
         const both = doCfg ? own(tf.concat([uncond, cond], 0)) : cond;
-        const timestepCond = this.timestepCond(guidance, own);
+        const timestepCond = this.timestepCond(p.guidance, own);
         return (input, t, branch, ctx) => unet({
           sample: input, timestep: t, encoderHiddenStates: branch === 'cfg' ? both : branch === 'uncond' ? uncond : cond,
           timestepCond: timestepCond && tf.tile(timestepCond, [input.shape[0], 1]), attnContext: ctx,
@@ -97,16 +156,28 @@ export class StableDiffusionPipeline {
     });
   }
 
-  /** Resolves size, steps and guidance defaults and checks them (shared with SDXL). */
-  protected checkOptions(o: SDGenerateOptions, defaultGuidance: number): { height: number; width: number; steps: number; guidance: number } {
+  /** Whether the UNet is an inpainting UNet (latents + mask + masked-image latents); rejects other widths. */
+  protected inpaintingUNet(): boolean {
+    const inCh = this.unet.config.inChannels;
+    const lat = this.vae.config.latentChannels;
+    if (inCh === lat) return false;
+    if (inCh === 2 * lat + 1) return true;
+    throw new Error(`the UNet takes ${inCh} input channels but the VAE makes ${lat}-channel latents (expected ${lat}, or ${2 * lat + 1} for inpainting)`);
+  }
+
+  /** Resolves size, steps, guidance and the batch, and checks them (shared with SDXL). */
+  protected checkOptions(o: SDGenerateOptions, defaultGuidance: number): SDPlan {
     const cfg = this.unet.config;
     const factor = this.vaeScaleFactor;
-    const height = o.height ?? cfg.sampleSize * factor;
-    const width = o.width ?? cfg.sampleSize * factor;
     checkCommon(o);
+    const { height, width } = resolveSize(o, cfg.sampleSize * factor);
     checkSize(height, width, factor * this.unet.downscaleFactor, 'VAE scale × UNet downsampling');
-    if (o.prompt === undefined && !o.promptEmbeds) throw new Error('give a prompt or promptEmbeds');
-    return { height, width, steps: o.numInferenceSteps ?? 50, guidance: o.guidanceScale ?? defaultGuidance };
+    const { batch, prompts, negatives } = promptBatch(o);
+    const perPrompt = imagesPerPrompt(o.numImagesPerPrompt, batch);
+    return {
+      height, width, steps: o.numInferenceSteps ?? 50, guidance: o.guidanceScale ?? defaultGuidance,
+      batch, perPrompt, rows: batch * perPrompt, prompts, negatives,
+    };
   }
 
   /** LCM's guidance embedding [1, time_cond_proj_dim] when the UNet takes one. */
