@@ -155,10 +155,10 @@ describe('kohya names resolve against the real modules', () => {
   test('resnet, resampler, embedding and output layers by their original names', async () => {
     const cases: [string, () => Linear | Conv2d, number[], number[]][] = [
       ['input_blocks_1_0_in_layers_2', () => unet.down_blocks.at(0).resnets.at(0).conv1, [2, 32, 3, 3], [32, 2, 1, 1]],
-      ['input_blocks_3_0_op', () => unet.down_blocks.at(0).downsamplers!.at(0).conv, [2, 32, 3, 3], [32, 2, 1, 1]],
+      ['input_blocks_3_0_op', () => unet.down_blocks.at(0).downsamplers!.at(0).conv!, [2, 32, 3, 3], [32, 2, 1, 1]],
       ['input_blocks_4_0_skip_connection', () => unet.down_blocks.at(1).resnets.at(0).conv_shortcut!, [2, 32, 1, 1], [64, 2, 1, 1]],
       ['middle_block_2_emb_layers_1', () => unet.mid_block!.resnets.at(1).time_emb_proj!, [2, 128], [64, 2]],
-      ['output_blocks_2_1_conv', () => unet.up_blocks.at(0).upsamplers!.at(0).conv, [2, 64, 3, 3], [64, 2, 1, 1]],
+      ['output_blocks_2_1_conv', () => unet.up_blocks.at(0).upsamplers!.at(0).conv!, [2, 64, 3, 3], [64, 2, 1, 1]],
       ['output_blocks_3_0_out_layers_3', () => unet.up_blocks.at(1).resnets.at(0).conv2, [2, 32, 3, 3], [32, 2, 1, 1]],
       ['output_blocks_5_1_proj_in', () => unet.up_blocks.at(1).attentions!.at(2).proj_in as Conv2d, [2, 32], [32, 2]],
       ['time_embed_0', () => unet.time_embedding.linear_1, [2, 32], [128, 2]],
@@ -192,7 +192,7 @@ describe('LoRA on convolutions', () => {
   test('3×3, strided and 1×1 convolutions and a Linear given as 1×1: the fused delta is up·down in HWIO; unfused equals fused', async () => {
     const targets: [string, () => Linear | Conv2d, number, number, number, number][] = [
       ['down_blocks.0.resnets.0.conv1', () => unet.down_blocks.at(0).resnets.at(0).conv1, 2, 32, 3, 32],
-      ['down_blocks.0.downsamplers.0.conv', () => unet.down_blocks.at(0).downsamplers!.at(0).conv, 3, 32, 3, 32],
+      ['down_blocks.0.downsamplers.0.conv', () => unet.down_blocks.at(0).downsamplers!.at(0).conv!, 3, 32, 3, 32],
       ['down_blocks.0.attentions.0.proj_in', () => unet.down_blocks.at(0).attentions!.at(0).proj_in as Conv2d, 2, 32, 1, 32],
       ['time_embedding.linear_1', () => unet.time_embedding.linear_1, 2, 32, 1, 128],
     ];

@@ -9,6 +9,7 @@ import type { CLIPTokenizer } from '../tokenizers/index.js';
 import { runGeneration, type GenerateResult, type Own } from './session.js';
 import { checkEmbeds, warnTruncated } from './checks.js';
 import { StableDiffusionPipeline, type SDComponents, type SDGenerateOptions } from './stable-diffusion.js';
+import type { Module } from '../nn/module.js';
 
 export interface SDXLGenerateOptions extends SDGenerateOptions {
   pooledPromptEmbeds?: tf.Tensor;
@@ -113,4 +114,6 @@ export class StableDiffusionXLPipeline extends StableDiffusionPipeline {
     super.dispose();
     this.textEncoder2.dispose();
   }
+
+  protected override loraComponents(): Record<string, Module | null> { return { ...super.loraComponents(), text_encoder_2: this.textEncoder2 }; }
 }
