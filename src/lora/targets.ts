@@ -135,7 +135,7 @@ export async function readTargets(
   try {
     for (const t of planned) {
       const { entry: e, layer, rank } = t;
-      let a = e.alpha ? (await floats(file, e.alpha))[0] : alphaFor(e.component, t.path) ?? alpha ?? rank;
+      const a = e.alpha ? (await floats(file, e.alpha))[0] : alphaFor(e.component, t.path) ?? alpha ?? rank;
       if (e.alpha && (file.info(e.alpha).shape.reduce((x, y) => x * y, 1) !== 1 || !Number.isFinite(a))) {
         throw new Error(`${file.name}: "${e.alpha}" must hold one finite number, got shape ${shape(file.info(e.alpha).shape)}`);
       }
