@@ -12,11 +12,10 @@ import { Conv2d } from '../layers/conv.js';
 import { activation } from '../layers/activations.js';
 import { TimestepEmbeddingMLP } from '../layers/embeddings.js';
 import type { AttnContext, AttnProcessor } from '../attention/processor.js';
-import { attnProcessors, setAttnProcessor, withRecordedAttention } from '../attention/registry.js';
-import { maskToBias } from '../attention/sdpa.js';
+import { attnProcessors, setAttnProcessor } from '../attention/registry.js';
 import { buildAndLoad, type LoadWeightsOptions } from '../io/component-source.js';
-import { buildDownBlocks, buildMidBlock, type BlockInputs, type DownBlock2D, type UNetMidBlock2DCrossAttn } from './unet-blocks.js';
-import { checkDenoiserInputs, embedTime, type DenoiserInputs } from './denoiser-inputs.js';
+import { buildDownBlocks, buildMidBlock, type DownBlock2D, type UNetMidBlock2DCrossAttn } from './unet-blocks.js';
+import { blockInputs, checkDenoiserInputs, embedTime, runDownBlocks, withRecording, type DenoiserInputs } from './down-path.js';
 import { resolveControlNetConfig, type ControlNetConfig } from './controlnet-config.js';
 
 export { resolveControlNetConfig, type ControlNetConfig };
@@ -158,31 +157,19 @@ export class ControlNetModel extends Module {
   /** The residuals for the UNet, scaled by conditioningScale (or guess mode's scales). */
   forward(o: ControlNetForwardOptions): ControlNetOutput {
     this.validateInputs(o);
-    const record = o.record;
-    const run = () => tf.tidy(() => {
-      const rec = (name: string, t: tf.Tensor) => record?.(name, t.rank === 4 ? t.transpose([0, 3, 1, 2]) : t);
-      const b = o.sample.shape[0];
+    return withRecording(this, o.record, (rec) => {
       let cond = o.controlnetCond.transpose([0, 2, 3, 1]) as tf.Tensor4D;
       if (this.config.channelOrder === 'bgr') cond = tf.reverse(cond, 3);
-      const temb = embedTime(this, o, b, record ? rec : undefined);
-      const encBias = o.encoderAttentionMask ? maskToBias(o.encoderAttentionMask) : null;
-      const a: BlockInputs = { temb, tembAct: this.act(temb), enc: o.encoderHiddenStates, encBias, ctx: o.attnContext ?? {} };
-
-      let h = this.conv_in.forward(o.sample.transpose([0, 2, 3, 1]) as tf.Tensor4D);
-      rec('conv_in', h);
+      const temb = embedTime(this, o, o.sample.shape[0], o.record ? rec : undefined);
+      const a = blockInputs(o, temb, this.act);
+      const x = this.conv_in.forward(o.sample.transpose([0, 2, 3, 1]) as tf.Tensor4D);
+      rec('conv_in', x);
       const embedded = this.controlnet_cond_embedding.forward(cond);
       rec('controlnet_cond_embedding', embedded);
-      h = tf.add(h, embedded);
-      const skips: tf.Tensor4D[] = [h];
-      this.down_blocks.items.forEach((blk, i) => {
-        const r = blk.forward(h, a);
-        h = r.hidden;
-        skips.push(...r.residuals);
-        rec(`down_blocks.${i}`, h);
-      });
-      h = this.mid_block.forward(h, a);
-      rec('mid_block', h);
-      const outs = [...skips.map((s, k) => this.controlnet_down_blocks.at(k).forward(s)), this.controlnet_mid_block.forward(h)];
+      const { hidden, skips } = runDownBlocks(this, tf.add(x, embedded), a, rec);
+      const mid = this.mid_block.forward(hidden, a);
+      rec('mid_block', mid);
+      const outs = [...skips.map((s, k) => this.controlnet_down_blocks.at(k).forward(s)), this.controlnet_mid_block.forward(mid)];
       const scale = o.conditioningScale ?? 1;
       const scales = o.guessMode && !this.config.globalPoolConditions ? guessModeScales(skips.length, scale) : outs.map(() => scale);
       const nchw = outs.map((t, k) => {
@@ -193,6 +180,5 @@ export class ControlNetModel extends Module {
       });
       return { downBlockResSamples: nchw.slice(0, -1), midBlockResSample: nchw[nchw.length - 1] };
     });
-    return record ? withRecordedAttention(this, record, run) : run();
   }
 }

@@ -9,15 +9,14 @@ import { GroupNorm } from '../layers/norm.js';
 import { activation } from '../layers/activations.js';
 import { TimestepEmbeddingMLP } from '../layers/embeddings.js';
 import type { AttnContext, AttnProcessor } from '../attention/processor.js';
-import { attnProcessors, setAttnProcessor, withRecordedAttention } from '../attention/registry.js';
-import { maskToBias } from '../attention/sdpa.js';
+import { attnProcessors, setAttnProcessor } from '../attention/registry.js';
 import { buildAndLoad, type LoadWeightsOptions } from '../io/component-source.js';
 import {
   CrossAttnUpBlock2D, UpBlock2D, attentionSettings, buildDownBlocks, buildMidBlock, perLayer, resnetSettings,
-  type BlockInputs, type DownBlock2D, type UNetMidBlock2DCrossAttn,
+  type DownBlock2D, type UNetMidBlock2DCrossAttn,
 } from './unet-blocks.js';
 import { resolveUNetConfig, type UNet2DConditionConfig } from './unet-2d-condition-config.js';
-import { checkDenoiserInputs, embedTime, type DenoiserInputs } from './denoiser-inputs.js';
+import { blockInputs, checkDenoiserInputs, embedTime, runDownBlocks, withRecording, type DenoiserInputs } from './down-path.js';
 
 export { resolveUNetConfig, type UNet2DConditionConfig };
 
@@ -145,25 +144,17 @@ export class UNet2DConditionModel extends Module {
   /** One denoiser evaluation; returns the NCHW prediction (noise, v or sample, as the model was trained). */
   forward(o: UNetForwardOptions): tf.Tensor4D {
     this.validateInputs(o);
-    const record = o.record;
-    const run = () => tf.tidy(() => {
-      const rec = (name: string, t: tf.Tensor) => record?.(name, t.rank === 4 ? t.transpose([0, 3, 1, 2]) : t);
+    return withRecording(this, o.record, (rec) => {
       const b = o.sample.shape[0];
       let x = o.sample.transpose([0, 2, 3, 1]) as tf.Tensor4D;
       if (this.config.centerInputSample) x = tf.sub(tf.mul(x, 2), 1);
-      const temb = this.embed({ ...o, record: record ? rec : undefined }, b);
-      const encBias = o.encoderAttentionMask ? maskToBias(o.encoderAttentionMask) : null;
-      const a: BlockInputs = { temb, tembAct: this.act(temb), enc: o.encoderHiddenStates, encBias, ctx: o.attnContext ?? {} };
-
-      let h = this.conv_in.forward(x);
-      rec('conv_in', h);
-      const skips: tf.Tensor4D[] = [h];
-      this.down_blocks.items.forEach((blk, i) => {
-        const r = blk.forward(h, a);
-        h = r.hidden;
-        skips.push(...r.residuals);
-        rec(`down_blocks.${i}`, h);
-      });
+      const temb = this.embed({ ...o, record: o.record ? rec : undefined }, b);
+      const a = blockInputs(o, temb, this.act);
+      const x0 = this.conv_in.forward(x);
+      rec('conv_in', x0);
+      const down = runDownBlocks(this, x0, a, rec);
+      let h = down.hidden;
+      const skips = down.skips;
       const extra = o.downBlockAdditionalResiduals;
       if (extra) skips.forEach((s, k) => { skips[k] = tf.add(s, residualNhwc(extra[k], s, `downBlockAdditionalResiduals[${k}]`)); });
       if (this.mid_block) {
@@ -179,7 +170,6 @@ export class UNet2DConditionModel extends Module {
       });
       return this.head(h, rec).transpose([0, 3, 1, 2]) as tf.Tensor4D;
     });
-    return record ? withRecordedAttention(this, record, run) : run();
   }
 
   /** The output head on NHWC features: conv_norm_out → act → conv_out. */

@@ -11,8 +11,8 @@ import type { T5Tokenizer } from '../tokenizers/index.js';
 import type { Scheduler } from '../samplers/index.js';
 import { runGeneration, type GenerateOptionsBase, type GenerateResult } from './session.js';
 import { checkCommon, checkEmbeds, checkSize, warnTruncated } from './checks.js';
-import { LoraSet, type LoadLoraOptions, type LoraInfo } from '../lora/lora-set.js';
-import type { LoraSource } from '../lora/source.js';
+import { LoraLoader } from '../lora/lora-loader.js';
+import type { Module } from '../nn/module.js';
 
 export interface PixArtGenerateOptions extends GenerateOptionsBase {
   promptEmbeds?: tf.Tensor;
@@ -32,7 +32,8 @@ export interface PixArtComponents {
   scheduler: Scheduler;
 }
 
-export class PixArtAlphaPipeline {
+/** LoRA methods (loadLora, fuseLora, …) come from {@link LoraLoader}. */
+export class PixArtAlphaPipeline extends LoraLoader {
   transformer: PixArtTransformer2DModel;
   vae: AutoencoderKL;
   textEncoder: T5EncoderModel | null;
@@ -40,6 +41,7 @@ export class PixArtAlphaPipeline {
   scheduler: Scheduler;
 
   constructor(c: PixArtComponents) {
+    super();
     this.transformer = c.transformer;
     this.vae = c.vae;
     this.textEncoder = c.textEncoder ?? null;
@@ -123,20 +125,5 @@ export class PixArtAlphaPipeline {
     this.scheduler.dispose();
   }
 
-  // LoRA: the logic lives in src/lora/lora-set.ts; these methods delegate to it.
-  /** The LoRA adapters on this pipeline's transformer and T5 text encoder. */
-  readonly lora = new LoraSet(() => this.loraComponents());
-  /**
-   * Loads a LoRA (diffusers/PEFT or kohya safetensors: path, URL or bytes) at `opts.scale`; generation applies
-   * it at once (unfused) and {@link fuseLora} writes it into the weights. Several adapters add up.
-   */
-  loadLora(source: LoraSource, opts?: LoadLoraOptions): Promise<LoraInfo> { return this.lora.load(source, opts); }
-  /** Writes the loaded adapters (or the named ones) into the weights: generation then costs nothing extra. */
-  fuseLora(names?: string[]): void { this.lora.fuse(names); }
-  /** Restores the original weights bit for bit; the adapters apply unfused again. */
-  unfuseLora(): void { this.lora.unfuse(); }
-  /** Removes one adapter (default: all), restoring what it had fused. */
-  unloadLora(name?: string): void { this.lora.unload(name); }
-  listLoras(): LoraInfo[] { return this.lora.list(); }
-  private loraComponents() { return { transformer: this.transformer, text_encoder: this.textEncoder }; }
+  protected loraComponents(): Record<string, Module | null> { return { transformer: this.transformer, text_encoder: this.textEncoder }; }
 }

@@ -8,8 +8,7 @@ import type { Scheduler } from '../samplers/index.js';
 import { runGeneration, type GenerateOptionsBase, type GenerateResult, type Own } from './session.js';
 import { checkCommon, checkEmbeds, checkSize, warnTruncated } from './checks.js';
 import type { Module } from '../nn/module.js';
-import { LoraSet, type LoadLoraOptions, type LoraInfo } from '../lora/lora-set.js';
-import type { LoraSource } from '../lora/source.js';
+import { LoraLoader } from '../lora/lora-loader.js';
 
 export type { GenerateOptionsBase, GenerateResult } from './session.js';
 
@@ -47,7 +46,8 @@ export interface SDComponents {
   scheduler: Scheduler;
 }
 
-export class StableDiffusionPipeline {
+/** LoRA methods (loadLora, fuseLora, …) come from {@link LoraLoader}. */
+export class StableDiffusionPipeline extends LoraLoader {
   unet: UNet2DConditionModel;
   vae: AutoencoderKL;
   textEncoder: CLIPTextModel;
@@ -56,6 +56,7 @@ export class StableDiffusionPipeline {
   scheduler: Scheduler;
 
   constructor(c: SDComponents) {
+    super();
     this.unet = c.unet;
     this.vae = c.vae;
     this.textEncoder = c.textEncoder;
@@ -127,21 +128,5 @@ export class StableDiffusionPipeline {
     this.scheduler.dispose();
   }
 
-  // LoRA: the logic lives in src/lora/lora-set.ts; these methods delegate to it.
-  /** The LoRA adapters on this pipeline's UNet and text encoder(s). */
-  readonly lora = new LoraSet(() => this.loraComponents());
-  /**
-   * Loads a LoRA (diffusers/PEFT or kohya safetensors: path, URL or bytes) at `opts.scale`; generation applies
-   * it at once (unfused) and {@link fuseLora} writes it into the weights. Several adapters add up.
-   */
-  loadLora(source: LoraSource, opts?: LoadLoraOptions): Promise<LoraInfo> { return this.lora.load(source, opts); }
-  /** Writes the loaded adapters (or the named ones) into the weights: generation then costs nothing extra. */
-  fuseLora(names?: string[]): void { this.lora.fuse(names); }
-  /** Restores the original weights bit for bit; the adapters apply unfused again. */
-  unfuseLora(): void { this.lora.unfuse(); }
-  /** Removes one adapter (default: all), restoring what it had fused. */
-  unloadLora(name?: string): void { this.lora.unload(name); }
-  listLoras(): LoraInfo[] { return this.lora.list(); }
-  /** The models a LoRA file's component prefixes (`unet`, `text_encoder`, …) name. */
   protected loraComponents(): Record<string, Module | null> { return { unet: this.unet, text_encoder: this.textEncoder }; }
 }

@@ -1,11 +1,15 @@
 /**
- * What UNet2DConditionModel and ControlNetModel share at their inputs: the checks of `sample`, the encoder
- * states, the mask and SDXL's text-time conditions, and the time embedding the blocks receive.
+ * What UNet2DConditionModel and ControlNetModel share around their down path: the checks of `sample`, the
+ * encoder states, the mask and SDXL's text-time conditions, the time embedding, the inputs every block
+ * receives, running the down blocks, and recording intermediates as diffusers' forward hooks see them.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { timestepEmbedding, timestepsToArray, type TimestepEmbeddingMLP } from '../layers/embeddings.js';
 import type { Module } from '../nn/module.js';
-import type { DownBlock2D, UNetMidBlock2DCrossAttn } from './unet-blocks.js';
+import type { AttnContext } from '../attention/processor.js';
+import { withRecordedAttention } from '../attention/registry.js';
+import { maskToBias } from '../attention/sdpa.js';
+import type { BlockInputs, DownBlock2D, UNetMidBlock2DCrossAttn } from './unet-blocks.js';
 import type { DownPathConfig, TextTimeConfig } from './unet-2d-condition-config.js';
 
 /** The inputs both models take, named after diffusers' arguments. */
@@ -83,4 +87,37 @@ export function embedTime(
     }
     return emb;
   });
+}
+
+/** Receives an intermediate output by name (NCHW for 4-D maps, as every public tensor). */
+export type Recorder = (name: string, t: tf.Tensor) => void;
+
+/**
+ * Runs a forward in one tidy. With `record`, `fn`'s recorder reports NHWC maps to it as NCHW, and every
+ * attention's output is reported under its module path.
+ */
+export function withRecording<T extends tf.TensorContainer>(m: Module, record: Recorder | undefined, fn: (rec: Recorder) => T): T {
+  const run = () => tf.tidy(() => fn((name, t) => record?.(name, t.rank === 4 ? t.transpose([0, 3, 1, 2]) : t)));
+  return record ? withRecordedAttention(m, record, run) : run();
+}
+
+/** The inputs every block receives: the time embedding and its activation, the encoder states, the mask as a bias. */
+export function blockInputs(
+  o: DenoiserInputs & { attnContext?: AttnContext }, temb: tf.Tensor, act: (x: tf.Tensor) => tf.Tensor,
+): BlockInputs {
+  const encBias = o.encoderAttentionMask ? maskToBias(o.encoderAttentionMask) : null;
+  return { temb, tembAct: act(temb), enc: o.encoderHiddenStates, encBias, ctx: o.attnContext ?? {} };
+}
+
+/** conv_in's output through the down blocks: the deepest features and every skip connection, conv_in's first. */
+export function runDownBlocks(m: DownPathModel, x: tf.Tensor4D, a: BlockInputs, rec: Recorder): { hidden: tf.Tensor4D; skips: tf.Tensor4D[] } {
+  let h = x;
+  const skips: tf.Tensor4D[] = [h];
+  m.down_blocks.items.forEach((blk, i) => {
+    const r = blk.forward(h, a);
+    h = r.hidden;
+    skips.push(...r.residuals);
+    rec(`down_blocks.${i}`, h);
+  });
+  return { hidden: h, skips };
 }
