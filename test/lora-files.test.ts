@@ -112,8 +112,8 @@ describe('a LoRA that does not fit is rejected with every problem named', () => 
     await expect(lora.load(KOHYA, { scale: Number.NaN })).rejects.toThrow(/scale must be a finite number/);
     await lora.load(KOHYA, { components: ['unet'] });
     await expect(lora.load(KOHYA, { name: 'default_0' })).rejects.toThrow(/"default_0" is already loaded/);
-    expect(() => lora.unload('nope')).toThrow(/no LoRA named "nope" \(loaded: default_0\)/);
-    lora.unload();
+    await expect(lora.unload('nope')).rejects.toThrow(/no LoRA named "nope" \(loaded: default_0\)/);
+    await lora.unload();
     await expect(applyLora(unet, KOHYA, { prefix: 'vae' })).rejects.toThrow(/unknown LoRA prefix "vae"/);
   });
 
@@ -121,7 +121,7 @@ describe('a LoRA that does not fit is rejected with every problem named', () => 
     const lora = new LoraSet(() => ({ unet, text_encoder: null }));
     await expect(lora.load(KOHYA)).rejects.toThrow(/is for text_encoder, which is not loaded here/);
     expect((await lora.load(KOHYA, { components: ['unet'] })).modules).toEqual({ unet: 48 });
-    lora.unload();
+    await lora.unload();
   });
 });
 
@@ -144,10 +144,10 @@ describe('kohya names resolve against the real modules', () => {
     const run = () => unet.forward({ sample: g['in.sample'], timestep: g['in.timestep'], encoderHiddenStates: g['in.encoder_hidden_states'] });
     const a = await applyLora(unet, KOHYA, { prefix: 'unet' });
     const ref = run();
-    a.unload();
+    await a.unload();
     const b = await applyLora(unet, edit(kohya, renamed), { prefix: 'unet' });
     const out = run();
-    b.unload();
+    await b.unload();
     expect(relL2T(out, ref)).toBe(0);
     tf.dispose([ref, out, ...Object.values(g)]);
   });
@@ -172,7 +172,7 @@ describe('kohya names resolve against the real modules', () => {
     const lora = new LoraSet(() => ({ unet }));
     await lora.load(encodeSafetensors(t));
     for (const [name, layer] of cases) expect([name, layer().lowRank.length]).toEqual([name, 1]);
-    lora.unload();
+    await lora.unload();
     for (const [, layer] of cases) expect(layer().lowRank).toEqual([]);
   });
 });
@@ -212,7 +212,7 @@ describe('LoRA on convolutions', () => {
     const lora = new LoraSet(() => ({ unet }));
     await lora.load(encodeSafetensors(t), { scale: 0.8 });
     const unfused = run();
-    lora.fuse();
+    await lora.fuse();
     const fused = run();
     const deltaErrs: string[] = [];
     targets.forEach(([path, layer, r, inC, k, outC], n) => {
@@ -226,7 +226,7 @@ describe('LoRA on convolutions', () => {
     const e = relL2T(unfused, fused);
     console.log(`conv LoRA: fused delta vs up·down rel-L2: ${deltaErrs.join(', ')}; unfused vs fused UNet output ${e.toExponential(2)}`);
     expect(e).toBeLessThanOrEqual(1e-5);
-    lora.unload();
+    await lora.unload();
     tf.dispose([x, enc, unfused, fused]);
   });
 });

@@ -41,7 +41,7 @@ describe.each(['wasm', 'cpu'] as const)('LoRA generations reproduce diffusers on
     const g = await loadFixture(`ext2/lora/sd15_tiny_lora0.8_ddim_${c.run}.safetensors`);
     const weights = tf.memory().numTensors;
     await pipe.loadLora(c.file, { scale: 0.8, name: 'cat' });
-    if (c.fused) pipe.fuseLora();
+    if (c.fused) await pipe.fuseLora();
     expect(pipe.listLoras()).toEqual([expect.objectContaining({ name: 'cat', scale: 0.8, fused: c.fused, modules: { unet: 48, text_encoder: 12 } })]);
 
     // The LoRA'd text encoder gives the recorded embeddings.
@@ -71,7 +71,7 @@ describe.each(['wasm', 'cpu'] as const)('LoRA generations reproduce diffusers on
     expect(finalErr).toBeLessThanOrEqual(1e-4);
     expect(batches).toEqual(c.run === 'baseline' ? new Array(10).fill(2) : index['sd15_tiny_lora0.8_ddim'].tgate_batch_per_step);
 
-    pipe.unloadLora();
+    await pipe.unloadLora();
     expect(pipe.listLoras()).toEqual([]);
     stepLatents.forEach((t) => t.dispose());
     expect(tf.memory().numTensors).toBe(weights);
@@ -94,7 +94,7 @@ describe('LoRA with DeepCache (wasm)', () => {
       const plain = await run();
       await pipe.loadLora(KOHYA, { scale: 0.8 });
       const unfused = await run();
-      pipe.fuseLora();
+      await pipe.fuseLora();
       const fused = await run();
       const e = relL2T(unfused, fused);
       const moved = relL2T(fused, plain);

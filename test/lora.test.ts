@@ -103,12 +103,12 @@ describe.each(TEST_BACKENDS)('LoRA forwards equal the reference on %s', (backend
       const info = await lora.load(file, { scale, name: `s${scale}` });
       expect(info).toMatchObject({ format, scale, fused: false, modules: { unet: 48, text_encoder: 12 } });
       for (const mode of ['unfused', 'fused']) {
-        if (mode === 'fused') lora.fuse();
+        if (mode === 'fused') await lora.fuse();
         const e = check(`scale${scale.toFixed(1)}`);
         report.push(`${mode} ${scale}: ${Object.entries(e).map(([k, v]) => `${k} ${v.toExponential(2)}`).join(', ')}`);
         for (const v of Object.values(e)) expect(v).toBeLessThanOrEqual(bound);
       }
-      lora.unload(`s${scale}`);
+      await lora.unload(`s${scale}`);
     }
     console.log(`lora ${format} [${backend}]\n  ${report.join('\n  ')}`);
     expectSameBytes(before, snapshot(unet));
@@ -126,11 +126,11 @@ describe.each(TEST_BACKENDS)('LoRA forwards equal the reference on %s', (backend
     const lora = new LoraSet(() => ({ unet, text_encoder: te }));
     for (const [what, bytes, alpha, tag] of cases) {
       await lora.load(bytes, { alpha });
-      lora.fuse();
+      await lora.fuse();
       const e = check(tag);
       console.log(`lora alpha [${backend}] ${what}: ${JSON.stringify(e)}`);
       for (const v of Object.values(e)) expect(v).toBeLessThanOrEqual(bound);
-      lora.unload();
+      await lora.unload();
     }
   });
 });
@@ -154,18 +154,18 @@ describe('fuse and unfuse restore every weight bit for bit, without leaks', () =
     for (let cycle = 0; cycle < 3; cycle++) {
       await lora.load(KOHYA, { scale: 0.7 });
       await lora.load(PEFT, { scale: -0.3, name: 'second' });
-      lora.fuse();
+      await lora.fuse();
       expect(lora.fusedOriginalBytes).toBeGreaterThan(0);
       unet.forward({ sample: x, timestep: 10, encoderHiddenStates: enc }).dispose();
-      lora.setScale('second', 0.2);
-      lora.unfuse();
+      await lora.setScale('second', 0.2);
+      await lora.unfuse();
       expect(lora.fusedOriginalBytes).toBe(0);
       expectSameBytes(weights, snapshot(unet));
       expectSameBytes(teWeights, snapshot(te));
-      lora.fuse(['second']);
+      await lora.fuse(['second']);
       expect(lora.list().map((a) => [a.name, a.fused])).toEqual([['default_0', false], ['second', true]]);
-      lora.unload('second');
-      lora.unload();
+      await lora.unload('second');
+      await lora.unload();
       expect(lora.list()).toEqual([]);
       expect(tf.memory().numTensors).toBe(before);
     }
@@ -197,11 +197,11 @@ describe('LoRA on an offloaded UNet', () => {
     const e = relL2T(fused, g['unet_out.scale1.0']);
     console.log(`lora offloaded fused [${backend}, ${gemm}] rel-L2 ${e.toExponential(2)}`);
     expect(e).toBeLessThanOrEqual(bound);
-    lora.unfuse();
+    await lora.unfuse();
     expectSameBytes(weights, snapshot(unet));
     const unfused = run();
     expect(relL2T(unfused, g['unet_out.scale1.0'])).toBeLessThanOrEqual(bound);
-    lora.unload();
+    await lora.unload();
     tf.dispose([fused, unfused]);
     expect(tf.memory().numTensors).toBe(before);
     unet.dispose();
@@ -228,13 +228,13 @@ describe('a LoRA over HTTP (HttpRangeSource, as in a browser)', () => {
     try {
       const local = await applyLora(te, KOHYA, { prefix: 'text_encoder' });
       const fusedLocal = snapshot(te);
-      local.unload();
+      await local.unload();
       const remote = await applyLora(te, url, { prefix: 'lora_te' });
       expectSameBytes(fusedLocal, snapshot(te));
       expect(remote.list()[0].source).toBe(url);
       // Header (2 reads) + down, up and alpha of the 12 text-encoder modules; the UNet's tensors never travel.
       expect(ranges.length).toBe(2 + 36);
-      remote.unload();
+      await remote.unload();
     } finally {
       te.dispose();
       server.closeAllConnections();

@@ -13,8 +13,11 @@ import { transposeValues } from '../nn/host-weights.js';
 import { weightInOurLayout } from '../nn/streamed-weights.js';
 import type { LoraTarget } from './targets.js';
 
-/** A copy of the parameter's values in our layout ([in, out] / HWIO), wherever and however it is held. */
-function ourValues(p: Parameter, path: string): Float32Array {
+/**
+ * A copy of the parameter's values in our layout ([in, out] / HWIO), wherever and however it is held. Read
+ * asynchronously: WebGPU in Node cannot read synchronously at all, and in a browser it would stall.
+ */
+async function ourValues(p: Parameter, path: string): Promise<Float32Array> {
   if (p.host) {
     const v = p.host.values;
     if (!v) throw new Error(`cannot fuse a LoRA into ${path}: its weights are not loaded`);
@@ -26,7 +29,8 @@ function ourValues(p: Parameter, path: string): Float32Array {
   if (!p.value) throw new Error(`cannot fuse a LoRA into ${path}: its weights are not loaded`);
   const t = weightInOurLayout(p);
   try {
-    return (t.dataSync() as Float32Array).slice();
+    // A copy: the cpu backend hands out the stored array itself.
+    return (await t.data() as Float32Array).slice();
   } finally {
     t.dispose();
   }
@@ -56,7 +60,7 @@ export class FusedWeights {
    * Sets the weight of `targets[0].layer` (all targets share it) to its original plus each target's delta;
    * with no targets, writes the original back and forgets it.
    */
-  write(p: Parameter, path: string, targets: LoraTarget[]): void {
+  async write(p: Parameter, path: string, targets: LoraTarget[]): Promise<void> {
     let orig = this.originals.get(p);
     if (!targets.length) {
       if (!orig) return;
@@ -65,9 +69,16 @@ export class FusedWeights {
       else p.set(tf.tensor(orig, p.shape, 'float32'));
       return;
     }
-    if (!orig) this.originals.set(p, orig = ourValues(p, path));
+    if (!orig) this.originals.set(p, orig = await ourValues(p, path));
     const base = orig;
-    p.set(tf.tidy(() => targets.reduce<tf.Tensor>((w, t) => tf.add(w, loraDelta(t)), tf.tensor(base, p.shape, 'float32'))));
+    const fused = tf.tidy(() => targets.reduce<tf.Tensor>((w, t) => tf.add(w, loraDelta(t)), tf.tensor(base, p.shape, 'float32')));
+    if (!p.host) { p.set(fused); return; }
+    // An offloaded weight lives in JS memory: read the result back (asynchronously, see ourValues).
+    try {
+      p.host.values = new Float32Array(await fused.data() as Float32Array);
+    } finally {
+      fused.dispose();
+    }
   }
 
   /** Forgets the originals without writing them back (the model is being disposed). */

@@ -20,11 +20,11 @@ export abstract class LoraLoader {
    */
   loadLora(source: LoraSource, opts?: LoadLoraOptions): Promise<LoraInfo> { return this.lora.load(source, opts); }
   /** Writes the loaded adapters (or the named ones) into the weights: generation then costs nothing extra. */
-  fuseLora(names?: string[]): void { this.lora.fuse(names); }
+  fuseLora(names?: string[]): Promise<void> { return this.lora.fuse(names); }
   /** Restores the original weights bit for bit; the adapters apply unfused again. */
-  unfuseLora(): void { this.lora.unfuse(); }
+  unfuseLora(): Promise<void> { return this.lora.unfuse(); }
   /** Removes one adapter (default: all), restoring what it had fused. */
-  unloadLora(name?: string): void { this.lora.unload(name); }
+  unloadLora(name?: string): Promise<void> { return this.lora.unload(name); }
   /** The loaded adapters: name, scale, whether fused, format, source, layers adapted per component. */
   listLoras(): LoraInfo[] { return this.lora.list(); }
 }

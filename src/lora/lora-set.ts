@@ -138,37 +138,37 @@ export class LoraSet {
    * Writes the deltas of the named adapters (default: all) into the weights. The originals are kept (in JS
    * memory) until {@link unfuse}/{@link unload}.
    */
-  fuse(names?: string[]): void {
+  async fuse(names?: string[]): Promise<void> {
     const chosen = (names ?? [...this.adapters.keys()]).map((n) => this.adapter(n)).filter((a) => !a.info.fused);
     for (const a of chosen) {
       a.info.fused = true;
       for (const t of a.targets) detach(t);
     }
-    this.rewrite(chosen);
+    await this.rewrite(chosen);
   }
 
   /** Restores the original weights bit for bit; every adapter runs unfused again. */
-  unfuse(): void {
+  async unfuse(): Promise<void> {
     const chosen = [...this.adapters.values()].filter((a) => a.info.fused);
     for (const a of chosen) {
       a.info.fused = false;
       for (const t of a.targets) t.layer.lowRank.push(t.branch);
     }
-    this.rewrite(chosen);
+    await this.rewrite(chosen);
   }
 
   /** Removes the named adapter (default: all), restoring what it had fused, and frees its tensors. */
-  unload(name?: string): void {
+  async unload(name?: string): Promise<void> {
     const chosen = name === undefined ? [...this.adapters.values()] : [this.adapter(name)];
     const wasFused = chosen.filter((a) => a.info.fused);
     for (const a of chosen) {
       this.adapters.delete(a.info.name);
       a.info.fused = false;
     }
-    this.rewrite(wasFused);
+    for (const a of chosen) for (const t of a.targets) detach(t);
+    await this.rewrite(wasFused);
     for (const a of chosen) {
       for (const t of a.targets) {
-        detach(t);
         t.branch.down.dispose();
         t.branch.up.dispose();
       }
@@ -176,11 +176,11 @@ export class LoraSet {
   }
 
   /** Changes an adapter's scale (a fused adapter's weights are recomputed from the originals). */
-  setScale(name: string, scale: number): void {
+  async setScale(name: string, scale: number): Promise<void> {
     const a = this.adapter(name);
     a.info.scale = checkScale(scale);
     for (const t of a.targets) t.branch.scale = branchScale(scale, t.alpha, t.rank);
-    if (a.info.fused) this.rewrite([a]);
+    if (a.info.fused) await this.rewrite([a]);
   }
 
   list(): LoraInfo[] {
@@ -198,12 +198,12 @@ export class LoraSet {
   }
 
   /** Recomputes every weight the `changed` adapters touch from its original and the adapters fused on it now. */
-  private rewrite(changed: Adapter[]): void {
+  private async rewrite(changed: Adapter[]): Promise<void> {
     const touched = new Map<Parameter, string>();
     for (const a of changed) for (const t of a.targets) touched.set(t.layer.weight, `${t.component}.${t.path}`);
     for (const [p, path] of touched) {
       const on = [...this.adapters.values()].filter((a) => a.info.fused).flatMap((a) => a.targets.filter((t) => t.layer.weight === p));
-      this.fused.write(p, path, on);
+      await this.fused.write(p, path, on);
     }
   }
 
@@ -235,6 +235,6 @@ export async function applyLora(
   if (!KNOWN.has(component)) throw new Error(`unknown LoRA prefix "${o.prefix}" (use one of ${[...KNOWN, ...Object.keys(PREFIX_ALIASES)].join(', ')})`);
   const set = new LoraSet(() => ({ [component]: model }));
   await set.load(source, { ...o, components: [component] });
-  set.fuse();
+  await set.fuse();
   return set;
 }
