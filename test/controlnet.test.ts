@@ -25,6 +25,15 @@ const UNET = fixture('pipelines/sd15_tiny/unet');
 const TOL: Record<string, number> = { cpu: 1e-5, wasm: 1e-4 };
 const readJson = async (p: string) => JSON.parse(await readFile(p, 'utf8')) as Record<string, unknown>;
 
+/** ControlNetModel.from_unet's config: the UNet's settings, the conditioning embedding's defaults. */
+function fromUnetConfig(u: Record<string, unknown>): ControlNetModel {
+  const keys = ['in_channels', 'flip_sin_to_cos', 'freq_shift', 'down_block_types', 'only_cross_attention', 'block_out_channels', 'layers_per_block',
+    'downsample_padding', 'mid_block_scale_factor', 'act_fn', 'norm_num_groups', 'norm_eps', 'cross_attention_dim', 'attention_head_dim',
+    'num_attention_heads', 'use_linear_projection', 'upcast_attention', 'resnet_time_scale_shift', 'transformer_layers_per_block',
+    'addition_embed_type', 'addition_time_embed_dim', 'projection_class_embeddings_input_dim', 'mid_block_type'];
+  return modelFromConfig({ _class_name: 'ControlNetModel', ...Object.fromEntries(keys.filter((k) => k in u).map((k) => [k, u[k]])) }) as ControlNetModel;
+}
+
 function inputs(g: Record<string, tf.Tensor>, extra: Partial<ControlNetForwardOptions> = {}): ControlNetForwardOptions {
   return { sample: g['in.sample'], timestep: g['in.timestep'], encoderHiddenStates: g['in.encoder_hidden_states'], controlnetCond: g['in.controlnet_cond'], ...extra };
 }
@@ -131,13 +140,7 @@ describe('ControlNetModel structure (cpu)', () => {
   test('full-size SD-1.5 and SDXL ControlNets have the UNet\'s down path and mid block plus the embedding and zero convolutions', async () => {
     for (const name of ['sd15_unet', 'sdxl_unet']) {
       const u = await readJson(fixture(`configs/${name}.json`));
-      // ControlNetModel.from_unet: the UNet's settings, the conditioning embedding's defaults.
-      const keys = ['in_channels', 'flip_sin_to_cos', 'freq_shift', 'down_block_types', 'only_cross_attention', 'block_out_channels', 'layers_per_block',
-        'downsample_padding', 'mid_block_scale_factor', 'act_fn', 'norm_num_groups', 'norm_eps', 'cross_attention_dim', 'attention_head_dim',
-        'num_attention_heads', 'use_linear_projection', 'upcast_attention', 'resnet_time_scale_shift', 'transformer_layers_per_block',
-        'addition_embed_type', 'addition_time_embed_dim', 'projection_class_embeddings_input_dim'];
-      const cfg = Object.fromEntries(keys.filter((k) => k in u).map((k) => [k, u[k]]));
-      const cn = modelFromConfig({ _class_name: 'ControlNetModel', ...cfg }) as ControlNetModel;
+      const cn = fromUnetConfig(u);
       const unet = modelFromConfig(u) as UNet2DConditionModel;
       const shared = ['conv_in', 'time_embedding', 'add_embedding', 'down_blocks', 'mid_block']
         .reduce((n, k) => n + ((unet as unknown as Record<string, Module | undefined>)[k]?.numParameters() ?? 0), 0);
@@ -150,6 +153,31 @@ describe('ControlNetModel structure (cpu)', () => {
       expect(cn.controlnet_down_blocks.length).toBe(name === 'sd15_unet' ? 12 : 9);
       expect(cn.attnProcessors().size).toBe(name === 'sd15_unet' ? 14 : 68);
     }
+  });
+
+  test('an SDXL ControlNet made from the SDXL UNet, with an identity head, reproduces the UNet\'s down path (text-time included)', async () => {
+    const unet = await UNet2DConditionModel.fromPretrained(fixture('pipelines/sdxl_tiny/unet'));
+    const cn = fromUnetConfig(await readJson(fixture('pipelines/sdxl_tiny/unet/config.json')));
+    const own = new Map(unet.namedParameters());
+    // from_unet's weights; a conditioning embedding of zeros (it adds nothing) and 1×1 identities for the zero convolutions.
+    for (const [k, p] of cn.namedParameters()) {
+      const identity = /^controlnet_(down_blocks\.\d+|mid_block)\.weight$/.test(k);
+      p.set(own.get(k)?.t.clone() ?? (identity ? tf.eye(p.shape[2]).reshape(p.shape) : tf.zeros(p.shape)));
+    }
+    const g = await loadFixture('goldens/sdxl_tiny_unet_forward.safetensors');
+    const x = { sample: g['in.sample'], timestep: 500, encoderHiddenStates: g['in.encoder_hidden_states'], textEmbeds: g['in.text_embeds'], timeIds: g['in.time_ids'] };
+    const seen: Record<string, tf.Tensor> = {};
+    const keep = (name: string, t: tf.Tensor) => { if (/^(down_blocks\.\d|mid_block)$/.test(name)) seen[name] = tf.keep(t.clone()); };
+    unet.forward({ ...x, record: keep }).dispose();
+    const out = cn.forward({ ...x, controlnetCond: tf.zeros([2, 3, 256, 256]) });
+    // Each block's last skip is its output; SDXL's tiny UNet: blocks of 2 layers, downsamplers on the first two.
+    const errs = [relL2T(out.downBlockResSamples[3], seen['down_blocks.0']), relL2T(out.downBlockResSamples[6], seen['down_blocks.1']),
+      relL2T(out.downBlockResSamples[8], seen['down_blocks.2']), relL2T(out.midBlockResSample, seen.mid_block)];
+    console.log(`SDXL ControlNet with an identity head vs the UNet's down path: ${errs.map((e) => e.toExponential(2)).join(', ')}`);
+    for (const e of errs) expect(e).toBeLessThanOrEqual(1e-6);
+    tf.dispose([...out.downBlockResSamples, out.midBlockResSample, ...Object.values(seen), ...Object.values(g)]);
+    cn.dispose();
+    unet.dispose();
   });
 
   test('config and input errors name the key or input', async () => {
