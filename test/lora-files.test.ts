@@ -230,3 +230,44 @@ describe('LoRA on convolutions', () => {
     tf.dispose([x, enc, unfused, fused]);
   });
 });
+
+describe('LoRA on PixArt (transformer and T5 keys)', () => {
+  test('pipe.loadLora adapts the transformer and the T5 encoder; unfused equals fused; unfuse restores every weight', async () => {
+    const { loadPipeline } = await import('../src/pipelines/load.js');
+    const { specOf, runModel } = await import('../src/models/registry.js');
+    const pipe = await loadPipeline(fixture('pipelines/pixart_tiny')) as import('../src/pipelines/pixart-alpha.js').PixArtAlphaPipeline;
+    const targets = [
+      ['transformer', pipe.transformer, 'transformer_blocks.0.attn2.to_k'], ['transformer', pipe.transformer, 'transformer_blocks.1.ff.net.0.proj'],
+      ['text_encoder', pipe.textEncoder!, 'encoder.block.0.layer.0.SelfAttention.q'], ['text_encoder', pipe.textEncoder!, 'encoder.block.1.layer.1.DenseReluDense.wo'],
+    ] as const;
+    const t: Tensors = {};
+    targets.forEach(([component, model, path], n) => {
+      const layer = new Map(model.namedModules()).get(path) as Linear;
+      t[`${component}.${path}.lora_A.weight`] = { values: values(3 * layer.inFeatures, 90 + n), shape: [3, layer.inFeatures] };
+      t[`${component}.${path}.lora_B.weight`] = { values: values(3 * layer.outFeatures, 95 + n), shape: [layer.outFeatures, 3] };
+    });
+    const run = () => [pipe.transformer, pipe.textEncoder!].map((m) => {
+      const x = specOf(m).sampleInputs(m);
+      const o = Object.values(runModel(m, x));
+      const v = o.map((y) => y.dataSync().slice());
+      tf.dispose([...o, ...Object.values(x)]);
+      return v;
+    }).flat();
+    const weightsBefore = [...pipe.transformer.namedParameters(), ...pipe.textEncoder!.namedParameters()].map(([, p]) => p.t.dataSync().slice());
+    const plain = run();
+    const info = await pipe.loadLora(encodeSafetensors(t), { scale: 0.7 });
+    expect(info.modules).toEqual({ transformer: 2, text_encoder: 2 });
+    const unfused = run();
+    await pipe.fuseLora();
+    const fused = run();
+    const errs = unfused.map((u, i) => relL2(u, fused[i]));
+    const moved = Math.min(...plain.map((p, i) => relL2(p, fused[i])));
+    console.log(`PixArt LoRA: unfused vs fused rel-L2 ${errs.map((e) => e.toExponential(2)).join(', ')}; smallest change from no LoRA ${moved.toExponential(2)}`);
+    for (const e of errs) expect(e).toBeLessThanOrEqual(1e-5);
+    expect(moved).toBeGreaterThan(1e-4);
+    await pipe.unloadLora();
+    const weightsAfter = [...pipe.transformer.namedParameters(), ...pipe.textEncoder!.namedParameters()].map(([, p]) => p.t.dataSync());
+    expect(weightsAfter.filter((w, i) => Buffer.compare(Buffer.from(w.buffer, w.byteOffset, w.byteLength), Buffer.from(weightsBefore[i].buffer)) !== 0)).toHaveLength(0);
+    pipe.dispose();
+  });
+});
