@@ -20,11 +20,18 @@ export { setGemmStrategy, getGemmStrategy, type GemmStrategy } from './layers/ge
 export { weightInOurLayout } from './nn/streamed-weights.js';
 
 export {
-  UNet2DConditionModel, CLIPTextModel, CLIPTextModelWithProjection, T5EncoderModel, AutoencoderKL, PixArtTransformer2DModel,
+  UNet2DConditionModel, ControlNetModel, CLIPTextModel, CLIPTextModelWithProjection, T5EncoderModel, AutoencoderKL, PixArtTransformer2DModel,
   MODEL_SPECS, modelSpecs, modelFromConfig, runModel,
 } from './models/registry.js';
 export type { ModelSpec, NamedTensors, RunOptions } from './models/registry.js';
 export { loadModel } from './models/load.js';
+export type { ControlNetForwardOptions, ControlNetOutput, ControlNetConfig } from './models/controlnet.js';
+
+export { LoraSet, applyLora } from './lora/lora-set.js';
+export type { LoadLoraOptions, LoraInfo } from './lora/lora-set.js';
+export { LoraError } from './lora/lora-file.js';
+export type { LoraFormat } from './lora/lora-file.js';
+export type { LoraSource } from './lora/source.js';
 export { ConfigError } from './io/config.js';
 
 export { Attention } from './attention/attention.js';

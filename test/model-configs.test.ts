@@ -159,7 +159,7 @@ describe('loading names the config file', () => {
     await expect(loadModel(bad)).rejects.toThrow(`${bad}/config.json (UNet2DConditionModel): layers_per_block=1000000 is invalid: expected an integer in 1…64`);
     const nul = write('null', 'null');
     await expect(loadModel(nul)).rejects.toThrow(`${path.join(nul, 'config.json')} holds null, not a JSON object of settings`);
-    const odd = write('odd-class', JSON.stringify({ _class_name: 'ControlNetModel' }));
-    await expect(loadModel(odd)).rejects.toThrow(new RegExp(`^${odd}/config.json: unknown _class_name "ControlNetModel" \\(supported: UNet2DConditionModel, `));
+    const odd = write('odd-class', JSON.stringify({ _class_name: 'UNet3DConditionModel' }));
+    await expect(loadModel(odd)).rejects.toThrow(new RegExp(`^${odd}/config.json: unknown _class_name "UNet3DConditionModel" \\(supported: UNet2DConditionModel, `));
   });
 });

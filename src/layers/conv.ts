@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Module, type Parameter } from '../nn/module.js';
 import { conv2dBias, conv2dStreamed, matMulBias, streamsWeight } from './gemm.js';
 import { packedWeight, streamedWeight } from '../nn/streamed-weights.js';
+import { lowRankConv, type LowRankBranch } from './low-rank.js';
 
 /**
  * torch.nn.Conv2d on NHWC input: weight HWIO, PyTorch's symmetric zero `padding` and `stride`. On wasm a
@@ -10,6 +11,8 @@ import { packedWeight, streamedWeight } from '../nn/streamed-weights.js';
 export class Conv2d extends Module {
   readonly weight: Parameter;
   readonly bias?: Parameter;
+  /** Unfused LoRA terms added to the output (src/lora manages them); empty for a plain layer. */
+  readonly lowRank: LowRankBranch[] = [];
   constructor(
     readonly inChannels: number, readonly outChannels: number, readonly kernelSize: number,
     readonly stride = 1, readonly padding = 0, bias = true,
@@ -20,6 +23,12 @@ export class Conv2d extends Module {
   }
 
   forward(x: tf.Tensor4D): tf.Tensor4D {
+    if (!this.lowRank.length) return this.forwardWeight(x);
+    return tf.tidy(() => tf.add(this.forwardWeight(x), lowRankConv(x, this.lowRank, this.stride, this.padding === 0 ? 'valid' : this.padding)));
+  }
+
+  /** The convolution by the layer's own weight. */
+  private forwardWeight(x: tf.Tensor4D): tf.Tensor4D {
     return tf.tidy(() => {
       const pad = this.padding === 0 ? 'valid' : this.padding;
       const bias = this.bias?.t;

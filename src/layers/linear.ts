@@ -3,6 +3,7 @@ import { Module, type Parameter } from '../nn/module.js';
 import { matMulBias, matMulStreamed, streamsWeight } from './gemm.js';
 import { transpose2d } from '../nn/transpose2d.js';
 import { packedWeight, streamedWeight } from '../nn/streamed-weights.js';
+import { lowRankLinear, type LowRankBranch } from './low-rank.js';
 
 /**
  * torch.nn.Linear: weight stored [in, out] (transposed once at load), applied on the last axis. On wasm a
@@ -11,6 +12,8 @@ import { packedWeight, streamedWeight } from '../nn/streamed-weights.js';
 export class Linear extends Module {
   readonly weight: Parameter;
   readonly bias?: Parameter;
+  /** Unfused LoRA terms added to the output (src/lora manages them); empty for a plain layer. */
+  readonly lowRank: LowRankBranch[] = [];
   constructor(readonly inFeatures: number, readonly outFeatures: number, bias = true) {
     super();
     this.weight = this.param('weight', [inFeatures, outFeatures], 'linear');
@@ -24,7 +27,8 @@ export class Linear extends Module {
       const y = streamsWeight(this.weight.size)
         ? matMulStreamed(x2, streamedWeight(this.weight), this.bias?.t)
         : matMulBias(x2, packedWeight(this.weight) as tf.Tensor2D, this.bias?.t);
-      return x.rank === 2 ? y : y.reshape([...lead, this.outFeatures]);
+      const out = this.lowRank.length ? tf.add(y, lowRankLinear(x2, this.lowRank)) : y;
+      return x.rank === 2 ? out : out.reshape([...lead, this.outFeatures]);
     });
   }
 
@@ -34,7 +38,7 @@ export class Linear extends Module {
    */
   forwardTransposed(xT: tf.Tensor2D): tf.Tensor2D {
     return tf.tidy((): tf.Tensor2D => {
-      if (!streamsWeight(this.weight.size)) return transpose2d(this.forward(transpose2d(xT)) as tf.Tensor2D);
+      if (!streamsWeight(this.weight.size) || this.lowRank.length) return transpose2d(this.forward(transpose2d(xT)) as tf.Tensor2D);
       const y = tf.matMul(streamedWeight(this.weight), xT) as tf.Tensor2D;
       return this.bias ? tf.add<tf.Tensor2D>(y, this.bias.t.reshape([this.outFeatures, 1])) : y;
     });

@@ -3,9 +3,10 @@
  * counted the way the T-GATE paper's table does (thop): every nn.Conv2d and nn.Linear, i.e. output elements ×
  * (input channels × kernel area); attention's own matmuls (q kᵀ, p v) are functional calls thop does not
  * hook, so they are reported separately. bench/macs.ts turns these into whole generations with and
- * without TGATE.
+ * without TGATE. The ControlNet is counted the same way: its attentions are gated like the UNet's.
  */
-import type { UNet2DConditionConfig } from './unet-2d-condition-config.js';
+import type { DownPathConfig, TextTimeConfig, UNet2DConditionConfig } from './unet-2d-condition-config.js';
+import type { ControlNetConfig } from './controlnet-config.js';
 import type { PixArtTransformerConfig } from './pixart-transformer.js';
 
 /** MACs of one denoiser forward for ONE sample, split by what TGATE can skip. */
@@ -55,6 +56,47 @@ function resnet(m: ForwardMacs, n: number, cin: number, cout: number, temb: numb
 /** Transformer layers at resnet layer `j` of a block (one count for the block, or one per layer). */
 const layersAt = (v: number | number[], j: number): number => (Array.isArray(v) ? v[j] : v);
 
+/** Token counts per level of a down path (level i: the latents downsampled i times). */
+type Tokens = (level: number) => number;
+
+function levels(o: MacOptions): Tokens {
+  const h0 = o.height / (o.latentScale ?? 8);
+  const w0 = o.width / (o.latentScale ?? 8);
+  return (level) => (h0 / 2 ** level) * (w0 / 2 ** level);
+}
+
+/** time_embedding (+ SDXL's add_embedding): linear_1 and linear_2 of each, on one row. */
+function timeEmbedding(m: ForwardMacs, c: DownPathConfig & TextTimeConfig, temb: number): void {
+  m.rest += lin(1, c.blockOutChannels[0], temb) + lin(1, temb, temb);
+  if (c.additionEmbedType === 'text_time') m.rest += lin(1, c.projectionClassEmbeddingsInputDim!, temb) + lin(1, temb, temb);
+}
+
+/** The down blocks (resnets, spatial transformers, downsamplers), shared by the UNet and the ControlNet. */
+function downPath(m: ForwardMacs, c: DownPathConfig, tokens: Tokens, temb: number, l: number): void {
+  const boc = c.blockOutChannels;
+  let prev = boc[0];
+  for (let i = 0; i < boc.length; i++) {
+    const n = tokens(i);
+    for (let j = 0; j < c.layersPerBlock[i]; j++) {
+      resnet(m, n, j === 0 ? prev : boc[i], boc[i], temb);
+      if (c.downBlockTypes[i].startsWith('CrossAttn')) spatialTransformer(m, n, boc[i], layersAt(c.transformerLayersPerBlock[i], j), c.crossAttentionDim[i], l);
+    }
+    if (i < boc.length - 1) m.rest += conv(tokens(i + 1), boc[i], boc[i], 3);
+    prev = boc[i];
+  }
+}
+
+/** The mid block: resnet, (transformer, resnet), or a single resnet without attention. */
+function midBlock(m: ForwardMacs, c: DownPathConfig, tokens: Tokens, temb: number, l: number, attention: boolean): void {
+  const last = c.blockOutChannels.length - 1;
+  const ch = c.blockOutChannels[last];
+  const n = tokens(last);
+  resnet(m, n, ch, ch, temb);
+  if (!attention) return;
+  spatialTransformer(m, n, ch, layersAt(c.transformerLayersPerBlock[last], 0), c.crossAttentionDim[last], l);
+  resnet(m, n, ch, ch, temb);
+}
+
 /** UNet2DConditionModel (SD-1.5, SD-2.1, SDXL). */
 export function unetMacs(c: UNet2DConditionConfig, o: MacOptions): ForwardMacs {
   const m = zero();
@@ -62,28 +104,11 @@ export function unetMacs(c: UNet2DConditionConfig, o: MacOptions): ForwardMacs {
   const nb = boc.length;
   const l = o.textLen ?? 77;
   const temb = c.timeEmbeddingDim ?? 4 * boc[0];
-  const h0 = o.height / (o.latentScale ?? 8);
-  const w0 = o.width / (o.latentScale ?? 8);
-  const tokens = (level: number) => (h0 / 2 ** level) * (w0 / 2 ** level);
-  m.rest += lin(1, boc[0], temb) + lin(1, temb, temb);
-  if (c.additionEmbedType === 'text_time') m.rest += lin(1, c.projectionClassEmbeddingsInputDim!, temb) + lin(1, temb, temb);
+  const tokens = levels(o);
+  timeEmbedding(m, c, temb);
   m.rest += conv(tokens(0), c.inChannels, boc[0], c.convInKernel);
-  let prev = boc[0];
-  for (let i = 0; i < nb; i++) {
-    const n = tokens(i);
-    for (let j = 0; j < c.layersPerBlock[i]; j++) {
-      resnet(m, n, j === 0 ? prev : boc[i], boc[i], temb);
-      if (c.downBlockTypes[i].startsWith('CrossAttn')) spatialTransformer(m, n, boc[i], layersAt(c.transformerLayersPerBlock[i], j), c.crossAttentionDim[i], l);
-    }
-    if (i < nb - 1) m.rest += conv(tokens(i + 1), boc[i], boc[i], 3);
-    prev = boc[i];
-  }
-  if (c.midBlockType) {
-    const nMid = tokens(nb - 1);
-    resnet(m, nMid, boc[nb - 1], boc[nb - 1], temb);
-    spatialTransformer(m, nMid, boc[nb - 1], layersAt(c.transformerLayersPerBlock[nb - 1], 0), c.crossAttentionDim[nb - 1], l);
-    resnet(m, nMid, boc[nb - 1], boc[nb - 1], temb);
-  }
+  downPath(m, c, tokens, temb, l);
+  if (c.midBlockType) midBlock(m, c, tokens, temb, l, true);
   const rev = [...boc].reverse();
   const revLayers = [...c.layersPerBlock].reverse();
   let prevOut = rev[0];
@@ -102,6 +127,35 @@ export function unetMacs(c: UNet2DConditionConfig, o: MacOptions): ForwardMacs {
     prevOut = out;
   }
   m.rest += conv(tokens(0), boc[0], c.outChannels, c.convOutKernel);
+  return m;
+}
+
+/**
+ * ControlNetModel: the conditioning embedding at the conditioning image's resolution, conv_in, the time
+ * embedding, the down path and mid block as the UNet's, and a 1×1 zero convolution per output.
+ */
+export function controlnetMacs(c: ControlNetConfig, o: MacOptions): ForwardMacs {
+  const m = zero();
+  const boc = c.blockOutChannels;
+  const l = o.textLen ?? 77;
+  const temb = 4 * boc[0];
+  const tokens = levels(o);
+  timeEmbedding(m, c, temb);
+  m.rest += conv(tokens(0), c.inChannels, boc[0], 3);
+  // The embedding runs at the image's resolution: level −k is the latents upsampled 2^k times.
+  const w = c.conditioningEmbeddingOutChannels;
+  const top = w.length - 1;
+  m.rest += conv(tokens(-top), c.conditioningChannels, w[0], 3);
+  for (let i = 0; i < top; i++) m.rest += conv(tokens(i - top), w[i], w[i], 3) + conv(tokens(i + 1 - top), w[i], w[i + 1], 3);
+  m.rest += conv(tokens(0), w[top], boc[0], 3);
+  downPath(m, c, tokens, temb, l);
+  midBlock(m, c, tokens, temb, l, c.midBlockType === 'UNetMidBlock2DCrossAttn');
+  m.rest += conv(tokens(0), boc[0], boc[0], 1);
+  boc.forEach((ch, i) => {
+    m.rest += c.layersPerBlock[i] * conv(tokens(i), ch, ch, 1);
+    if (i < boc.length - 1) m.rest += conv(tokens(i + 1), ch, ch, 1);
+  });
+  m.rest += conv(tokens(boc.length - 1), boc[boc.length - 1], boc[boc.length - 1], 1);
   return m;
 }
 

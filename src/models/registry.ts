@@ -13,7 +13,9 @@ import { CLIPTextModel, CLIPTextModelWithProjection } from './clip-text.js';
 import { T5EncoderModel } from './t5-encoder.js';
 import { AutoencoderKL } from './autoencoder-kl.js';
 import { PixArtTransformer2DModel } from './pixart-transformer.js';
-import { pixartMacs, unetMacs, type ForwardMacs, type MacOptions } from './macs.js';
+import { ControlNetModel } from './controlnet.js';
+import { controlnetMacs, pixartMacs, unetMacs, type ForwardMacs, type MacOptions } from './macs.js';
+import type { TextTimeConfig } from './unet-2d-condition-config.js';
 
 /** Tensors by diffusers' argument (or output) name. */
 export type NamedTensors = Record<string, tf.Tensor>;
@@ -60,6 +62,15 @@ function tokenIds(batch: number, length: number, vocab: number, seed: number): t
 
 const spec = <M extends Module>(s: ModelSpec<M>): ModelSpec => s as unknown as ModelSpec;
 
+/** SDXL's text-time inputs for a `size`-latent sample, when the config has them. */
+function textTimeInputs(c: TextTimeConfig, size: number): NamedTensors {
+  if (c.additionEmbedType !== 'text_time') return {};
+  return {
+    text_embeds: randn([1, c.projectionClassEmbeddingsInputDim! - 6 * c.additionTimeEmbedDim!], 3),
+    time_ids: tf.tensor2d([[8 * size, 8 * size, 0, 0, 8 * size, 8 * size]]),
+  };
+}
+
 const unet = spec<UNet2DConditionModel>({
   classNames: ['UNet2DConditionModel'],
   type: UNet2DConditionModel,
@@ -76,15 +87,40 @@ const unet = spec<UNet2DConditionModel>({
     const s = 2 * m.downscaleFactor;
     const o: NamedTensors = {
       sample: randn([1, c.inChannels, s, s], 1), timestep: tf.scalar(500, 'int32'), encoder_hidden_states: randn([1, 8, c.crossAttentionDim[0]], 2),
+      ...textTimeInputs(c, s),
     };
-    if (c.additionEmbedType === 'text_time') {
-      o.text_embeds = randn([1, c.projectionClassEmbeddingsInputDim! - 6 * c.additionTimeEmbedDim!], 3);
-      o.time_ids = tf.tensor2d([[8 * s, 8 * s, 0, 0, 8 * s, 8 * s]]);
-    }
     if (c.timeCondProjDim) o.timestep_cond = randn([1, c.timeCondProjDim], 4);
     return o;
   },
   macs: (m, o) => unetMacs(m.config, o),
+});
+
+const controlnet = spec<ControlNetModel>({
+  classNames: ['ControlNetModel'],
+  type: ControlNetModel,
+  fromConfig: (c, f) => ControlNetModel.fromConfig(c, f),
+  run: (m, x) => {
+    const scalar = (name: string) => (x[name] ? x[name].dataSync()[0] : undefined);
+    const out = m.forward({
+      sample: need(x, 'sample', 'ControlNetModel'), timestep: need(x, 'timestep', 'ControlNetModel'),
+      encoderHiddenStates: need(x, 'encoder_hidden_states', 'ControlNetModel'), controlnetCond: need(x, 'controlnet_cond', 'ControlNetModel'),
+      conditioningScale: scalar('conditioning_scale'), guessMode: !!scalar('guess_mode'),
+      encoderAttentionMask: x.attention_mask, textEmbeds: x.text_embeds, timeIds: x.time_ids,
+    });
+    const named: NamedTensors = { mid_block_res_sample: out.midBlockResSample };
+    out.downBlockResSamples.forEach((t, k) => { named[`down_block_res_samples.${k}`] = t; });
+    return named;
+  },
+  sampleInputs: (m) => {
+    const c = m.config;
+    const s = 2 * 2 ** (c.blockOutChannels.length - 1);
+    const f = m.conditioningScaleFactor;
+    return {
+      sample: randn([1, c.inChannels, s, s], 1), timestep: tf.scalar(500, 'int32'), encoder_hidden_states: randn([1, 8, c.crossAttentionDim[0]], 2),
+      controlnet_cond: tf.randomUniform([1, c.conditioningChannels, s * f, s * f], 0, 1, 'float32', 4), ...textTimeInputs(c, s),
+    };
+  },
+  macs: (m, o) => controlnetMacs(m.config, o),
 });
 
 const pixart = spec<PixArtTransformer2DModel>({
@@ -159,7 +195,7 @@ const t5 = spec<T5EncoderModel>({
 });
 
 /** Every model class the package builds. */
-export const MODEL_SPECS: readonly ModelSpec[] = [unet, pixart, vae, clip, clipWithProjection, t5];
+export const MODEL_SPECS: readonly ModelSpec[] = [unet, controlnet, pixart, vae, clip, clipWithProjection, t5];
 
 /** `_class_name` → spec. */
 export const modelSpecs: ReadonlyMap<string, ModelSpec> = new Map(MODEL_SPECS.flatMap((s) => s.classNames.map((n) => [n, s] as const)));
@@ -199,5 +235,5 @@ export function modelMacs(model: Module, o: MacOptions): ForwardMacs {
   return s.macs(model, o);
 }
 
-export { UNet2DConditionModel, CLIPTextModel, CLIPTextModelWithProjection, T5EncoderModel, AutoencoderKL, PixArtTransformer2DModel };
+export { UNet2DConditionModel, ControlNetModel, CLIPTextModel, CLIPTextModelWithProjection, T5EncoderModel, AutoencoderKL, PixArtTransformer2DModel };
 export type { ForwardMacs, MacOptions };

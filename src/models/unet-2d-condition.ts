@@ -7,39 +7,42 @@ import { Module, ModuleList } from '../nn/module.js';
 import { Conv2d } from '../layers/conv.js';
 import { GroupNorm } from '../layers/norm.js';
 import { activation } from '../layers/activations.js';
-import { timestepEmbedding, timestepsToArray, TimestepEmbeddingMLP } from '../layers/embeddings.js';
+import { TimestepEmbeddingMLP } from '../layers/embeddings.js';
 import type { AttnContext, AttnProcessor } from '../attention/processor.js';
-import { attnProcessors, setAttnProcessor, withRecordedAttention } from '../attention/registry.js';
-import { maskToBias } from '../attention/sdpa.js';
+import { attnProcessors, setAttnProcessor } from '../attention/registry.js';
 import { buildAndLoad, type LoadWeightsOptions } from '../io/component-source.js';
 import { checkParameterCount } from '../io/config.js';
 import {
-  CrossAttnDownBlock2D, CrossAttnUpBlock2D, DownBlock2D, UNetMidBlock2DCrossAttn, UpBlock2D,
-  type AttentionSettings, type BlockInputs, type ResnetSettings,
+  CrossAttnUpBlock2D, UpBlock2D, attentionSettings, buildDownBlocks, buildMidBlock, perLayer, resnetSettings,
+  type DownBlock2D, type UNetMidBlock2DCrossAttn,
 } from './unet-blocks.js';
 import { resolveUNetConfig, type UNet2DConditionConfig } from './unet-2d-condition-config.js';
+import { blockInputs, checkDenoiserInputs, embedTime, runDownBlocks, withRecording, type DenoiserInputs } from './down-path.js';
 
 export { resolveUNetConfig, type UNet2DConditionConfig };
 
 /** Inputs of {@link UNet2DConditionModel.forward}; names follow diffusers' arguments. */
-export interface UNetForwardOptions {
-  /** Noisy latents, NCHW [B, in_channels, H, W]. */
-  sample: tf.Tensor;
-  /** A number, or a 0-d/1-d tensor (int or float) broadcast to the batch. */
-  timestep: number | tf.Tensor;
-  /** [B, L, cross_attention_dim]. */
-  encoderHiddenStates: tf.Tensor;
-  /** [B, L], 1 = keep, 0 = discard; applied to cross-attention only. */
-  encoderAttentionMask?: tf.Tensor;
-  /** SDXL (`text_time`): pooled text embeddings [B, T]. */
-  textEmbeds?: tf.Tensor;
-  /** SDXL (`text_time`): micro-conditioning ids [B, N]. */
-  timeIds?: tf.Tensor;
-  /** LCM guidance embedding [B, time_cond_proj_dim]. */
-  timestepCond?: tf.Tensor;
+export interface UNetForwardOptions extends DenoiserInputs {
   attnContext?: AttnContext;
+  /**
+   * ControlNet residuals, NCHW, one per skip connection of the down path in the order ControlNetModel returns
+   * them (conv_in, then each resnet/attention and downsampler): added to the skips before the up path.
+   * Requires {@link midBlockAdditionalResidual} too.
+   */
+  downBlockAdditionalResiduals?: tf.Tensor[];
+  /** ControlNet residual added to the mid block's output, NCHW. */
+  midBlockAdditionalResidual?: tf.Tensor;
   /** Called with intermediate outputs (`conv_in`, `down_blocks.0`, attention module paths…), NCHW for 4-D maps. */
   record?: (name: string, t: tf.Tensor) => void;
+}
+
+/** A ControlNet residual (NCHW) in our layout, after checking it has the shape of the feature map it is added to. */
+function residualNhwc(r: tf.Tensor, like: tf.Tensor4D, name: string): tf.Tensor4D {
+  const [b, h, w, c] = like.shape;
+  if (r.rank !== 4 || r.shape[0] !== b || r.shape[1] !== c || r.shape[2] !== h || r.shape[3] !== w) {
+    throw new Error(`${name} must be NCHW [${b}, ${c}, ${h}, ${w}] (the feature map it is added to), got [${r.shape}]`);
+  }
+  return r.transpose([0, 2, 3, 1]) as tf.Tensor4D;
 }
 
 /** diffusers UNet2DConditionModel; module and parameter names are diffusers' state-dict keys. */
@@ -68,54 +71,24 @@ export class UNet2DConditionModel extends Module {
     }
     this.timeEmbedAct = c.timeEmbeddingActFn ? activation(c.timeEmbeddingActFn) : null;
 
-    const resnet = (outputScaleFactor: number): ResnetSettings => ({
-      tembChannels: tembDim, eps: c.normEps, groups: c.normNumGroups, actFn: c.actFn,
-      timeScaleShift: c.resnetTimeScaleShift, outputScaleFactor,
-    });
-    const attention = (i: number, layers: number[], onlyCross: boolean): AttentionSettings => ({
-      numAttentionHeads: c.numAttentionHeads[i], transformerLayers: layers,
-      crossAttentionDim: c.crossAttentionDim[i], useLinearProjection: c.useLinearProjection,
-      onlyCrossAttention: onlyCross, upcastAttention: c.upcastAttention,
-    });
-    // A scalar transformer layer count applies to every resnet layer of the block.
-    const layersFor = (v: number | number[], numLayers: number) => (typeof v === 'number' ? new Array<number>(numLayers).fill(v) : v);
-
-    const downs: DownBlock2D[] = [];
-    let outCh = ch0;
-    for (let i = 0; i < n; i++) {
-      const inCh = outCh;
-      outCh = c.blockOutChannels[i];
-      const o = {
-        numLayers: c.layersPerBlock[i], inChannels: inCh, outChannels: outCh, addDownsample: i < n - 1,
-        downsamplePadding: c.downsamplePadding, resnet: resnet(c.resnetOutScaleFactor),
-      };
-      downs.push(c.downBlockTypes[i] === 'CrossAttnDownBlock2D'
-        ? new CrossAttnDownBlock2D({ ...o, attention: attention(i, layersFor(c.transformerLayersPerBlock[i], o.numLayers), c.onlyCrossAttention[i]) })
-        : new DownBlock2D(o));
-    }
-    this.down_blocks = this.child('down_blocks', new ModuleList(downs));
-
-    const last = c.blockOutChannels[n - 1];
-    this.mid_block = c.midBlockType === null ? null : this.child('mid_block', new UNetMidBlock2DCrossAttn({
-      channels: last, resnet: resnet(c.midBlockScaleFactor),
-      // diffusers hands the mid block transformer_layers_per_block[-1] and reads its first entry.
-      attention: attention(n - 1, [[c.transformerLayersPerBlock[n - 1]].flat()[0]], false),
-    }));
+    this.down_blocks = this.child('down_blocks', new ModuleList(buildDownBlocks(c, tembDim)));
+    this.mid_block = c.midBlockType === null ? null : this.child('mid_block', buildMidBlock(c, tembDim));
 
     const rev = [...c.blockOutChannels].reverse();
     const revLayers = [...c.layersPerBlock].reverse();
     const ups: UpBlock2D[] = [];
-    outCh = rev[0];
+    let outCh = rev[0];
     for (let i = 0; i < n; i++) {
       const prev = outCh;
       outCh = rev[i];
       const o = {
         numLayers: revLayers[i] + 1, inChannels: rev[Math.min(i + 1, n - 1)], outChannels: outCh, prevOutputChannels: prev,
-        addUpsample: i < n - 1, resnet: resnet(c.resnetOutScaleFactor),
+        addUpsample: i < n - 1, resnet: resnetSettings(c, tembDim, c.resnetOutScaleFactor),
       };
       const j = n - 1 - i; // the down block at this resolution: heads, cross dim and only_cross are reversed lists
+      const layers = perLayer(c.reverseTransformerLayersPerBlock[i], o.numLayers, 'reverse_transformer_layers_per_block');
       ups.push(c.upBlockTypes[i] === 'CrossAttnUpBlock2D'
-        ? new CrossAttnUpBlock2D({ ...o, attention: attention(j, layersFor(c.reverseTransformerLayersPerBlock[i], o.numLayers), c.onlyCrossAttention[j]) })
+        ? new CrossAttnUpBlock2D({ ...o, attention: attentionSettings(c, j, layers, c.onlyCrossAttention[j]) })
         : new UpBlock2D(o));
     }
     this.up_blocks = this.child('up_blocks', new ModuleList(ups));
@@ -143,28 +116,15 @@ export class UNet2DConditionModel extends Module {
 
   /** Checks the forward inputs against the config; errors name the input and the shape expected. */
   validateInputs(o: UNetForwardOptions): void {
+    checkDenoiserInputs(this, o, 'UNet');
     const c = this.config;
-    const s = o.sample.shape;
-    if (s.length !== 4 || s[1] !== c.inChannels) throw new Error(`sample must be NCHW [B, ${c.inChannels}, H, W], got [${s}]`);
-    const [b, , h, w] = s;
-    const f = this.downscaleFactor;
-    if (h % f !== 0 || w % f !== 0) throw new Error(`sample height and width must be multiples of ${f} (the UNet downsamples ${Math.log2(f)} times), got ${h}×${w}`);
-    const e = o.encoderHiddenStates.shape;
-    const dims = [...new Set(this.down_blocks.items.flatMap((d, i) => (d.hasCrossAttention ? [c.crossAttentionDim[i]] : []))
-      .concat(this.mid_block ? [c.crossAttentionDim[c.crossAttentionDim.length - 1]] : []))];
-    if (e.length !== 3 || e[0] !== b || (dims.length && !dims.includes(e[2]!))) {
-      throw new Error(`encoderHiddenStates must be [${b}, L, ${dims.join('|') || 'D'}], got [${e}]`);
+    const b = o.sample.shape[0];
+    if (!o.downBlockAdditionalResiduals !== !o.midBlockAdditionalResidual) {
+      throw new Error('ControlNet residuals come in pairs: give both downBlockAdditionalResiduals and midBlockAdditionalResidual, or neither');
     }
-    const m = o.encoderAttentionMask?.shape;
-    if (m && (m.length !== 2 || m[0] !== b || m[1] !== e[1])) throw new Error(`encoderAttentionMask must be [${b}, ${e[1]}], got [${m}]`);
-    if (c.additionEmbedType === 'text_time') {
-      if (!o.textEmbeds || !o.timeIds) throw new Error('this UNet has addition_embed_type "text_time": textEmbeds and timeIds are required');
-      const te = o.textEmbeds.shape;
-      const ti = o.timeIds.shape;
-      const want = c.projectionClassEmbeddingsInputDim!;
-      if (te.length !== 2 || ti.length !== 2 || te[0] !== b || ti[0] !== b || te[1]! + ti[1]! * c.additionTimeEmbedDim! !== want) {
-        throw new Error(`textEmbeds [${b}, T] and timeIds [${b}, N] must satisfy T + N·${c.additionTimeEmbedDim} = ${want}, got [${te}] and [${ti}]`);
-      }
+    const skips = 1 + this.down_blocks.items.reduce((k, d) => k + d.resnets.length + (d.downsamplers ? 1 : 0), 0);
+    if (o.downBlockAdditionalResiduals && o.downBlockAdditionalResiduals.length !== skips) {
+      throw new Error(`downBlockAdditionalResiduals must hold one tensor per skip connection (${skips}), got ${o.downBlockAdditionalResiduals.length}`);
     }
     if (o.timestepCond) {
       const tc = o.timestepCond.shape;
@@ -175,48 +135,34 @@ export class UNet2DConditionModel extends Module {
 
   /** The time embedding `emb` (+ SDXL's add_embedding) the blocks receive, [B, temb]. */
   embed(o: Pick<UNetForwardOptions, 'timestep' | 'textEmbeds' | 'timeIds' | 'timestepCond' | 'record'>, batch: number): tf.Tensor {
-    const c = this.config;
-    return tf.tidy(() => {
-      const t = timestepEmbedding(timestepsToArray(o.timestep, batch), c.blockOutChannels[0], { flipSinToCos: c.flipSinToCos, downscaleFreqShift: c.freqShift });
-      let emb = this.time_embedding.forward(t, o.timestepCond);
-      o.record?.('time_embedding', emb);
-      if (this.add_embedding) {
-        const ids = o.timeIds!;
-        const idEmb = timestepEmbedding(ids.dataSync(), c.additionTimeEmbedDim!, { flipSinToCos: c.flipSinToCos, downscaleFreqShift: c.freqShift });
-        const aug = this.add_embedding.forward(tf.concat([o.textEmbeds!, idEmb.reshape([batch, -1])], -1));
-        o.record?.('add_embedding', aug);
-        emb = tf.add(emb, aug);
-      }
-      return this.timeEmbedAct ? this.timeEmbedAct(emb) : emb;
-    });
+    const emb = embedTime(this, o, batch, o.record);
+    if (!this.timeEmbedAct) return emb;
+    const out = this.timeEmbedAct(emb);
+    emb.dispose();
+    return out;
   }
 
   /** One denoiser evaluation; returns the NCHW prediction (noise, v or sample, as the model was trained). */
   forward(o: UNetForwardOptions): tf.Tensor4D {
     this.validateInputs(o);
-    const record = o.record;
-    const run = () => tf.tidy(() => {
-      const rec = (name: string, t: tf.Tensor) => record?.(name, t.rank === 4 ? t.transpose([0, 3, 1, 2]) : t);
+    return withRecording(this, o.record, (rec) => {
       const b = o.sample.shape[0];
       let x = o.sample.transpose([0, 2, 3, 1]) as tf.Tensor4D;
       if (this.config.centerInputSample) x = tf.sub(tf.mul(x, 2), 1);
-      const temb = this.embed({ ...o, record: record ? rec : undefined }, b);
-      const encBias = o.encoderAttentionMask ? maskToBias(o.encoderAttentionMask) : null;
-      const a: BlockInputs = { temb, tembAct: this.act(temb), enc: o.encoderHiddenStates, encBias, ctx: o.attnContext ?? {} };
-
-      let h = this.conv_in.forward(x);
-      rec('conv_in', h);
-      const skips: tf.Tensor4D[] = [h];
-      this.down_blocks.items.forEach((blk, i) => {
-        const r = blk.forward(h, a);
-        h = r.hidden;
-        skips.push(...r.residuals);
-        rec(`down_blocks.${i}`, h);
-      });
+      const temb = this.embed({ ...o, record: o.record ? rec : undefined }, b);
+      const a = blockInputs(o, temb, this.act);
+      const x0 = this.conv_in.forward(x);
+      rec('conv_in', x0);
+      const down = runDownBlocks(this, x0, a, rec);
+      let h = down.hidden;
+      const skips = down.skips;
+      const extra = o.downBlockAdditionalResiduals;
+      if (extra) skips.forEach((s, k) => { skips[k] = tf.add(s, residualNhwc(extra[k], s, `downBlockAdditionalResiduals[${k}]`)); });
       if (this.mid_block) {
         h = this.mid_block.forward(h, a);
         rec('mid_block', h);
       }
+      if (o.midBlockAdditionalResidual) h = tf.add(h, residualNhwc(o.midBlockAdditionalResidual, h, 'midBlockAdditionalResidual'));
       this.up_blocks.items.forEach((blk, i) => {
         const mine = skips.splice(skips.length - blk.resnets.length);
         const next = skips[skips.length - 1];
@@ -225,7 +171,6 @@ export class UNet2DConditionModel extends Module {
       });
       return this.head(h, rec).transpose([0, 3, 1, 2]) as tf.Tensor4D;
     });
-    return record ? withRecordedAttention(this, record, run) : run();
   }
 
   /** The output head on NHWC features: conv_norm_out → act → conv_out. */

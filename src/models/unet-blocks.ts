@@ -10,6 +10,7 @@ import { Module, ModuleList } from '../nn/module.js';
 import { ResnetBlock2D, Downsample2D, Upsample2D } from '../layers/resnet.js';
 import { Transformer2DModel } from './transformer-2d.js';
 import type { AttnContext } from '../attention/processor.js';
+import type { DownPathConfig } from './unet-2d-condition-config.js';
 
 /** What every block needs besides its input feature map. */
 export interface BlockInputs {
@@ -224,4 +225,50 @@ export class UNetMidBlock2DCrossAttn extends Module {
       return h;
     });
   }
+}
+
+/** The resnet settings of every block of a config (`outputScaleFactor`: the mid block has its own). */
+export function resnetSettings(c: DownPathConfig, tembChannels: number, outputScaleFactor: number): ResnetSettings {
+  return { tembChannels, eps: c.normEps, groups: c.normNumGroups, actFn: c.actFn, timeScaleShift: c.resnetTimeScaleShift, outputScaleFactor };
+}
+
+/** The attention settings of down block `i` (heads, cross dim and only_cross are per down block; up blocks pass the mirrored index). */
+export function attentionSettings(c: DownPathConfig, i: number, layers: number[], onlyCross: boolean): AttentionSettings {
+  return {
+    numAttentionHeads: c.numAttentionHeads[i], transformerLayers: layers, crossAttentionDim: c.crossAttentionDim[i],
+    useLinearProjection: c.useLinearProjection, onlyCrossAttention: onlyCross, upcastAttention: c.upcastAttention,
+  };
+}
+
+/** The down blocks of a config, as UNet2DConditionModel and ControlNetModel build them. */
+export function buildDownBlocks(c: DownPathConfig, tembChannels: number): DownBlock2D[] {
+  const n = c.blockOutChannels.length;
+  const downs: DownBlock2D[] = [];
+  let outCh = c.blockOutChannels[0];
+  for (let i = 0; i < n; i++) {
+    const inCh = outCh;
+    outCh = c.blockOutChannels[i];
+    const o = {
+      numLayers: c.layersPerBlock[i], inChannels: inCh, outChannels: outCh, addDownsample: i < n - 1,
+      downsamplePadding: c.downsamplePadding, resnet: resnetSettings(c, tembChannels, c.resnetOutScaleFactor),
+    };
+    const layers = perLayer(c.transformerLayersPerBlock[i], o.numLayers, 'transformer_layers_per_block');
+    downs.push(c.downBlockTypes[i] === 'CrossAttnDownBlock2D'
+      ? new CrossAttnDownBlock2D({ ...o, attention: attentionSettings(c, i, layers, c.onlyCrossAttention[i]) })
+      : new DownBlock2D(o));
+  }
+  return downs;
+}
+
+/**
+ * The mid block at the deepest width: UNetMidBlock2DCrossAttn, or with `attentionLayers` 0 a single resnet
+ * (diffusers' UNetMidBlock2D with num_layers=0 and no attention, which some ControlNets use).
+ */
+export function buildMidBlock(c: DownPathConfig, tembChannels: number, attentionLayers = 1): UNetMidBlock2DCrossAttn {
+  const n = c.blockOutChannels.length;
+  return new UNetMidBlock2DCrossAttn({
+    channels: c.blockOutChannels[n - 1], numLayers: attentionLayers, resnet: resnetSettings(c, tembChannels, c.midBlockScaleFactor),
+    // diffusers hands the mid block transformer_layers_per_block[-1] and reads its first entry.
+    attention: attentionSettings(c, n - 1, attentionLayers ? [[c.transformerLayersPerBlock[n - 1]].flat()[0]] : [], false),
+  });
 }

@@ -12,8 +12,8 @@ export function ownedArray(values: Float32Array): Float32Array {
 // Tiles keep both the reads and the writes of a transpose within a few cache lines.
 const TILE = 32;
 
-/** [rows, cols] → [cols, rows], row-major. */
-function transpose2d(src: Float32Array, rows: number, cols: number): Float32Array {
+/** [rows, cols] → [cols, rows], row-major, in JS memory. */
+export function transposeValues(src: Float32Array, rows: number, cols: number): Float32Array {
   const dst = new Float32Array(src.length);
   for (let r0 = 0; r0 < rows; r0 += TILE) {
     const r1 = Math.min(rows, r0 + TILE);
@@ -34,11 +34,11 @@ function transpose2d(src: Float32Array, rows: number, cols: number): Float32Arra
  */
 export function toOurLayoutHost(values: Float32Array, torchShape: number[], layout: ParamLayout): Float32Array {
   if (layout === 'plain') return ownedArray(values);
-  if (layout === 'linear') return transpose2d(values, torchShape[0], torchShape[1]);
+  if (layout === 'linear') return transposeValues(values, torchShape[0], torchShape[1]);
   const [o, i, kh, kw] = torchShape;
   const taps = kh * kw;
   // OIHW viewed as [O, I·taps]; a 1×1 conv is a plain transpose.
-  if (taps === 1) return transpose2d(values, o, i);
+  if (taps === 1) return transposeValues(values, o, i);
   const dst = new Float32Array(values.length);
   for (let oc = 0; oc < o; oc++) {
     for (let ic = 0; ic < i; ic++) {

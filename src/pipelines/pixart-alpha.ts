@@ -15,6 +15,8 @@ import {
   checkCommon, checkEmbeds, checkOptionKeys, checkSize, imagesPerPrompt, promptBatch, rejectMask, resolveSize, warnTruncated,
 } from './checks.js';
 import { repeatPerPrompt, tileRows } from './batch.js';
+import { LoraLoader } from '../lora/lora-loader.js';
+import type { Module } from '../nn/module.js';
 
 export interface PixArtGenerateOptions extends GenerateOptionsBase {
   /** [prompts, L, D] T5 embeddings instead of `prompt`. */
@@ -42,7 +44,8 @@ export interface PixArtComponents {
 
 type Encoded = { embeds: tf.Tensor; mask: tf.Tensor };
 
-export class PixArtAlphaPipeline {
+/** LoRA methods (loadLora, fuseLora, …) come from {@link LoraLoader}. */
+export class PixArtAlphaPipeline extends LoraLoader {
   transformer: PixArtTransformer2DModel;
   vae: AutoencoderKL;
   textEncoder: T5EncoderModel | null;
@@ -52,6 +55,7 @@ export class PixArtAlphaPipeline {
   protected readonly defaultMaxSequenceLength: number = 120;
 
   constructor(c: PixArtComponents) {
+    super();
     this.transformer = c.transformer;
     this.vae = c.vae;
     this.textEncoder = c.textEncoder ?? null;
@@ -151,11 +155,14 @@ export class PixArtAlphaPipeline {
   }
 
   dispose(): void {
+    this.lora.dispose();
     this.transformer.dispose();
     this.vae.dispose();
     this.textEncoder?.dispose();
     this.scheduler.dispose();
   }
+
+  protected loraComponents(): Record<string, Module | null> { return { transformer: this.transformer, text_encoder: this.textEncoder }; }
 }
 
 /** An attention mask goes with its embeddings: [B, L] of 0 and 1. */

@@ -13,6 +13,7 @@ import { checkClipSkip, checkEmbeds, checkOptionKeys, rejectMask, warnTruncated 
 import { repeatPerPrompt } from './batch.js';
 import { StableDiffusionPipeline, type SDComponents, type SDGenerateOptions, type SDPlan } from './stable-diffusion.js';
 import { sdxlTimeIds, TIME_ID_OPTION_KEYS, type SDXLSizeOptions } from './sdxl-time-ids.js';
+import type { Module } from '../nn/module.js';
 
 export interface SDXLGenerateOptions extends Omit<SDGenerateOptions, 'maskImage'>, SDXLSizeOptions {
   /** [prompts, P] pooled embeddings (required with promptEmbeds). */
@@ -140,4 +141,6 @@ export class StableDiffusionXLPipeline extends StableDiffusionPipeline {
     super.dispose();
     this.textEncoder2.dispose();
   }
+
+  protected override loraComponents(): Record<string, Module | null> { return { ...super.loraComponents(), text_encoder_2: this.textEncoder2 }; }
 }

@@ -15,6 +15,8 @@ import {
 } from './checks.js';
 import { repeatPerPrompt } from './batch.js';
 import type { ImageInput } from './images.js';
+import type { Module } from '../nn/module.js';
+import { LoraLoader } from '../lora/lora-loader.js';
 
 export type { GenerateOptionsBase, GenerateResult } from './session.js';
 
@@ -80,7 +82,8 @@ export interface SDComponents {
 
 const SD_OPTION_KEYS = [...BASE_OPTION_KEYS, 'promptEmbeds', 'negativePromptEmbeds', 'maskImage', 'clipSkip'];
 
-export class StableDiffusionPipeline {
+/** LoRA methods (loadLora, fuseLora, …) come from {@link LoraLoader}. */
+export class StableDiffusionPipeline extends LoraLoader {
   unet: UNet2DConditionModel;
   vae: AutoencoderKL;
   textEncoder: CLIPTextModel;
@@ -89,6 +92,7 @@ export class StableDiffusionPipeline {
   scheduler: Scheduler;
 
   constructor(c: SDComponents) {
+    super();
     this.unet = c.unet;
     this.vae = c.vae;
     this.textEncoder = c.textEncoder;
@@ -188,9 +192,12 @@ export class StableDiffusionPipeline {
 
   /** Frees every model's weights. */
   dispose(): void {
+    this.lora.dispose();
     this.unet.dispose();
     this.vae.dispose();
     this.textEncoder.dispose();
     this.scheduler.dispose();
   }
+
+  protected loraComponents(): Record<string, Module | null> { return { unet: this.unet, text_encoder: this.textEncoder }; }
 }

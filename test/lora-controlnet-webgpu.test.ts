@@ -1,0 +1,21 @@
+/**
+ * LoRA (unfused and fused, both file formats) and ControlNet on WebGPU (Dawn), in the WebGPU child process
+ * (test/support/lora-controlnet-check.ts): the reference forwards within 1e-4, unfuse restoring every weight's
+ * bytes, no tensor leak. Skipped only when Dawn has no adapter.
+ */
+import { runWebgpuChild } from './webgpu-run.js';
+import type { LoraControlnetReport } from './support/lora-controlnet-check.js';
+
+test('webgpu (Dawn): LoRA forwards, bit-exact unfuse and the ControlNet forward equal the reference', async () => {
+  const r = await runWebgpuChild<{ loraControlnet: LoraControlnetReport }>({ loraControlnet: true }, 400_000);
+  if (r.skip !== undefined) {
+    console.warn(`lora-controlnet-webgpu: SKIPPED — ${r.skip}`);
+    return;
+  }
+  const { errors, changedWeights, leakedTensors } = r.loraControlnet;
+  console.log(`[webgpu] ${r.details}\n  ${Object.entries(errors).map(([k, e]) => `${k} ${e.toExponential(2)}`).join('\n  ')}`);
+  expect(Object.keys(errors)).toHaveLength(16);
+  for (const [k, e] of Object.entries(errors)) expect([k, e <= 1e-4]).toEqual([k, true]);
+  expect(changedWeights).toBe(0);
+  expect(leakedTensors).toBe(0);
+}, 420_000);
