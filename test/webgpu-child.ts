@@ -2,7 +2,7 @@
  * Runs the WebGPU (Dawn) half of cross-backend.test.ts, limits.test.ts and webgpu-kernels.test.ts in a child process: Dawn reads
  * EGL_PLATFORM from the real environment, which jest's sandboxed `process.env` cannot set, and Dawn keeps
  * the event loop alive. Usage: node --import tsx test/webgpu-child.ts '<job JSON>' <result file>.
- * Writes { skip } when Dawn has no adapter, else { details, latents?, split?, fused?, pool? }.
+ * Writes { skip } when Dawn has no adapter, else { details, latents?, split?, fused?, pool?, attention? }.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { writeFile } from 'node:fs/promises';
@@ -11,8 +11,12 @@ import { loadPipeline } from '../src/pipelines/load.js';
 import type { StableDiffusionPipeline, SDGenerateOptions } from '../src/pipelines/stable-diffusion.js';
 import { splitCheck } from './limits-check.js';
 import { bufferPoolCheck, fusedKernelCheck } from './webgpu-kernels-check.js';
+import { fusedAttentionCheck } from './webgpu-attention-check.js';
 
-interface Job { asset?: string; call?: SDGenerateOptions; runs?: Record<string, SDGenerateOptions['tgate']>; split?: boolean; splitAsset?: string; fused?: boolean; pool?: boolean }
+interface Job {
+  asset?: string; call?: SDGenerateOptions; runs?: Record<string, SDGenerateOptions['tgate']>; split?: boolean; splitAsset?: string;
+  fused?: boolean; pool?: boolean; attention?: boolean;
+}
 
 const job = JSON.parse(process.argv[2]!) as Job;
 const outFile = process.argv[3]!;
@@ -41,6 +45,7 @@ if (job.asset && job.call && job.runs) {
 if (job.split) result.split = await splitCheck(job.splitAsset);
 if (job.fused) result.fused = await fusedKernelCheck();
 if (job.pool) result.pool = await bufferPoolCheck();
+if (job.attention) result.attention = await fusedAttentionCheck();
 result.backend = tf.getBackend();
 await writeFile(outFile, JSON.stringify(result));
 process.exit(0);

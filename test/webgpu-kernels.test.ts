@@ -21,7 +21,7 @@ test('webgpu (Dawn): fused kernels match the plain ops (rel-L2 ≤ 1e-6) and lea
   expect(r.fused.leaked).toBe(0);
   // Set up by initBackend: TF.js's one-dispatch ops always, ours only when on.
   expect(r.fused.kernelsOff).toEqual(['conv2dBias', 'matMulBias', 'normalize']);
-  expect(r.fused.kernelsOn).toEqual(['conv2dBias', 'geglu', 'groupNorm', 'matMulBias', 'normalize', 'silu']);
+  expect(r.fused.kernelsOn).toEqual(['attention', 'conv2dBias', 'geglu', 'groupNorm', 'matMulBias', 'normalize', 'silu']);
 }, 300000);
 
 test('webgpu (Dawn): releaseWebgpuBufferPool frees the pooled buffers, compute goes on, and disposing a model frees them too', async () => {

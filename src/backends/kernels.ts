@@ -49,6 +49,12 @@ export interface BackendKernels {
    * already checked); null when this backend does not handle x (its dtype), and the caller slices instead.
    */
   contiguousRange?(x: tf.Tensor, start: number, shape: number[]): tf.Tensor | null;
+  /**
+   * softmax(q kᵀ·scale + bias) v without materialising the scores: q [B, Nq, heads·d], k and v
+   * [B, Nk, heads·d], bias rank 4 broadcastable to [B, heads, Nq, Nk] (or null) → [B, Nq, heads·d]; null
+   * when this backend declines the shapes (attention/sdpa.ts then runs the plain ops).
+   */
+  attention?(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, heads: number, scale: number, bias: tf.Tensor | null): tf.Tensor3D | null;
   /** Nearest-neighbour 2× upsampling of NHWC input. */
   upsampleNearest2x?(x: tf.Tensor4D): tf.Tensor4D;
   /**

@@ -12,6 +12,7 @@ import { onModuleDispose } from '../../nn/module.js';
 import { registerKernels, type BackendKernels } from '../kernels.js';
 import { releaseWebgpuBufferPool } from './buffer-pool.js';
 import { gegluWebgpu, groupNormWebgpu, siluWebgpu } from './fused-kernels.js';
+import { attentionWebgpu } from './attention-kernel.js';
 
 const TF_FUSED: BackendKernels = {
   // One batchNorm dispatch instead of six; the statistics are lifted to x's rank, since the kernel needs it.
@@ -24,7 +25,10 @@ const TF_FUSED: BackendKernels = {
   conv2dBias: (x, filter, strides, pad, bias) => tf.fused.conv2d({ x, filter, strides, pad, bias }),
 };
 
-const WITH_OURS: BackendKernels = { ...TF_FUSED, groupNorm: groupNormWebgpu, silu: siluWebgpu, geglu: gegluWebgpu };
+const WITH_OURS: BackendKernels = {
+  ...TF_FUSED, groupNorm: groupNormWebgpu, silu: siluWebgpu, geglu: gegluWebgpu,
+  attention: (q, k, v, heads, scale, bias) => attentionWebgpu(q, k, v, heads, scale, bias) as tf.Tensor3D | null,
+};
 
 let fused = (typeof process !== 'undefined' ? process.env?.TGATE_WEBGPU_FUSED : undefined) !== '0';
 let installed = false;
