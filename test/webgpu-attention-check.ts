@@ -6,9 +6,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { maskToBias, scaledDotProductAttention } from '../src/attention/sdpa.js';
 import { initBackend, limitStats, setBufferLimit } from '../src/backends/index.js';
-import { MASK_MIN } from '../src/models/clip-text.js';
+import { MASK_MIN } from '../src/models/text-inputs.js';
 import { randomNormalHost } from '../src/nn/host-weights.js';
-import { relL2 } from './helpers.js';
+import { relL2 } from './support/helpers.js';
 
 interface Case {
   name: string;

@@ -2,7 +2,7 @@
  * Runs the WebGPU (Dawn) half of cross-backend.test.ts, limits.test.ts and webgpu-kernels.test.ts in a child process: Dawn reads
  * EGL_PLATFORM from the real environment, which jest's sandboxed `process.env` cannot set, and Dawn keeps
  * the event loop alive. Usage: node --import tsx test/webgpu-child.ts '<job JSON>' <result file>.
- * Writes { skip } when Dawn has no adapter, else { details, latents?, split?, fused?, pool?, attention? }.
+ * Writes { skip } when Dawn has no adapter, else { details, latents?, split?, fused?, pool?, attention?, half? }.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { writeFile } from 'node:fs/promises';
@@ -12,10 +12,11 @@ import type { StableDiffusionPipeline, SDGenerateOptions } from '../src/pipeline
 import { splitCheck } from './limits-check.js';
 import { bufferPoolCheck, fusedKernelCheck } from './webgpu-kernels-check.js';
 import { fusedAttentionCheck } from './webgpu-attention-check.js';
+import { halfWeightCheck } from './webgpu-half-check.js';
 
 interface Job {
   asset?: string; call?: SDGenerateOptions; runs?: Record<string, SDGenerateOptions['tgate']>; split?: boolean; splitAsset?: string;
-  fused?: boolean; pool?: boolean; attention?: boolean;
+  fused?: boolean; pool?: boolean; attention?: boolean; halfAsset?: string;
 }
 
 const job = JSON.parse(process.argv[2]!) as Job;
@@ -46,6 +47,7 @@ if (job.split) result.split = await splitCheck(job.splitAsset);
 if (job.fused) result.fused = await fusedKernelCheck();
 if (job.pool) result.pool = await bufferPoolCheck();
 if (job.attention) result.attention = await fusedAttentionCheck();
+if (job.halfAsset) result.half = await halfWeightCheck(job.halfAsset);
 result.backend = tf.getBackend();
 await writeFile(outFile, JSON.stringify(result));
 process.exit(0);

@@ -45,6 +45,20 @@ export interface BackendKernels {
   /** conv2d(x, w) + bias, `w` HWIO, the bias added inside the convolution. */
   conv2dBias?(x: tf.Tensor4D, w: tf.Tensor4D, stride: number, pad: number | 'valid', bias: tf.Tensor): tf.Tensor4D;
   /**
+   * x · W (+ bias) with W [K, N] held as IEEE halves packed two per int32 element (`w`, see
+   * nn/packed-weight.ts), read in the kernel with f32 accumulation. Backends without it cannot hold float16
+   * weights (layers/half-weights.ts refuses them there).
+   */
+  matMulHalf?(x: tf.Tensor2D, w: tf.Tensor, n: number, bias?: tf.Tensor): tf.Tensor2D;
+  /** conv2d(x, W) (+ bias) with W HWIO `filterShape` held as packed halves, as {@link matMulHalf}. */
+  conv2dHalf?(x: tf.Tensor4D, w: tf.Tensor, filterShape: number[], stride: number, pad: number | 'valid', bias?: tf.Tensor): tf.Tensor4D;
+  /**
+   * Rows `ids` (int32, any shape, flattened) of a [rows, dim] table piece held as packed halves whose first
+   * row is table row `rowStart`: [ids, dim] float32, where an id outside the piece keeps `prev`'s row
+   * (zeros when null), so pieces are gathered one after another.
+   */
+  gatherHalf?(table: tf.Tensor, rows: number, dim: number, ids: tf.Tensor, rowStart: number, prev: tf.Tensor | null): tf.Tensor2D;
+  /**
    * Elements [start, start + size(shape)) of x's row-major data as a new tensor, copied once (the range is
    * already checked); null when this backend does not handle x (its dtype), and the caller slices instead.
    */

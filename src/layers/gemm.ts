@@ -22,7 +22,10 @@ import * as tf from '@tensorflow/tfjs-core';
 // x.reshape(), x.transpose()… on tf.Tensor.
 import '../nn/chained-ops.js';
 import { transpose2d } from '../nn/transpose2d.js';
-import { kernels } from '../backends/kernels.js';
+import type { PackedWeight, WeightDtype } from '../nn/packed-weight.js';
+import type { Module } from '../nn/module.js';
+import { kernels, type BackendKernels } from '../backends/kernels.js';
+import { activeBackend } from '../backends/index.js';
 
 export type GemmStrategy = 'auto' | 'packed' | 'streamed';
 
@@ -71,6 +74,37 @@ export function conv2dBias(x: tf.Tensor4D, w: tf.Tensor4D, stride: number, pad: 
   const fused = kernels().conv2dBias;
   if (bias && fused) return fused(x, w, stride, pad, bias);
   return tf.tidy(() => (bias ? tf.add<tf.Tensor4D>(tf.conv2d(x, w, stride, pad), bias) : tf.conv2d(x, w, stride, pad)));
+}
+
+const HALF_KERNELS = ['matMulHalf', 'conv2dHalf', 'gatherHalf'] as const;
+const NO_HALF = (): string =>
+  `weightDtype 'float16' (--weight-dtype float16) keeps weights as packed halves that only WebGPU's kernels read, and the active backend is ${activeBackend()}: use the webgpu backend, or float32 weights`;
+
+/**
+ * Holds the Linear, Conv2d and Embedding weights of `model` as `dtype` from its next load on (before
+ * loading). float16 needs a backend with kernels that read it (WebGPU); elsewhere it is refused here,
+ * before anything is read.
+ */
+export function setWeightDtype(model: Module, dtype: WeightDtype): void {
+  if (dtype === 'float16' && HALF_KERNELS.some((k) => !kernels()[k])) throw new Error(NO_HALF());
+  model.setWeightDtype(dtype);
+}
+
+/** The backend's kernel reading float16 weights (the backend may have changed since loading). */
+export function halfKernel<K extends (typeof HALF_KERNELS)[number]>(name: K): NonNullable<BackendKernels[K]> {
+  const k = kernels()[name];
+  if (!k) throw new Error(NO_HALF());
+  return k as NonNullable<BackendKernels[K]>;
+}
+
+/** x · W (+ bias) for a float16 Linear weight W [in, out] (one piece). */
+export function matMulHalf(x: tf.Tensor2D, w: PackedWeight, bias?: tf.Tensor): tf.Tensor2D {
+  return halfKernel('matMulHalf')(x, w.pieces[0]!, w.shape[w.shape.length - 1]!, bias);
+}
+
+/** conv2d(x, W) (+ bias) for a float16 Conv2d weight W HWIO (one piece). */
+export function conv2dHalf(x: tf.Tensor4D, w: PackedWeight, stride: number, pad: number | 'valid', bias?: tf.Tensor): tf.Tensor4D {
+  return halfKernel('conv2dHalf')(x, w.pieces[0]!, w.shape, stride, pad, bias);
 }
 
 /** y[rows, out] = x[rows, in] · W (+ bias), with `w` in the streamed layout [out, in]. */

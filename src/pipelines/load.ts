@@ -7,6 +7,7 @@ import type { Module } from '../nn/module.js';
 import { readModelIndex } from '../io/component-source.js';
 import { loadModel } from '../models/load.js';
 import type { OffloadOptions } from '../nn/offload.js';
+import type { WeightDtype } from '../nn/packed-weight.js';
 import { joinLocation, readJsonAt } from '../io/location.js';
 import { loadTokenizer } from '../tokenizers/index.js';
 import { schedulerFromConfig } from '../samplers/index.js';
@@ -38,6 +39,12 @@ export interface LoadOptions {
    * unchanged; each forward pays one upload of the weights it uses. For models beyond the backend's memory.
    */
   offload?: boolean | OffloadOptions;
+  /**
+   * 'float16': every model component's Linear, Conv2d and Embedding weights held as packed halves, read
+   * with f32 arithmetic (half the weight memory; WebGPU only, an error elsewhere). A converted
+   * `--quantize float16` folder uploads its bytes as they are. Not with `offload`.
+   */
+  weightDtype?: WeightDtype;
 }
 
 const PIPELINES: Record<string, string[]> = {
@@ -74,7 +81,7 @@ export async function loadPipeline(dir: string, opts: LoadOptions = {}): Promise
         if (!sc) throw new Error(`${dir}: component "scheduler" has no ${joinLocation(sub, 'scheduler_config.json')}`);
         parts[name] = schedulerFromConfig(sc);
       } else {
-        const m = await loadModel(sub, { variant: opts.variant, fetch: opts.fetch, cache: opts.cache, offload: opts.offload });
+        const m = await loadModel(sub, { variant: opts.variant, fetch: opts.fetch, cache: opts.cache, offload: opts.offload, weightDtype: opts.weightDtype });
         loaded.push(m);
         parts[name] = m;
       }
