@@ -19,6 +19,7 @@ import { Linear } from '../src/layers/linear.js';
 import { Conv2d } from '../src/layers/conv.js';
 import { Embedding } from '../src/layers/embeddings.js';
 import { setPieceBytes } from '../src/nn/packed-weight.js';
+import { trackWebgpuBindings } from '../src/backends/index.js';
 import { randomNormalHost } from '../src/nn/host-weights.js';
 import { decodeStored, encodeStored } from '../src/io/tfjs-quantize.js';
 import { TfjsWeightSource } from '../src/io/tfjs-weight-source.js';
@@ -64,7 +65,7 @@ async function compare(half: tf.Tensor, full: tf.Tensor): Promise<number> {
 }
 
 /** Each kernel against the float32 ops, and the tables read in pieces (how many each form made). */
-async function kernelChecks(): Promise<{ relL2: Record<string, number>; pieces: { float32: number; float16: number } }> {
+async function kernelChecks(): Promise<{ relL2: Record<string, number>; pieces: { float32: number; float16: number; largestBinding: number; over: number } }> {
   const out: Record<string, number> = {};
   const x2 = tf.tensor2d(randomNormalHost(154 * 96, 1, 1), [154, 96]);
   const odd = tf.tensor2d(randomNormalHost(7 * 33, 1, 2), [7, 33]);
@@ -88,10 +89,14 @@ async function kernelChecks(): Promise<{ relL2: Record<string, number>; pieces: 
   setPieceBytes(1536);
   try {
     const [h, f] = pair(() => new Embedding(50, 24), 90);
-    out['Embedding, float16'] = await compare(h.forward(ids), f.forward(ids));
+    trackWebgpuBindings(true, 1536);
+    const [yh, yf] = [h.forward(ids), f.forward(ids)];
+    await Promise.all([yh.data(), yf.data()]);
+    const bound = trackWebgpuBindings(false)!;
+    out['Embedding, float16'] = await compare(yh, yf);
     const whole = tf.tidy(() => tf.gather(tf.tensor2d(halfRounded(randomNormalHost(50 * 24, 0.5, 90)), [50, 24]), ids));
     out['Embedding, float32 in 4 row pieces vs one tf.gather'] = await compare(f.forward(ids), whole);
-    const pieces = { float32: f.weight.stored.pieces.length, float16: h.weight.stored.pieces.length };
+    const pieces = { float32: f.weight.stored.pieces.length, float16: h.weight.stored.pieces.length, largestBinding: bound.largest, over: bound.over.length };
     h.dispose();
     f.dispose();
     return { relL2: out, pieces };
