@@ -1,14 +1,15 @@
 /**
  * The fused WebGPU attention kernel (src/backends/webgpu/attention-kernel.ts) against the reference: the plain
  * sdpa path on the cpu backend, on the shapes and masks the models use, each under a buffer limit low enough
- * that the plain path must split its score matrix. Run in the WebGPU child (test/webgpu-child.ts).
+ * that the plain path must split its score matrix. Browser-safe: run in the WebGPU child (test/webgpu-child.ts)
+ * and in headless Chromium (test/browser-checks.ts).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { maskToBias, scaledDotProductAttention } from '../src/attention/sdpa.js';
 import { initBackend, limitStats, setBufferLimit } from '../src/backends/index.js';
 import { MASK_MIN } from '../src/models/text-inputs.js';
 import { randomNormalHost } from '../src/nn/host-weights.js';
-import { relL2 } from './support/helpers.js';
+import { relL2 } from '../src/eval/rel-l2.js';
 
 interface Case {
   name: string;

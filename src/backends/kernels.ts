@@ -13,6 +13,7 @@
  * the backend states the fact, the layer decides what follows from it, so no layer names a backend.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import type { WeightDtype } from '../nn/packed-weight.js';
 
 /** Options of {@link BackendKernels.groupNorm}. */
 export interface GroupNormOptions {
@@ -94,4 +95,20 @@ export function registerKernels(tfBackend: string, set: BackendKernels): void {
 /** The kernels of the active backend (an empty set when it registered none). */
 export function kernels(): BackendKernels {
   return sets.get(tf.getBackend()) ?? NONE;
+}
+
+/** Whether the active backend reads float16 weights (weightDtype 'float16'). */
+export function readsHalfWeights(): boolean {
+  const k = kernels();
+  return !!(k.matMulHalf && k.conv2dHalf && k.gatherHalf);
+}
+
+/** The error for float16 weights on a backend that cannot read them, naming the option and the backend. */
+export function halfWeightsError(): Error {
+  return new Error(`weightDtype 'float16' (--weight-dtype float16) keeps weights as packed halves that only WebGPU's kernels read, and the active backend is ${tf.getBackend()}: use the webgpu backend, or float32 weights`);
+}
+
+/** Throws {@link halfWeightsError} when `dtype` is float16 and the active backend cannot read it. */
+export function checkWeightDtype(dtype: WeightDtype): void {
+  if (dtype === 'float16' && !readsHalfWeights()) throw halfWeightsError();
 }

@@ -5,7 +5,7 @@
 import type { Module, WeightSource } from '../nn/module.js';
 import { offloadWeights, type OffloadOptions } from '../nn/offload.js';
 import type { WeightDtype } from '../nn/packed-weight.js';
-import { setWeightDtype } from '../layers/gemm.js';
+import { checkWeightDtype } from '../backends/kernels.js';
 import { TfjsWeightSource, type TfjsOpenOptions } from './tfjs-format.js';
 import { isRemote, joinLocation, readJsonAt } from './location.js';
 
@@ -97,7 +97,10 @@ export type LoadWeightsOptions = OpenWeightsOptions & {
 
 /** Loads a component's weights into a model built from its config; disposes the model if loading fails. */
 export async function loadWeightsInto<M extends Module>(model: M, dirOrUrl: string, opts: LoadWeightsOptions = {}): Promise<M> {
-  if (opts.weightDtype) setWeightDtype(model, opts.weightDtype);
+  if (opts.weightDtype) {
+    checkWeightDtype(opts.weightDtype);
+    model.setWeightDtype(opts.weightDtype);
+  }
   if (opts.offload) offloadWeights(model, opts.offload === true ? {} : opts.offload);
   const src = await openWeights(dirOrUrl, opts);
   try {

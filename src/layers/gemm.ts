@@ -22,10 +22,8 @@ import * as tf from '@tensorflow/tfjs-core';
 // x.reshape(), x.transpose()… on tf.Tensor.
 import '../nn/chained-ops.js';
 import { transpose2d } from '../nn/transpose2d.js';
-import type { PackedWeight, WeightDtype } from '../nn/packed-weight.js';
-import type { Module } from '../nn/module.js';
-import { kernels, type BackendKernels } from '../backends/kernels.js';
-import { activeBackend } from '../backends/index.js';
+import type { PackedWeight } from '../nn/packed-weight.js';
+import { halfWeightsError, kernels, type BackendKernels } from '../backends/kernels.js';
 
 export type GemmStrategy = 'auto' | 'packed' | 'streamed';
 
@@ -76,24 +74,10 @@ export function conv2dBias(x: tf.Tensor4D, w: tf.Tensor4D, stride: number, pad: 
   return tf.tidy(() => (bias ? tf.add<tf.Tensor4D>(tf.conv2d(x, w, stride, pad), bias) : tf.conv2d(x, w, stride, pad)));
 }
 
-const HALF_KERNELS = ['matMulHalf', 'conv2dHalf', 'gatherHalf'] as const;
-const NO_HALF = (): string =>
-  `weightDtype 'float16' (--weight-dtype float16) keeps weights as packed halves that only WebGPU's kernels read, and the active backend is ${activeBackend()}: use the webgpu backend, or float32 weights`;
-
-/**
- * Holds the Linear, Conv2d and Embedding weights of `model` as `dtype` from its next load on (before
- * loading). float16 needs a backend with kernels that read it (WebGPU); elsewhere it is refused here,
- * before anything is read.
- */
-export function setWeightDtype(model: Module, dtype: WeightDtype): void {
-  if (dtype === 'float16' && HALF_KERNELS.some((k) => !kernels()[k])) throw new Error(NO_HALF());
-  model.setWeightDtype(dtype);
-}
-
 /** The backend's kernel reading float16 weights (the backend may have changed since loading). */
-export function halfKernel<K extends (typeof HALF_KERNELS)[number]>(name: K): NonNullable<BackendKernels[K]> {
+export function halfKernel<K extends 'matMulHalf' | 'conv2dHalf' | 'gatherHalf'>(name: K): NonNullable<BackendKernels[K]> {
   const k = kernels()[name];
-  if (!k) throw new Error(NO_HALF());
+  if (!k) throw halfWeightsError();
   return k as NonNullable<BackendKernels[K]>;
 }
 

@@ -71,6 +71,8 @@ export class Parameter {
    * (`value`): float16, or a table over the piece size (128 MiB) whose layer reads row pieces.
    */
   get isPacked(): boolean {
+    // Once loaded, the form it was loaded in (the piece size may change later, e.g. in tests).
+    if (this.packed || this.value) return !!this.packed;
     return this.dtype === 'float16' || (!!this.packing.rowPieces && this.shape.length > 1 && this.bytes > pieceLimit());
   }
 
@@ -233,8 +235,9 @@ export class Module {
 
   /**
    * Holds every parameter whose layer reads halves (Linear, Conv2d, Embedding weights) as `dtype` from the
-   * next load on (nn/packed-weight.ts); biases and norms stay float32. Call it before loading (layers/gemm.ts
-   * `setWeightDtype` also checks that the backend reads float16).
+   * next load on (nn/packed-weight.ts); biases and norms stay float32. Call it before loading, after
+   * `checkWeightDtype` (backends/kernels.ts) has said the backend reads float16 (loading with `weightDtype`
+   * does both).
    */
   setWeightDtype(dtype: WeightDtype): void {
     if (dtype !== 'float32' && dtype !== 'float16') throw new Error(`weightDtype must be 'float32' or 'float16', got ${JSON.stringify(dtype)}`);

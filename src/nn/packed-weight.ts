@@ -14,7 +14,7 @@
  * created in the backend.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { encodeStored } from '../io/tfjs-quantize.js';
+import { toHalves } from './float16.js';
 
 /** How a parameter is stored in the backend: float32 as loaded, or packed IEEE halves (see the module comment). */
 export type WeightDtype = 'float32' | 'float16';
@@ -91,6 +91,6 @@ function packedHalves(values: Float32Array | Uint16Array): tf.Tensor {
   const out = new Int32Array(words);
   const halves = new Uint16Array(out.buffer, 0, values.length);
   if (values instanceof Uint16Array) halves.set(values);
-  else encodeStored(values, new Uint8Array(out.buffer), 'float16');
+  else toHalves(values, halves);
   return tf.tensor1d(out, 'int32');
 }

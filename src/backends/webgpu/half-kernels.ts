@@ -25,8 +25,9 @@ fn half(i : i32) -> f32 {
 const unroll = (n: number, f: (i: number) => string): string => Array.from({ length: n }, (_, i) => f(i)).join('\n');
 
 /**
- * The tiled GEMM y[M, N] = A[M, K] · W[K, N] (+ bias), A read by `aAt(m, k)` (plain rows, or the conv's
- * implicit im2col). Output tiles run along x (N) and y/z (M), so M may exceed one dispatch dimension.
+ * The tiled GEMM y[M, N] = A[M, K] · W[K, N] (+ bias), A read by `aAt(aRow(m), k)` (plain rows, or the
+ * conv's implicit im2col; `aRow` is what depends on the row alone, computed once per row outside the K loop).
+ * Output tiles run along x (N) and y/z (M), so M may exceed one dispatch dimension.
  */
 function gemmShader(aAt: string, hasBias: boolean, tilesY: number): string {
   return `
@@ -41,13 +42,14 @@ fn main(index : i32) {
   let n0 = i32(workgroupId.x) * ${TILE};
   let m0 = (i32(workgroupId.z) * ${tilesY} + i32(workgroupId.y)) * ${TILE};
   ${unroll(4, (i) => `var acc${i} = vec4<f32>(0.0);`)}
+  ${unroll((TILE * TK) / WG, (u) => `let row${u} = aRow(m0 + (lid + ${u * WG}) / ${TK});`)}
   for (var k0 = 0; k0 < uniforms.k; k0 = k0 + ${TK}) {
     ${unroll((TILE * TK) / WG, (u) => `{
       let e = lid + ${u * WG};
       let m = m0 + e / ${TK};
       let kk = k0 + e % ${TK};
       var a = 0.0;
-      if (m < uniforms.m && kk < uniforms.k) { a = aAt(m, kk); }
+      if (m < uniforms.m && kk < uniforms.k) { a = aAt(row${u}, kk); }
       aTile[e] = a;
       let kb = k0 + e / ${TILE};
       let nb = n0 + e % ${TILE};
@@ -88,7 +90,9 @@ export function matMulHalfWebgpu(x: tf.Tensor2D, w: tf.Tensor, n: number, bias?:
   return tf.tidy(() => {
     const [m, k] = x.shape;
     if (w.size * 2 < k * n) throw new Error(`float16 weight holds ${w.size * 2} halves, fewer than ${k}×${n}`);
-    const aAt = 'fn aAt(m : i32, kk : i32) -> f32 { return a[m * uniforms.k + kk]; }';
+    const aAt = `
+fn aRow(m : i32) -> vec3<i32> { return vec3<i32>(m * uniforms.k, 0, 0); }
+fn aAt(row : vec3<i32>, kk : i32) -> f32 { return a[row.x + kk]; }`;
     return gemm('mm', aAt, [x.reshape([m * k]), w], m, n, k, [], '', bias).reshape([m, n]) as tf.Tensor2D;
   });
 }
@@ -102,18 +106,22 @@ export function conv2dHalfWebgpu(x: tf.Tensor4D, w: tf.Tensor, filterShape: numb
     const p = pad === 'valid' ? 0 : pad;
     const ho = Math.floor((h + 2 * p - kh) / stride) + 1;
     const wo = Math.floor((wd + 2 * p - kw) / stride) + 1;
+    // Row m = (image, oy, ox): its first input row and column; column k = (tap, channel) of HWIO weights.
     const aAt = `
-fn aAt(m : i32, kk : i32) -> f32 {
+fn aRow(m : i32) -> vec3<i32> {
   let ox = m % uniforms.wo;
   let rest = m / uniforms.wo;
   let oy = rest % uniforms.ho;
-  let bi = rest / uniforms.ho;
-  let ci = kk % uniforms.c;
+  return vec3<i32>(rest / uniforms.ho * uniforms.h, oy * uniforms.stride - uniforms.pad, ox * uniforms.stride - uniforms.pad);
+}
+fn aAt(row : vec3<i32>, kk : i32) -> f32 {
   let tap = kk / uniforms.c;
-  let iy = oy * uniforms.stride - uniforms.pad + tap / uniforms.kw;
-  let ix = ox * uniforms.stride - uniforms.pad + tap % uniforms.kw;
+  let ci = kk - tap * uniforms.c;
+  let ky = tap / uniforms.kw;
+  let iy = row.y + ky;
+  let ix = row.z + tap - ky * uniforms.kw;
   if (iy < 0 || iy >= uniforms.h || ix < 0 || ix >= uniforms.w) { return 0.0; }
-  return a[((bi * uniforms.h + iy) * uniforms.w + ix) * uniforms.c + ci];
+  return a[((row.x + iy) * uniforms.w + ix) * uniforms.c + ci];
 }`;
     const y = gemm('conv', aAt, [x.reshape([x.size]), w], b * ho * wo, co, kh * kw * c, [h, wd, c, ho, wo, kw, stride, p],
       'h : i32, w : i32, c : i32, ho : i32, wo : i32, kw : i32, stride : i32, pad : i32,', bias);
