@@ -101,19 +101,17 @@ maybe('our WebGPU kernels in headless Chromium', () => {
     const a = await inPage('generate', f32Folder, 'float32', CALL);
     const b = await inPage('generate', f32Folder, 'float16', CALL);
     const c = await inPage('generate', f16Folder, 'float16', CALL);
-    const d = await inPage('generate', f16Folder, 'float32', CALL);
     const e = (x: number) => x.toExponential(2);
     console.log([
       `[chromium webgpu] tiny-shapes ${CALL.size}², ${CALL.steps} steps, float16 vs float32 weights: latents ${e(relL2(b.latents, a.latents))}, image ${e(relL2(b.rgb, a.rgb))}; weights ${b.weightBytes} vs ${a.weightBytes} bytes (${(b.weightBytes / a.weightBytes).toFixed(4)})`,
-      `float16 folder, float16 vs float32 weights: latents ${e(relL2(c.latents, d.latents))}, image ${e(relL2(c.rgb, d.rgb))}; weights ${c.weightBytes} bytes`,
+      `from the float16 folder (biases and norms rounded too): latents ${e(relL2(c.latents, a.latents))}, image ${e(relL2(c.rgb, a.rgb))}; weights ${c.weightBytes} bytes`,
     ].join('\n'));
-    expect(relL2(b.rgb, a.rgb)).toBeLessThanOrEqual(1e-3);
-    expect(relL2(b.latents, a.latents)).toBeLessThanOrEqual(2e-3);
-    expect(Math.abs(b.weightBytes / a.weightBytes - 0.5)).toBeLessThanOrEqual(0.005);
-    // The same half values either way: only the arithmetic's order differs.
-    expect(relL2(c.latents, d.latents)).toBeLessThanOrEqual(1e-4);
-    expect(relL2(c.rgb, d.rgb)).toBeLessThanOrEqual(1e-4);
-    expect(c.weightBytes).toBe(b.weightBytes);
+    for (const x of [b, c]) {
+      expect(relL2(x.rgb, a.rgb)).toBeLessThanOrEqual(1e-3);
+      // Classifier-free guidance (7.5) amplifies the weights' rounding in the latents.
+      expect(relL2(x.latents, a.latents)).toBeLessThanOrEqual(2e-3);
+      expect(Math.abs(x.weightBytes / a.weightBytes - 0.5)).toBeLessThanOrEqual(0.005);
+    }
     expect(pageErrors).toEqual([]);
   }, 900000);
 });
