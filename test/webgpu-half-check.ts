@@ -157,6 +157,8 @@ async function folderCheck(asset: string): Promise<FolderCase> {
 
 export interface HalfReport {
   kernels: Awaited<ReturnType<typeof halfKernelChecks>>;
+  /** The error loading with float16 weights and offload together. */
+  offloadError: string;
   pipeline: PipelineCase;
   folder: FolderCase;
   models: ModelCase[];
@@ -166,8 +168,10 @@ export interface HalfReport {
 export async function halfWeightCheck(asset: string): Promise<HalfReport> {
   const before = tf.memory().numTensors;
   const kernels = await halfKernelChecks();
+  const offloadError = await loadPipeline(asset, { weightDtype: 'float16', offload: true }).then(
+    (p) => { p.dispose(); return ''; }, (e: Error) => e.message);
   const pipeline = await pipelineCheck(asset);
   const folder = await folderCheck(asset);
   const models = await modelChecks();
-  return { kernels, pipeline, folder, models, leaked: tf.memory().numTensors - before };
+  return { kernels, offloadError, pipeline, folder, models, leaked: tf.memory().numTensors - before };
 }

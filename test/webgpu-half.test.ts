@@ -42,6 +42,7 @@ test('webgpu (Dawn): float16 weights reproduce the float32 path with half the by
   expect(h.kernels.pieces).toEqual({ float32: 4, float16: 2, largestBinding: expect.any(Number), over: 0 });
   expect(h.kernels.pieces.largestBinding).toBeLessThanOrEqual(1536);
 
+  expect(h.offloadError).toMatch(/float16 weights cannot be offloaded/);
   expect(h.pipeline.image).toBeLessThanOrEqual(1e-3);
   // Classifier-free guidance (7.5) amplifies the weights' rounding in the latents.
   expect(h.pipeline.latents).toBeLessThanOrEqual(2e-3);
