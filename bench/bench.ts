@@ -3,7 +3,7 @@
  * bundled demo model `tiny-shapes` (assets/tiny-shapes/unet, its real weights; VAE factor 4, so 64² = 16² latents).
  *
  *   npm run bench -- --model sd15|sd21|sdxl|pixart|tiny-shapes --height H --width W --steps 25 --gate-step G \
- *     --backend cpu|wasm|webgpu [--offload] [--reps N (0: no separate forward timing)] [--loops N] [--random] \
+ *     --backend cpu|wasm|webgpu [--offload] [--weight-dtype float16] [--reps N (0: no separate forward timing)] [--loops N] [--random] \
  *     [--per-kind] [--no-profile] [--warmup N] [--threads N (wasm: XNNPACK threads, default every CPU)] [--json] \
  *     [--tgate-v1 (the paper's T-GATE v1: cross-attention only, no self-attention caching)]
  *

@@ -15,11 +15,15 @@ import { setAttnProcessor } from '../src/attention/registry.js';
 import { TgateProcessor, resolveTgate, tgateFlags, type TgateFlags } from '../src/attention/tgate.js';
 import { loadModel } from '../src/models/load.js';
 import { streamsWeights } from '../src/layers/gemm.js';
+import { checkWeightDtype } from '../src/backends/kernels.js';
+import type { WeightDtype } from '../src/nn/packed-weight.js';
 import { PAPER, generationMacs, loadConfig, modelDir, tgateV1, totalMacs, type ModelKey } from './macs.js';
 
 export interface BenchArgs {
   model: ModelKey; height: number; width: number; steps: number; gateStep: number;
   offload: boolean; reps: number; profile: boolean; seed: number; loops: number; random: boolean;
+  /** --weight-dtype: float16 holds Linear/Conv2d/Embedding weights as packed halves (WebGPU). */
+  weightDtype: WeightDtype;
   /** Untimed forwards per batch size before anything is timed (after the profiled one, when profiling). */
   warmup: number;
   /**
@@ -51,7 +55,9 @@ export function parseArgs(argv: string[]): BenchArgs & { backend: BackendName; j
     loops: Math.max(1, Number(get('loops') ?? 1)), random: argv.includes('--random'),
     loopMode: argv.includes('--per-kind') ? 'per-kind' as const : 'measured' as const, v1: argv.includes('--tgate-v1'),
     threads: get('threads') === undefined ? undefined : Number(get('threads')),
+    weightDtype: (get('weight-dtype') ?? 'float32') as WeightDtype,
   };
+  if (a.weightDtype !== 'float32' && a.weightDtype !== 'float16') throw new Error(`--weight-dtype must be float32 or float16, got ${a.weightDtype}`);
   // Latents must survive every 2× downsampling: SD 3 times (×8 VAE), SDXL twice, PixArt patch 2, tiny-shapes twice (×4 VAE).
   const mult = model === 'pixart' ? 16 : (model === 'sdxl' ? 32 : (model === 'tiny-shapes' ? 16 : 64));
   if (a.height % mult || a.width % mult) throw new Error(`--height/--width must be multiples of ${mult} for ${model}`);
@@ -114,22 +120,24 @@ async function matmulGflops(): Promise<number> {
 function poolInit(model: Module, seed: number, std = 0.02): void {
   const poolSize = 1 << 22;
   const pool = tf.randomNormal([poolSize], 0, std, 'float32', seed);
-  let hostPool: Float32Array | null = null;
+  const params = [...model.namedParameters()].map(([, p]) => p);
+  // Read before any op uploads the pool (WebGPU in Node has no synchronous read-back of GPU tensors).
+  const hostPool = params.some((p) => p.host || p.isPacked) ? (pool.dataSync() as Float32Array) : null;
   let k = 0;
-  for (const [, p] of model.namedParameters()) {
+  for (const p of params) {
     const n = p.size;
     const offset = (k++ * 104729) % poolSize;
-    if (p.host) {
-      // Offloaded (--offload): the same values, copied in JS straight into host memory, no backend tensor.
-      hostPool ??= pool.dataSync() as Float32Array;
+    if (p.host || p.isPacked) {
+      // Offloaded (--offload: into host memory) or packed (--weight-dtype float16: halves made in JS): the same
+      // values, copied in JS, no float32 backend tensor.
       const v = new Float32Array(n);
       for (let i = 0; i < n;) {
         const from = (offset + i) % poolSize;
         const len = Math.min(n - i, poolSize - from);
-        v.set(hostPool.subarray(from, from + len), i);
+        v.set(hostPool!.subarray(from, from + len), i);
         i += len;
       }
-      p.host.values = v;
+      p.assign(v);
       continue;
     }
     p.set(tf.tidy(() => {
@@ -166,7 +174,7 @@ type Denoiser = Module & { forward(o: Record<string, unknown>): tf.Tensor4D };
 export async function runBench(a: BenchArgs, report: BackendReport) {
   const cpus = os.cpus();
   const machine = `${cpus[0]?.model?.trim()} × ${cpus.length} cores, ${(os.totalmem() / 1024 ** 3).toFixed(0)} GiB, ${os.platform()} ${os.release()}, Node ${process.versions.node}`;
-  const backendLine = `${report.name}${report.details ? ` (${report.details})` : ''}${a.offload ? ', weight offload' : ''}`;
+  const backendLine = `${report.name}${report.details ? ` (${report.details})` : ''}${a.offload ? ', weight offload' : ''}${a.weightDtype === 'float16' ? ', float16 weights' : ''}`;
   log(`machine: ${machine}\nbackend: ${backendLine}`);
 
   const mm = await matmulGflops();
@@ -176,7 +184,11 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
   const dir = a.random ? null : modelDir(a.model);
   let t0 = performance.now();
   // With --offload the plan comes before the weights exist, so they are built in JS memory, never in the wasm heap.
-  const model = (dir ? await loadModel(dir, { offload: a.offload }) : modelFromConfig(cfg)) as Denoiser;
+  const model = (dir ? await loadModel(dir, { offload: a.offload, weightDtype: a.weightDtype }) : modelFromConfig(cfg)) as Denoiser;
+  if (!dir) {
+    checkWeightDtype(a.weightDtype);
+    model.setWeightDtype(a.weightDtype);
+  }
   const params = model.numParameters();
   // XNNPACK keeps a packed copy of every weight used as matMul's B or conv2d's filter: resident weights cost twice
   // their size on wasm unless Linear/Conv2d stream them (src/layers/gemm.ts, the default there).
@@ -363,7 +375,7 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
   const loopMacsBaseline = generationMacs(fm, a.steps, null);
   const loopMacsTgate = generationMacs(fm, a.steps, tgateOptions);
   const result = {
-    model: a.model, backend: report.name, backendDetails: report.details ?? '', offload: a.offload, machine, date: new Date().toISOString(),
+    model: a.model, backend: report.name, backendDetails: report.details ?? '', offload: a.offload, weightDtype: a.weightDtype, machine, date: new Date().toISOString(),
     height: a.height, width: a.width, steps: a.steps, gateStep: a.gateStep, params, loopMode: a.loopMode,
     forwardSecondsBatch2: fwd[2], forwardSecondsBatch1: fwd[1],
     baselineSeconds, tgateSeconds, speedup: baselineSeconds / tgateSeconds,

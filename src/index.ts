@@ -1,9 +1,9 @@
 /** tgate-tfjs public API: re-exports only. */
 export {
   initBackend, probeBackends, autoOrder, releaseWebgpuBufferPool, BACKENDS, WASM_HEAP_LIMIT_BYTES, WasmHeapError,
-  setWebgpuFusedKernels, setBufferLimit, deviceLimits, checkGenerationFits,
+  setWebgpuFusedKernels, setBufferLimit, deviceLimits, checkGenerationFits, trackWebgpuBindings,
 } from './backends/index.js';
-export type { BackendName, BackendChoice, BackendOptions, BackendReport, DeviceLimits, SizePlanInput } from './backends/index.js';
+export type { BackendName, BackendChoice, BackendOptions, BackendReport, DeviceLimits, SizePlanInput, BindingStats } from './backends/index.js';
 
 export { SafetensorsFile, SafetensorsError, BufferSource, HttpRangeSource, encodeSafetensors } from './io/safetensors.js';
 export type { ByteSource, TensorInfo, SafetensorsDtype } from './io/safetensors.js';
@@ -14,6 +14,7 @@ export type { NetOptions } from './io/http-fetch.js';
 
 export { Module, ModuleList, Parameter, StateDictError } from './nn/module.js';
 export type { WeightSource, ParamLayout } from './nn/module.js';
+export type { WeightDtype } from './nn/packed-weight.js';
 export { offloadWeights, offloadHandle } from './nn/offload.js';
 export type { OffloadOptions, OffloadHandle } from './nn/offload.js';
 export { setGemmStrategy, getGemmStrategy, type GemmStrategy } from './layers/gemm.js';

@@ -3,21 +3,20 @@
  * tiny-shapes model fetched from a local server generates the same pixels on wasm, WebGL and WebGPU
  * (SwiftShader) as Node's wasm backend for the same seed and settings. Skipped only without /usr/bin/chromium.
  */
-import http from 'node:http';
+import type http from 'node:http';
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BrowserContext, Page } from 'playwright-core';
 import { useBackend } from './support/helpers.js';
+import { CHROMIUM, haveChromium, launchChromium, serve } from './support/browser.js';
 import { loadPipeline } from '../src/pipelines/load.js';
 import type { StableDiffusionPipeline } from '../src/pipelines/stable-diffusion.js';
 import type { TgateOptions } from '../src/attention/tgate.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const OUT = path.join(ROOT, 'test-output');
 /** Mean absolute difference of 8-bit RGB against Node, in levels: 2/255 of full scale. */
 const MAD_BOUND = 2;
@@ -36,27 +35,8 @@ const COMBOS: Record<'wasm' | 'webgl' | 'webgpu', Settings[]> = {
   webgpu: [{ prompt: 'a small red square on the right', steps: 2, guidance: 7.5, seed: 7, size: 32, tgate: null }],
 };
 
-const haveChromium = existsSync(CHROMIUM);
 if (!haveChromium) console.warn(`browser.test: SKIPPED — no Chromium at ${CHROMIUM} (apt-get install -y chromium, or set CHROMIUM_PATH)`);
 const maybe = haveChromium ? describe : describe.skip;
-
-const TYPES: Record<string, string> = {
-  '.html': 'text/html', '.js': 'text/javascript', '.json': 'application/json', '.wasm': 'application/wasm', '.map': 'application/json',
-};
-
-/** Serves the repo's files read-only on 127.0.0.1 (the page and the converted model share the origin). */
-function serve(root: string): Promise<http.Server> {
-  const server = http.createServer((req, res) => {
-    const p = path.join(root, decodeURIComponent(new URL(req.url ?? '/', 'http://localhost').pathname));
-    if (!p.startsWith(root + path.sep) || req.method !== 'GET') { res.writeHead(403).end(); return; }
-    readFile(p).then(
-      (body) => res.writeHead(200, { 'content-type': TYPES[path.extname(p)] ?? 'application/octet-stream' }).end(body),
-      () => res.writeHead(404).end(),
-    );
-  });
-  server.keepAliveTimeout = 1000;
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
-}
 
 function mad(a: ArrayLike<number>, b: ArrayLike<number>): { mean: number; max: number } {
   expect(a.length).toBe(b.length);
@@ -83,16 +63,7 @@ maybe('browser demo (headless Chromium)', () => {
     server = await serve(ROOT);
     const { port } = server.address() as { port: number };
     profile = await mkdtemp(path.join(os.tmpdir(), 'tgate-chromium-'));
-    const { chromium } = await import('playwright-core');
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless', '--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync',
-        '--no-first-run', '--disable-quic',
-        '--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader', '--use-angle=swiftshader', '--enable-unsafe-swiftshader',
-      ],
-    });
+    context = await launchChromium(profile);
     page = await context.newPage();
     page.on('pageerror', (e) => pageErrors.push(e.message));
     await page.goto(`http://127.0.0.1:${port}/examples/browser/dist/index.html`);

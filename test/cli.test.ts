@@ -109,3 +109,9 @@ test('generate rejects a gate beyond the step count before loading anything heav
     .rejects.toMatchObject({ stderr: expect.stringMatching(/gateStep 9 is beyond the 5 inference steps/) });
   expect(existsSync(path.join(tmp, 'no.png'))).toBe(false);
 }, 60_000);
+
+test('--weight-dtype float16 off WebGPU is refused naming the flag, before any image is written', async () => {
+  await expect(tgate('generate', '--prompt', 'a red circle', '--steps', '2', '--weight-dtype', 'float16', '--backend', 'wasm', '--output', path.join(tmp, 'f16.png')))
+    .rejects.toMatchObject({ stderr: expect.stringMatching(/--weight-dtype float16.*only WebGPU's kernels read.*active backend is wasm/) });
+  expect(existsSync(path.join(tmp, 'f16.png'))).toBe(false);
+}, 60_000);

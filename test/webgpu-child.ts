@@ -3,7 +3,7 @@
  * lora-controlnet-webgpu.test.ts in a child process: Dawn reads
  * EGL_PLATFORM from the real environment, which jest's sandboxed `process.env` cannot set, and Dawn keeps
  * the event loop alive. Usage: node --import tsx test/webgpu-child.ts '<job JSON>' <result file>.
- * Writes { skip } when Dawn has no adapter, else { details, latents?, split?, fused?, pool?, loraControlnet? }.
+ * Writes { skip } when Dawn has no adapter, else { details, latents?, split?, fused?, pool?, attention?, half?, loraControlnet? }.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { writeFile } from 'node:fs/promises';
@@ -13,10 +13,12 @@ import type { StableDiffusionPipeline, SDGenerateOptions } from '../src/pipeline
 import { splitCheck } from './limits-check.js';
 import { bufferPoolCheck, fusedKernelCheck } from './webgpu-kernels-check.js';
 import { loraControlnetCheck } from './support/lora-controlnet-check.js';
+import { fusedAttentionCheck } from './webgpu-attention-check.js';
+import { halfWeightCheck } from './webgpu-half-check.js';
 
 interface Job {
-  asset?: string; call?: SDGenerateOptions; runs?: Record<string, SDGenerateOptions['tgate']>; split?: boolean; splitAsset?: string; fused?: boolean; pool?: boolean;
-  loraControlnet?: boolean;
+  asset?: string; call?: SDGenerateOptions; runs?: Record<string, SDGenerateOptions['tgate']>; split?: boolean; splitAsset?: string;
+  fused?: boolean; pool?: boolean; attention?: boolean; halfAsset?: string; loraControlnet?: boolean;
 }
 
 const job = JSON.parse(process.argv[2]!) as Job;
@@ -47,6 +49,8 @@ if (job.split) result.split = await splitCheck(job.splitAsset);
 if (job.fused) result.fused = await fusedKernelCheck();
 if (job.pool) result.pool = await bufferPoolCheck();
 if (job.loraControlnet) result.loraControlnet = await loraControlnetCheck();
+if (job.attention) result.attention = await fusedAttentionCheck();
+if (job.halfAsset) result.half = await halfWeightCheck(job.halfAsset);
 result.backend = tf.getBackend();
 await writeFile(outFile, JSON.stringify(result));
 process.exit(0);

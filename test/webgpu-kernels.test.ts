@@ -19,9 +19,10 @@ test('webgpu (Dawn): fused kernels match the plain ops (rel-L2 ≤ 1e-6) and lea
     expect(e).toBeLessThanOrEqual(1e-6);
   }
   expect(r.fused.leaked).toBe(0);
-  // Set up by initBackend: TF.js's one-dispatch ops always, ours only when on.
-  expect(r.fused.kernelsOff).toEqual(['conv2dBias', 'matMulBias', 'normalize']);
-  expect(r.fused.kernelsOn).toEqual(['conv2dBias', 'geglu', 'groupNorm', 'matMulBias', 'normalize', 'silu']);
+  // Set up by initBackend: TF.js's one-dispatch ops and the float16-weight readers always, our fused kernels only when on.
+  const always = ['conv2dBias', 'conv2dHalf', 'gatherHalf', 'matMulBias', 'matMulHalf', 'normalize'];
+  expect(r.fused.kernelsOff).toEqual(always);
+  expect(r.fused.kernelsOn).toEqual([...always, 'attention', 'geglu', 'groupNorm', 'silu'].sort());
 }, 300000);
 
 test('webgpu (Dawn): releaseWebgpuBufferPool frees the pooled buffers, compute goes on, and disposing a model frees them too', async () => {

@@ -15,13 +15,18 @@ export interface SdpaOptions {
   scale: number;
   /** Additive bias broadcastable to [B, heads, Nq, Nk]; [B, 1, Nk] and [B, Nq, Nk] are lifted to rank 4. */
   bias?: tf.Tensor | null;
-  /** Compute at most this many query rows at a time (memory-lean path); undefined = all at once. */
+  /**
+   * Compute at most this many query rows at a time (memory-lean path); undefined = all at once. A fused
+   * attention kernel (WebGPU) never holds the scores, so it needs no chunks and ignores this.
+   */
   queryChunk?: number;
   /**
    * How heads are computed. 'batched': one batched matMul over [B, heads]; 'per-head': a 2-D matMul per
    * (batch, head) against a pre-transposed K. 'auto' (default) picks per-head on wasm for score matrices of
    * {@link PER_HEAD_MIN_SCORES} elements or more, where batched matMul runs several times slower than 2-D
-   * matMul (DESIGN decision 9, bench/attention.ts); below that the per-head ops' fixed costs win.
+   * matMul (DESIGN decision 9, bench/attention.ts); below that the per-head ops' fixed costs win. 'auto'
+   * runs the backend's fused attention kernel instead where there is one (WebGPU); the other two always run
+   * the plain ops.
    */
   strategy?: SdpaStrategy;
 }
@@ -111,6 +116,9 @@ function attendPerHead(q: tf.Tensor4D, kt: tf.Tensor4D, v: tf.Tensor4D, scale: n
 /** softmax(q kᵀ·scale + bias) v over heads; q [B,Nq,H·d], k/v [B,Nk,H·d] → [B,Nq,H·d]. */
 export function scaledDotProductAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, opts: SdpaOptions): tf.Tensor3D {
   return tf.tidy(() => {
+    const fused = (opts.strategy ?? 'auto') === 'auto' ? kernels().attention : undefined;
+    const out = fused?.(q as tf.Tensor3D, k as tf.Tensor3D, v as tf.Tensor3D, opts.heads, opts.scale, opts.bias ? liftBias(opts.bias) : null);
+    if (out) return out;
     const qh = splitHeads(q, opts.heads);
     const kh = splitHeads(k, opts.heads);
     const vh = splitHeads(v, opts.heads);

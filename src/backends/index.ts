@@ -11,6 +11,7 @@ export { installFastCpuKernels } from './cpu-fast/index.js';
 export { WASM_HEAP_LIMIT_BYTES, WasmHeapError } from './wasm/heap.js';
 export { setWebgpuFusedKernels } from './webgpu/index.js';
 export { releaseWebgpuBufferPool } from './webgpu/buffer-pool.js';
+export { trackWebgpuBindings, type BindingStats } from './webgpu/bindings.js';
 export {
   setBufferLimit, deviceLimits, bufferLimitBytes, attentionQueryChunk, checkGenerationFits, limitStats,
   type DeviceLimits, type SizePlanInput,

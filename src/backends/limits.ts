@@ -5,6 +5,7 @@
  * fit, and anything that cannot be split raises an error naming the limit.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { kernels } from './kernels.js';
 
 let override: number | null = null;
 
@@ -87,7 +88,8 @@ export interface SizePlanInput {
 /**
  * Checks before a generation that every tensor that is not split can be one buffer: the UNet's largest
  * skip concatenation, the VAE decoder's full-resolution activations, and one query row of the UNet's
- * largest self-attention. Returns the problems (empty when it fits).
+ * largest self-attention (unless the backend's fused attention holds no scores). Returns the problems
+ * (empty when it fits).
  */
 export function checkGenerationFits(p: SizePlanInput): string[] {
   const limit = bufferLimitBytes();
@@ -99,7 +101,7 @@ export function checkGenerationFits(p: SizePlanInput): string[] {
   const need: [string, number][] = [
     ['UNet skip concatenation', p.batch * lh * lw * (u0! + u1!) * 4],
     ['VAE decoder activation', p.height * p.width * Math.max(v0!, v1!) * 4],
-    ['one attention score row', p.batch * p.heads * lh * lw * 4],
+    ...(kernels().attention ? [] : [['one attention score row', p.batch * p.heads * lh * lw * 4] as [string, number]]),
   ];
   return need.filter(([, b]) => b > limit).map(([what, b]) =>
     `${p.width}×${p.height}: ${what} needs ${(b / 2 ** 20).toFixed(1)} MiB, over the ${(limit / 2 ** 20).toFixed(1)} MiB buffer limit of ${tf.getBackend()}`);

@@ -16,13 +16,13 @@ import { AttentionStoreProcessor, type StepChanges } from '../attention/attentio
 import { attnProcessors, setAttnProcessor } from '../attention/registry.js';
 import { AUTO_GATE_PATIENCE, AUTO_GATE_THRESHOLD } from '../attention/auto-gate.js';
 import type { Module } from '../nn/module.js';
-import { backendOption, demoModelDir, setupBackend } from './options.js';
+import { backendOption, demoModelDir, setupBackend, weightDtypeOption } from './options.js';
 import { writeAtomic } from './files.js';
 import { progressBar } from './progress.js';
 
 interface Args {
   dir?: string; prompt: string; 'negative-prompt'?: string; steps: number; guidance?: number; seed: number;
-  threshold: number; 'out-dir': string; backend: string; height?: number; width?: number; probs: boolean; variant?: string;
+  threshold: number; 'out-dir': string; backend: string; height?: number; width?: number; probs: boolean; variant?: string; 'weight-dtype': 'float32' | 'float16';
 }
 
 /** Per-step curves written to analysis.json (index k ↔ step[k]; step 0 has nothing to compare with). */
@@ -140,6 +140,7 @@ export const analyzeCommand: CommandModule<object, Args> = {
     })
     .option('probs', { type: 'boolean', default: false, describe: 'also record attention-probability changes (slow at large sizes)' })
     .option('variant', { type: 'string', describe: 'weight variant, e.g. fp16' })
+    .options(weightDtypeOption)
     .option('out-dir', { type: 'string', default: '.', describe: 'where analysis.json and analysis.svg go' })
     .options(backendOption) as never,
   handler: async (a) => {
@@ -148,7 +149,7 @@ export const analyzeCommand: CommandModule<object, Args> = {
     await setupBackend(a.backend, a.threads as number | undefined);
     const dir = a.dir ?? demoModelDir();
     const bar = progressBar('loading');
-    const pipe = await loadPipeline(dir, { variant: a.variant, onProgress: (name, i, n) => bar(i + 1, n, name) });
+    const pipe = await loadPipeline(dir, { variant: a.variant, weightDtype: a['weight-dtype'], onProgress: (name, i, n) => bar(i + 1, n, name) });
     const denoiser: Module = 'unet' in pipe ? pipe.unet : pipe.transformer;
     const saved = Object.fromEntries(attnProcessors(denoiser));
     const store = new AttentionStoreProcessor(denoiser, { probs: a.probs });

@@ -6,10 +6,12 @@
 import type { CommandModule } from 'yargs';
 import { loadModel } from '../models/load.js';
 import { runModel } from '../models/registry.js';
-import { backendOption, setupBackend } from './options.js';
+import { backendOption, setupBackend, weightDtypeOption } from './options.js';
 import { readTensors, writeTensors } from './files.js';
 
-export const forwardCommand: CommandModule<object, { dir: string; inputs: string; output: string; backend: string; mode: 'decode' | 'encode'; variant?: string }> = {
+interface Args { dir: string; inputs: string; output: string; backend: string; mode: 'decode' | 'encode'; variant?: string; 'weight-dtype': 'float32' | 'float16' }
+
+export const forwardCommand: CommandModule<object, Args> = {
   command: 'forward <dir>',
   describe: 'Run one model component (class from config.json) on saved inputs and save its outputs',
   builder: (y) => y
@@ -18,10 +20,11 @@ export const forwardCommand: CommandModule<object, { dir: string; inputs: string
     .option('output', { type: 'string', demandOption: true, describe: 'safetensors file to write' })
     .option('mode', { choices: ['decode', 'encode'] as const, default: 'decode' as const, describe: 'AutoencoderKL only' })
     .option('variant', { type: 'string', describe: 'weight variant, e.g. fp16' })
+    .options(weightDtypeOption)
     .options(backendOption) as never,
   handler: async (a) => {
     await setupBackend(a.backend, a.threads as number | undefined);
-    const model = await loadModel(a.dir, a.variant);
+    const model = await loadModel(a.dir, { variant: a.variant, weightDtype: a['weight-dtype'] });
     const inputs = await readTensors(a.inputs);
     try {
       const out = runModel(model, inputs, { mode: a.mode });

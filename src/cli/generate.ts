@@ -5,7 +5,7 @@ import { loadPipeline } from '../pipelines/load.js';
 import { resolveTgate } from '../attention/tgate.js';
 import { schedulerFromConfig } from '../samplers/index.js';
 import { encodePNG } from '../io/png.js';
-import { backendOption, demoModelDir, setupBackend } from './options.js';
+import { backendOption, demoModelDir, setupBackend, weightDtypeOption } from './options.js';
 import { readTensors, writeAtomic, writeTensors } from './files.js';
 import { progressBar } from './progress.js';
 import type { SDXLGenerateOptions } from '../pipelines/stable-diffusion-xl.js';
@@ -14,7 +14,7 @@ interface Args {
   dir?: string; prompt?: string; 'negative-prompt'?: string; steps: number; guidance?: number; 'gate-step'?: string;
   'auto-threshold'?: number; 'sp-interval': number; 'fi-interval': number; 'warm-up': number; lcm: boolean; 'deepcache-interval'?: number; seed: number;
   height?: number; width?: number; backend: string; output: string; 'prompt-embeds'?: string; latents?: string;
-  scheduler?: string; 'output-type': 'image' | 'latent'; variant?: string; offload: boolean;
+  scheduler?: string; 'output-type': 'image' | 'latent'; variant?: string; offload: boolean; 'weight-dtype': 'float32' | 'float16';
 }
 
 /** Embedding file tensor names → generate() options. */
@@ -49,6 +49,7 @@ export const generateCommand: CommandModule<object, Args> = {
     .option('output-type', { choices: ['image', 'latent'] as const, default: 'image' as const })
     .option('variant', { type: 'string', describe: 'weight variant, e.g. fp16' })
     .option('offload', { type: 'boolean', default: false, describe: 'keep weights in JS memory and upload each block only while it runs (models larger than the wasm heap; slower)' })
+    .options(weightDtypeOption)
     .option('output', { type: 'string', demandOption: true, describe: 'PNG file (or .safetensors with --output-type latent)' })
     .options(backendOption) as never,
   handler: async (a) => {
@@ -63,7 +64,9 @@ export const generateCommand: CommandModule<object, Args> = {
     await setupBackend(a.backend, a.threads as number | undefined);
     const dir = a.dir ?? demoModelDir();
     const bar = progressBar('loading');
-    const pipe = await loadPipeline(dir, { variant: a.variant, offload: a.offload, onProgress: (name, i, n) => bar(i + 1, n, name) });
+    const pipe = await loadPipeline(dir, {
+      variant: a.variant, offload: a.offload, weightDtype: a['weight-dtype'], onProgress: (name, i, n) => bar(i + 1, n, name),
+    });
     const owned: tf.Tensor[] = [];
     try {
       if (a.scheduler) {

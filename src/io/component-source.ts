@@ -4,6 +4,8 @@
  */
 import type { Module, WeightSource } from '../nn/module.js';
 import { offloadWeights, type OffloadOptions } from '../nn/offload.js';
+import type { WeightDtype } from '../nn/packed-weight.js';
+import { checkWeightDtype } from '../backends/kernels.js';
 import { TfjsWeightSource, type TfjsOpenOptions } from './tfjs-format.js';
 import { MAX_MODEL_JSON_BYTES } from './tfjs-validate.js';
 import { isRemote, joinLocation, nodeFs, readJsonAt } from './location.js';
@@ -88,10 +90,16 @@ export type LoadWeightsOptions = OpenWeightsOptions & {
    * larger than the backend's memory (wasm's ~3.9 GiB heap). `offloadHandle(model)` gives units and stats.
    */
   offload?: boolean | OffloadOptions;
+  /** 'float16': Linear, Conv2d and Embedding weights held as packed halves (WebGPU only; nn/packed-weight.ts). */
+  weightDtype?: WeightDtype;
 };
 
 /** Loads a component's weights into a model built from its config; disposes the model if loading fails. */
 export async function loadWeightsInto<M extends Module>(model: M, dirOrUrl: string, opts: LoadWeightsOptions = {}): Promise<M> {
+  if (opts.weightDtype) {
+    checkWeightDtype(opts.weightDtype);
+    model.setWeightDtype(opts.weightDtype);
+  }
   if (opts.offload) offloadWeights(model, opts.offload === true ? {} : opts.offload);
   let src: ClosableWeightSource;
   try {

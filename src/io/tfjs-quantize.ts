@@ -4,36 +4,10 @@
  * what `tgate convert` writes; decoding is what the reader returns (always float32). No Node imports.
  */
 import type { QuantizeMode, TfjsWeightEntry } from './tfjs-manifest.js';
+import { f32ToF16Bits, toHalves } from '../nn/float16.js';
 
-const f32Scratch = new Float32Array(1);
-const u32Scratch = new Uint32Array(f32Scratch.buffer);
-
-/** float32 → IEEE half bits, round to nearest even (overflow → ±Inf, NaN kept). */
-export function f32ToF16Bits(v: number): number {
-  f32Scratch[0] = v;
-  const u = u32Scratch[0];
-  const sign = (u >>> 16) & 0x8000;
-  const exp = (u >>> 23) & 0xff;
-  let mant = u & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  const e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    const half = 1 << (shift - 1);
-    let r = mant >>> shift;
-    const rem = mant & ((1 << shift) - 1);
-    if (rem > half || (rem === half && r & 1)) r++;
-    return sign | r;
-  }
-  let r = (e << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  // A carry out of the mantissa correctly bumps the exponent (up to Inf).
-  if (rem > 0x1000 || (rem === 0x1000 && r & 1)) r++;
-  return sign | r;
-}
+// The float32 → half rounding lives with the float16 weights that share it.
+export { f32ToF16Bits };
 
 let f16Table: Float32Array | undefined;
 /** All 65536 half values as float32 (256 KiB, built once): decoding is one lookup per element. */
@@ -72,8 +46,7 @@ export function encodeStored(src: Float32Array, dst: Uint8Array, mode: QuantizeM
   if (mode === 'none') {
     new Float32Array(dst.buffer, dst.byteOffset, src.length).set(src);
   } else if (mode === 'float16') {
-    const out = new Uint16Array(dst.buffer, dst.byteOffset, src.length);
-    for (let i = 0; i < src.length; i++) out[i] = f32ToF16Bits(src[i]);
+    toHalves(src, new Uint16Array(dst.buffer, dst.byteOffset, src.length));
   } else {
     if (!q) throw new Error('uint8 encoding needs min and scale');
     const inv = 1 / q.scale;

@@ -86,6 +86,19 @@ export class TfjsWeightSource implements WeightSource {
 
   /** Reads and dequantizes one tensor (float32, our layout). */
   async read(key: string): Promise<Float32Array> {
+    const { entry, bytes, owned } = await this.stored(key);
+    return decodeStored(bytes, entry, owned);
+  }
+
+  /** The stored half bits of a tensor quantized to float16, else null: float16 weights upload them as they are. */
+  async readHalves(key: string): Promise<Uint16Array | null> {
+    if (this.locate(key).entry.quantization?.dtype !== 'float16') return null;
+    const { bytes, owned } = await this.stored(key);
+    return owned && bytes.byteOffset % 2 === 0 ? new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.length / 2) : new Uint16Array(bytes.slice().buffer);
+  }
+
+  /** One tensor's stored bytes; `owned`: a fresh array, not a view of a cached shard. */
+  private async stored(key: string): Promise<{ entry: TfjsWeightEntry; bytes: Uint8Array; owned: boolean }> {
     const { entry, group, offset, length } = this.locate(key);
     const store = this.stores[group];
     const starts = await this.starts(group);
@@ -100,12 +113,12 @@ export class TfjsWeightSource implements WeightSource {
       pieces.push(got.bytes);
       owned = got.owned;
     }
-    if (pieces.length === 1) return decodeStored(pieces[0], entry, owned);
+    if (pieces.length === 1) return { entry, bytes: pieces[0], owned };
     // A tensor spanning shards: assemble only its own bytes.
     const bytes = new Uint8Array(length);
     let o = 0;
     for (const p of pieces) { bytes.set(p, o); o += p.length; }
-    return decodeStored(bytes, entry, true);
+    return { entry, bytes, owned: true };
   }
 
   async close(): Promise<void> { await Promise.all(this.stores.map((s) => s.close())); }

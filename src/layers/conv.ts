@@ -1,12 +1,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Module, type Parameter } from '../nn/module.js';
-import { conv2dBias, conv2dStreamed, matMulBias, streamsWeight } from './gemm.js';
+import { conv2dBias, conv2dHalf, conv2dStreamed, matMulBias, matMulHalf, streamsWeight } from './gemm.js';
 import { packedWeight, streamedWeight } from '../nn/streamed-weights.js';
 import { lowRankConv, type LowRankBranch } from './low-rank.js';
 
 /**
  * torch.nn.Conv2d on NHWC input: weight HWIO, PyTorch's symmetric zero `padding` and `stride`. On wasm a
- * large weight is held [O, kh·kw·I] after its first use instead (layers/gemm.ts).
+ * large weight is held [O, kh·kw·I] after its first use instead (layers/gemm.ts); on WebGPU it may be held
+ * as float16 (nn/packed-weight.ts).
  */
 export class Conv2d extends Module {
   readonly weight: Parameter;
@@ -18,7 +19,7 @@ export class Conv2d extends Module {
     readonly stride = 1, readonly padding = 0, bias = true,
   ) {
     super();
-    this.weight = this.param('weight', [kernelSize, kernelSize, inChannels, outChannels], 'conv');
+    this.weight = this.param('weight', [kernelSize, kernelSize, inChannels, outChannels], 'conv', { halves: true });
     if (bias) this.bias = this.param('bias', [outChannels]);
   }
 
@@ -32,16 +33,23 @@ export class Conv2d extends Module {
     return tf.tidy(() => {
       const pad = this.padding === 0 ? 'valid' : this.padding;
       const bias = this.bias?.t;
-      if (streamsWeight(this.weight.size)) {
+      const pointwise = this.kernelSize === 1 && this.stride === 1 && this.padding === 0;
+      const half = this.weight.isPacked;
+      if (!half && streamsWeight(this.weight.size)) {
         return conv2dStreamed(x, streamedWeight(this.weight), this.kernelSize, this.stride, pad, bias);
       }
-      const w = packedWeight(this.weight) as tf.Tensor4D;
-      if (this.kernelSize === 1 && this.stride === 1 && this.padding === 0) {
+      if (pointwise) {
         // A 1×1 convolution is a matMul over channels; that path is faster on every backend.
         const [b, h, wd, c] = x.shape;
-        return matMulBias(x.reshape([b * h * wd, c]), w.reshape([c, this.outChannels]), bias).reshape([b, h, wd, this.outChannels]);
+        const x2 = x.reshape([b * h * wd, c]) as tf.Tensor2D;
+        const y = half
+          ? matMulHalf(x2, this.weight.stored, bias)
+          : matMulBias(x2, packedWeight(this.weight).reshape([c, this.outChannels]), bias);
+        return y.reshape([b, h, wd, this.outChannels]);
       }
-      return conv2dBias(x, w, this.stride, pad, bias);
+      return half
+        ? conv2dHalf(x, this.weight.stored, this.stride, pad, bias)
+        : conv2dBias(x, packedWeight(this.weight) as tf.Tensor4D, this.stride, pad, bias);
     });
   }
 }

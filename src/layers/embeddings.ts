@@ -6,6 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Module, type Parameter } from '../nn/module.js';
 import { Linear } from './linear.js';
 import { activation } from './activations.js';
+import { gatherRows } from './table.js';
 
 const f32 = Math.fround;
 
@@ -76,14 +77,14 @@ export class TimestepEmbeddingMLP extends Module {
   }
 }
 
-/** torch.nn.Embedding: a [num, dim] table read with tf.gather. */
+/** torch.nn.Embedding: a [num, dim] table read by rows (./table.ts: float16, or in pieces when large). */
 export class Embedding extends Module {
   readonly weight: Parameter;
   constructor(readonly num: number, readonly dim: number) {
     super();
-    this.weight = this.param('weight', [num, dim]);
+    this.weight = this.param('weight', [num, dim], 'plain', { halves: true, rowPieces: true });
   }
   forward(ids: tf.Tensor): tf.Tensor {
-    return tf.gather(this.weight.t, ids);
+    return gatherRows(this.weight, ids);
   }
 }

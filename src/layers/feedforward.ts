@@ -63,7 +63,8 @@ export class FeedForward extends Module {
   forward(x: tf.Tensor): tf.Tensor {
     const act = this.net.at(0) as GeluProjection;
     const out = this.net.at(2) as Linear;
-    if (act.kind === 'geglu' && streamsWeight(act.proj.weight.size) && streamsWeight(out.weight.size)) return gegluTransposed(x, act.proj, out);
+    const streamed = (l: Linear) => !l.weight.isPacked && streamsWeight(l.weight.size);
+    if (act.kind === 'geglu' && streamed(act.proj) && streamed(out)) return gegluTransposed(x, act.proj, out);
     return tf.tidy(() => out.forward(act.forward(x)));
   }
 }

@@ -22,7 +22,8 @@ import * as tf from '@tensorflow/tfjs-core';
 // x.reshape(), x.transpose()… on tf.Tensor.
 import '../nn/chained-ops.js';
 import { transpose2d } from '../nn/transpose2d.js';
-import { kernels } from '../backends/kernels.js';
+import type { PackedWeight } from '../nn/packed-weight.js';
+import { halfWeightsError, kernels, type BackendKernels } from '../backends/kernels.js';
 
 export type GemmStrategy = 'auto' | 'packed' | 'streamed';
 
@@ -71,6 +72,23 @@ export function conv2dBias(x: tf.Tensor4D, w: tf.Tensor4D, stride: number, pad: 
   const fused = kernels().conv2dBias;
   if (bias && fused) return fused(x, w, stride, pad, bias);
   return tf.tidy(() => (bias ? tf.add<tf.Tensor4D>(tf.conv2d(x, w, stride, pad), bias) : tf.conv2d(x, w, stride, pad)));
+}
+
+/** The backend's kernel reading float16 weights (the backend may have changed since loading). */
+export function halfKernel<K extends 'matMulHalf' | 'conv2dHalf' | 'gatherHalf'>(name: K): NonNullable<BackendKernels[K]> {
+  const k = kernels()[name];
+  if (!k) throw halfWeightsError();
+  return k as NonNullable<BackendKernels[K]>;
+}
+
+/** x · W (+ bias) for a float16 Linear weight W [in, out] (one piece). */
+export function matMulHalf(x: tf.Tensor2D, w: PackedWeight, bias?: tf.Tensor): tf.Tensor2D {
+  return halfKernel('matMulHalf')(x, w.pieces[0]!, w.shape[w.shape.length - 1]!, bias);
+}
+
+/** conv2d(x, W) (+ bias) for a float16 Conv2d weight W HWIO (one piece). */
+export function conv2dHalf(x: tf.Tensor4D, w: PackedWeight, stride: number, pad: number | 'valid', bias?: tf.Tensor): tf.Tensor4D {
+  return halfKernel('conv2dHalf')(x, w.pieces[0]!, w.shape, stride, pad, bias);
 }
 
 /** y[rows, out] = x[rows, in] · W (+ bias), with `w` in the streamed layout [out, in]. */

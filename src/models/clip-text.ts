@@ -134,7 +134,7 @@ class CLIPTextEmbeddings extends Module {
   forward(ids: tf.Tensor2D): tf.Tensor {
     return tf.tidy(() => {
       const len = ids.shape[1];
-      const pos = this.position_embedding.weight.t.slice([0, 0], [len, -1]);
+      const pos = this.position_embedding.forward(tf.range(0, len, 1, 'int32'));
       return tf.add(this.token_embedding.forward(ids), pos);
     });
   }

@@ -225,6 +225,7 @@ class TiedEmbeddingSource implements WeightSource {
   private map(key: string): string { return key === SHARED ? this.alias : key; }
   shape(key: string): number[] { return this.src.shape(this.map(key)); }
   read(key: string): Promise<Float32Array> { return this.src.read(this.map(key)); }
+  readHalves(key: string): Promise<Uint16Array | null> { return this.src.readHalves?.(this.map(key)) ?? Promise.resolve(null); }
 }
 
 export interface T5ForwardOptions {

@@ -55,21 +55,22 @@ class OffloadSlot implements HostSlot {
   }
   get streamed(): boolean { return this.#streamed; }
 
-  /** A backend tensor of the values, in whichever layout they are held. */
-  tensor(p: Parameter): tf.Tensor {
-    return this.#streamed ? streamedFromValues(p, this.#values!) : tf.tensor(this.#values!, p.shape, 'float32');
+  /** Creates the parameter's backend tensor(s) from the values, in whichever layout they are held. */
+  upload(p: Parameter): void {
+    if (this.#streamed) p.value = streamedFromValues(p, this.#values!);
+    else p.upload(this.#values!);
   }
 
-  materialize(p: Parameter): tf.Tensor {
+  materialize(p: Parameter): void {
     const scope = scopes[scopes.length - 1];
     if (!scope) throw new Error('an offloaded parameter was used outside any module forward (offloaded weights exist only while a forward runs)');
     const t0 = performance.now();
-    // Kept: created inside the caller's tidy, but the scope, not the tidy, decides when it goes.
-    const t = tf.keep(this.tensor(p));
+    this.upload(p);
+    // Kept: created inside the caller's tidy, but the scope, not the tidy, decides when they go.
+    if (p.value) tf.keep(p.value);
+    p.packed?.pieces.forEach((t) => tf.keep(t));
     this.onUpload(p, (performance.now() - t0) / 1000);
-    p.value = t;
     scope.push(p);
-    return t;
   }
 
   /** Swaps in the streamed copy when this forward converted the weight (one read of it, once per weight). */
@@ -128,6 +129,8 @@ export function offloadWeights(root: Module, opts: OffloadOptions = {}): Offload
 
   const toHost = (p: Parameter): void => {
     const s = slot();
+    if (p.dtype === 'float16') throw new Error('float16 weights cannot be offloaded (offload keeps float32 values in JS memory; use one or the other)');
+    if (p.packed) throw new Error('a model holding a table in row pieces can be offloaded only before its weights are loaded');
     if (p.value) {
       if (p.value.dtype !== 'float32') throw new Error(`offload supports float32 parameters, got ${p.value.dtype}`);
       // A weight that has run on wasm may be held in the streamed GEMM layout; JS memory keeps ours.
@@ -153,8 +156,7 @@ export function offloadWeights(root: Module, opts: OffloadOptions = {}): Offload
         scopes.splice(scopes.lastIndexOf(mine), 1);
         for (const p of mine) {
           (p.host as OffloadSlot | null)?.keepConverted(p);
-          p.value?.dispose();
-          p.value = null;
+          p.releaseBackend();
         }
       }
     };
@@ -186,7 +188,7 @@ export function offloadWeights(root: Module, opts: OffloadOptions = {}): Offload
       for (const p of offloaded) {
         const s = p.host as OffloadSlot | null;
         p.host = null;
-        if (s?.values) p.value = s.tensor(p);
+        if (s?.values) s.upload(p);
       }
       offloaded.length = 0;
       wrapped.length = 0;

@@ -8,6 +8,7 @@ import { readModelIndex } from '../io/component-source.js';
 import { parseModelIndex } from '../io/model-index.js';
 import { loadModel } from '../models/load.js';
 import type { OffloadOptions } from '../nn/offload.js';
+import type { WeightDtype } from '../nn/packed-weight.js';
 import { joinLocation, readJsonAt } from '../io/location.js';
 import { throwIfAborted, type NetOptions } from '../io/http-fetch.js';
 import { loadTokenizer } from '../tokenizers/index.js';
@@ -42,6 +43,12 @@ export interface LoadOptions extends NetOptions {
    * unchanged; each forward pays one upload of the weights it uses. For models beyond the backend's memory.
    */
   offload?: boolean | OffloadOptions;
+  /**
+   * 'float16': every model component's Linear, Conv2d and Embedding weights held as packed halves, read
+   * with f32 arithmetic (half the weight memory; WebGPU only, an error elsewhere). A converted
+   * `--quantize float16` folder uploads its bytes as they are. Not with `offload`.
+   */
+  weightDtype?: WeightDtype;
 }
 
 const PIPELINES: Record<string, string[]> = {
@@ -82,7 +89,7 @@ export async function loadPipeline(dir: string, opts: LoadOptions = {}): Promise
         if (sc === undefined) throw new Error(`${dir}: component "scheduler" has no ${joinLocation(sub, 'scheduler_config.json')}`);
         parts[name] = schedulerFromConfig(sc, undefined, joinLocation(sub, 'scheduler_config.json'));
       } else {
-        const m = await loadModel(sub, { ...net, variant: opts.variant, cache: opts.cache, offload: opts.offload });
+        const m = await loadModel(sub, { ...net, variant: opts.variant, cache: opts.cache, offload: opts.offload, weightDtype: opts.weightDtype });
         loaded.push(m);
         parts[name] = m;
       }

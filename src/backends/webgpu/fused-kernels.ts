@@ -15,11 +15,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { WebGPUProgram } from '@tensorflow/tfjs-backend-webgpu';
 import type { GroupNormOptions } from '../kernels.js';
-
-type Uniform = { type: 'int32' | 'float32'; data: number[] };
-interface WebgpuBackend {
-  runWebGPUProgram(p: WebGPUProgram, inputs: tf.TensorInfo[], dtype: tf.DataType, uniforms?: Uniform[]): tf.TensorInfo;
-}
+import { ints, run, type Uniform } from './program.js';
 
 /** An elementwise program over a flat output of `size` elements, one invocation per element. */
 function flatProgram(key: string, size: number, variableNames: string[], uniforms: string, body: string): WebGPUProgram {
@@ -132,12 +128,6 @@ fn value(i : i32) -> f32 {
   return flatProgram(`tgate_normalise_${affine}_${addend}_${silu}`, size, names, NORM_UNIFORMS, body);
 }
 
-function run(program: WebGPUProgram, inputs: tf.Tensor[], uniforms: Uniform[]): tf.Tensor {
-  const backend = tf.backend() as unknown as WebgpuBackend;
-  const info = backend.runWebGPUProgram(program, inputs, 'float32', uniforms);
-  return tf.engine().makeTensorFromTensorInfo(info);
-}
-
 /**
  * GroupNorm over x viewed as [B, M, G·C] (channels last): (x − mean) / √(var + eps) · gamma + beta per group
  * of C channels, in one dispatch (two for groups over {@link ONE_DISPATCH_MAX} elements). LayerNorm is the
@@ -158,7 +148,7 @@ export function groupNormWebgpu(x: tf.Tensor, batch: number, numGroups: number, 
     if (addend && addend.size !== batch * channels) throw new Error(`norm addend must hold ${batch}×${channels} values, got shape [${addend.shape}]`);
     const xs = [x.reshape([x.size]), ...(addend ? [addend.reshape([addend.size])] : [])];
     const affines = affine ? [gamma!.reshape([channels]), beta!.reshape([channels])] : [];
-    const uniforms: Uniform[] = [...[groups, spatial, numGroups, groupChannels].map((d): Uniform => ({ type: 'int32', data: [d] })), { type: 'float32', data: [eps] }];
+    const uniforms: Uniform[] = [...ints(groups, spatial, numGroups, groupChannels), { type: 'float32', data: [eps] }];
     const silu = !!o.silu;
     if (n <= ONE_DISPATCH_MAX) return run(groupProgram(x.size, groups, n, false, affine, !!addend, silu), [...xs, ...affines], uniforms).reshape(x.shape);
     const stats = run(groupProgram(x.size, groups, n, true, false, !!addend, false), xs, uniforms);

@@ -4,14 +4,19 @@
  *
  * On WebGPU a UNet forward is bound by per-dispatch cost (~80–100 µs of CPU through Dawn), not arithmetic,
  * so every entry here turns several dispatches into one: TF.js's own batchNorm and fused GEMMs always, our
- * fused norm/SiLU/GEGLU kernels (./fused-kernels.ts) unless turned off. The bias inside the GEMM is kept to
- * WebGPU: tfjs-backend-cpu's fused kernels would bypass the faster ones backends/cpu-fast registers.
+ * fused norm/SiLU/GEGLU and attention kernels (./fused-kernels.ts, ./attention-kernel.ts) unless turned off.
+ * The bias inside the GEMM is kept to WebGPU: tfjs-backend-cpu's fused kernels would bypass the faster ones
+ * backends/cpu-fast registers. The kernels that read float16 weights (./half-kernels.ts) are always there:
+ * such weights have no other reader.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { onModuleDispose } from '../../nn/module.js';
 import { registerKernels, type BackendKernels } from '../kernels.js';
 import { releaseWebgpuBufferPool } from './buffer-pool.js';
 import { gegluWebgpu, groupNormWebgpu, siluWebgpu } from './fused-kernels.js';
+import { attentionWebgpu } from './attention-kernel.js';
+import { conv2dHalfWebgpu, gatherHalfWebgpu, matMulHalfWebgpu } from './half-kernels.js';
+import { checkBinding } from './bindings.js';
 
 const TF_FUSED: BackendKernels = {
   // One batchNorm dispatch instead of six; the statistics are lifted to x's rank, since the kernel needs it.
@@ -20,11 +25,17 @@ const TF_FUSED: BackendKernels = {
     const asRank = (t: tf.Tensor) => (t.rank === r ? t : t.reshape([...Array(r - t.rank).fill(1), ...t.shape]));
     return tf.batchNorm(x, mean, variance, offset && asRank(offset), scale && asRank(scale), eps);
   }),
-  matMulBias: (a, b, bias) => tf.fused.matMul({ a, b, bias }) as tf.Tensor2D,
-  conv2dBias: (x, filter, strides, pad, bias) => tf.fused.conv2d({ x, filter, strides, pad, bias }),
+  matMulBias: (a, b, bias) => tf.fused.matMul({ a, b: checkBinding(b, 'a Linear weight'), bias }) as tf.Tensor2D,
+  conv2dBias: (x, filter, strides, pad, bias) => tf.fused.conv2d({ x, filter: checkBinding(filter, 'a Conv2d weight'), strides, pad, bias }),
+  matMulHalf: matMulHalfWebgpu,
+  conv2dHalf: conv2dHalfWebgpu,
+  gatherHalf: gatherHalfWebgpu,
 };
 
-const WITH_OURS: BackendKernels = { ...TF_FUSED, groupNorm: groupNormWebgpu, silu: siluWebgpu, geglu: gegluWebgpu };
+const WITH_OURS: BackendKernels = {
+  ...TF_FUSED, groupNorm: groupNormWebgpu, silu: siluWebgpu, geglu: gegluWebgpu,
+  attention: (q, k, v, heads, scale, bias) => attentionWebgpu(q, k, v, heads, scale, bias) as tf.Tensor3D | null,
+};
 
 let fused = (typeof process !== 'undefined' ? process.env?.TGATE_WEBGPU_FUSED : undefined) !== '0';
 let installed = false;
