@@ -81,7 +81,7 @@ test('the weight dtype is set before loading, and float16 is not combined with o
   expect(() => loaded.setWeightDtype('float16')).toThrow(/before weights are loaded \(weight already is\)/);
   expect(() => loaded.setWeightDtype('bfloat16' as never)).toThrow(/'float32' or 'float16', got "bfloat16"/);
   loaded.dispose();
-  const config = { _class_name: 'CLIPTextModel', hidden_size: 8, intermediate_size: 16, num_hidden_layers: 1, num_attention_heads: 2, vocab_size: 20 };
+  const config = { _class_name: 'CLIPTextModel', hidden_size: 8, intermediate_size: 16, num_hidden_layers: 1, num_attention_heads: 2, vocab_size: 20, eos_token_id: 2 };
   const off = modelFromConfig(config);
   offloadWeights(off);
   expect(() => off.setWeightDtype('float16')).toThrow(/float16 weights cannot be offloaded/);
