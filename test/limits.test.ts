@@ -56,13 +56,13 @@ test('webgpu (Dawn): the device limit is read, and the split matches (skipped on
   expectSplit(r.split, true);
 }, 240000);
 
-test('checkGenerationFits names what does not fit', () => {
+test('checkGenerationFits names what does not fit and the options to lower', () => {
   const plan = { height: 2048, width: 2048, vaeScale: 4, unetChannels: [32, 64, 128], vaeChannels: [16, 32, 64], heads: 4, batch: 2 };
   setBufferLimit(128 * 2 ** 20);
   try {
     expect(checkGenerationFits(plan)).toEqual([
-      '2048×2048: UNet skip concatenation needs 192.0 MiB, over the 128.0 MiB buffer limit of cpu',
-      '2048×2048: VAE decoder activation needs 512.0 MiB, over the 128.0 MiB buffer limit of cpu',
+      '2048×2048: UNet skip concatenation needs 192.0 MiB, over the 128.0 MiB buffer limit of cpu: lower height and width (--height, --width) or the number of images (numImagesPerPrompt, --num-images)',
+      '2048×2048: VAE decoder activation needs 512.0 MiB, over the 128.0 MiB buffer limit of cpu: lower height and width (--height, --width)',
     ]);
     expect(checkGenerationFits({ ...plan, height: 64, width: 64 })).toEqual([]);
   } finally {

@@ -5,6 +5,7 @@ import { loadPipeline } from '../src/pipelines/load.js';
 import { schedulerFromConfig } from '../src/samplers/index.js';
 import type { SDGenerateOptions, StableDiffusionPipeline } from '../src/pipelines/stable-diffusion.js';
 import type { PixArtAlphaPipeline } from '../src/pipelines/pixart-alpha.js';
+import { setWasmAllocationLimit, WasmHeapError } from '../src/backends/wasm/heap.js';
 
 let sd: StableDiffusionPipeline;
 let pixart: PixArtAlphaPipeline;
@@ -87,3 +88,41 @@ test('an error thrown from onStep mid-run leaves no tensor behind', async () => 
     .rejects.toThrow('stop here');
   expect(tf.memory().numTensors).toBe(before);
 }, 60_000);
+
+describe('a tensor too large for the wasm heap', () => {
+  // The guard's limit on one allocation stands in for a full heap (no gigabytes allocated): sd15_tiny's largest
+  // tensor is 512 KiB in the denoising loop and 2 MiB in the VAE decode at 128×128, 4 MiB in the loop at 256×256.
+  afterEach(() => setWasmAllocationLimit(null));
+  const size = { promptEmbeds: embeds, negativePromptEmbeds: embeds, numInferenceSteps: 2, seed: 1, tgate: { gateStep: 1 } };
+
+  test.each([
+    ['in the VAE decode', { ...size, height: 128, width: 128 }, 1 << 20,
+      /^wasm heap exhausted while generating 1 image of 128×128: a tensor of 2\.0 MiB does not fit \(the heap holds .* of its 4 GiB\)\. Lower height and width \(--height, --width\), or use another backend\.$/],
+    ['in the denoising loop, two images', { ...size, height: 256, width: 256, numImagesPerPrompt: 2 }, 2 << 20,
+      /^wasm heap exhausted while generating 2 images of 256×256: .* Lower height and width \(--height, --width\) or fewer images \(numImagesPerPrompt \/ --num-images, or fewer prompts\), or use another backend\.$/],
+  ])('%s names the size options, not offload; nothing is left behind', async (_name, o, limit, msg) => {
+    const alone = await sd.generate({ ...o, height: 64, width: 64 });
+    const before = tf.memory().numTensors;
+    const procs = [...sd.unet.attnProcessors().values()];
+    setWasmAllocationLimit(limit);
+    const progress: string[] = [];
+    const call = sd.generate({ ...o, onProgress: (p) => { progress.push(p.phase); } });
+    await expect(call).rejects.toThrow(msg);
+    await expect(call).rejects.toBeInstanceOf(WasmHeapError);
+    setWasmAllocationLimit(null);
+    expect(progress.includes('decode')).toBe(o.height === 128);
+    expect(tf.memory().numTensors).toBe(before);
+    [...sd.unet.attnProcessors().values()].forEach((p, i) => expect(p).toBe(procs[i]));
+    const again = await sd.generate({ ...o, height: 64, width: 64 });
+    expect(relL2T(again.latents, alone.latents)).toBe(0);
+    tf.dispose([alone.latents, again.latents]);
+  }, 60_000);
+
+  test('while loading, the weights are what does not fit: the error still says offload', async () => {
+    const before = tf.memory().numTensors;
+    setWasmAllocationLimit(64 << 10);
+    await expect(loadPipeline(fixture('pipelines/sd15_tiny'))).rejects.toThrow(/^wasm heap exhausted: a tensor of .* Load the model with offload/);
+    setWasmAllocationLimit(null);
+    expect(tf.memory().numTensors).toBe(before);
+  }, 60_000);
+});

@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { BasicTransformerBlock } from '../src/models/transformer-2d.js';
-import type { TgateContext, TgateFlags, TgateOptions } from '../src/attention/tgate.js';
+import { TgateProcessor, type TgateContext, type TgateFlags, type TgateOptions } from '../src/attention/tgate.js';
 import { beginTgate } from '../src/attention/tgate-session.js';
 import { attnProcessors, setAttnProcessor, wrapProcessors } from '../src/attention/registry.js';
 import type { AttnProcessor } from '../src/attention/processor.js';
@@ -98,4 +98,25 @@ test('wrapProcessors: the wrapper\'s members replace, every other one is the inn
   expect(attnProcessors(block).get('attn1.processor')).toBe(inner);
   expect(attnProcessors(block).get('attn2.processor')).toBe(bare);
   x.dispose();
+});
+
+test('a cache reused at another batch says why: guidance kept after an averaged cache, lcm with guidance, another run', () => {
+  const block = new BasicTransformerBlock({ dim: 8, numAttentionHeads: 2, attentionHeadDim: 4, crossAttentionDim: 6 });
+  block.initRandom(1, 0.2);
+  const proc = new TgateProcessor();
+  setAttnProcessor(block, proc);
+  const before = tf.memory().numTensors;
+  const step = (batch: number, tgate: TgateFlags) => tf.tidy(() => block.forward(tf.ones([batch, 4, 8]), tf.ones([batch, 3, 6]), null, { tgate } as TgateContext));
+  const cases: [number, boolean, number, RegExp][] = [
+    [2, false, 2, /cached attention output has batch 1 but this step runs batch 2: the cache step averaged the two guidance halves \(tgate.lcm false\), so from the gate on the denoiser must run without guidance/],
+    [2, true, 1, /has batch 2 but this step runs batch 1: the cache step kept the whole guidance batch \(tgate.lcm true\), which only works when guidance never runs/],
+    [3, true, 1, /has batch 3 but this step runs batch 1: the cache was made by a step of another batch: a TgateProcessor's caches belong to one generation on one model/],
+  ];
+  for (const [cacheBatch, keepShape, reuseBatch, msg] of cases) {
+    step(cacheBatch, { ...CACHE, keepShape }).dispose();
+    expect(() => step(reuseBatch, REUSE)).toThrow(msg);
+    proc.reset();
+  }
+  expect(tf.memory().numTensors).toBe(before);
+  block.dispose();
 });

@@ -119,6 +119,8 @@ export interface TgateContext extends AttnContext {
  */
 export class TgateProcessor implements AttnProcessor {
   private readonly caches = new Map<AttentionModule, tf.Tensor>();
+  /** The caches that hold the mean of the guidance halves (keepShape false) rather than the whole batch. */
+  private readonly averaged = new Set<AttentionModule>();
 
   reuses(attn: AttentionModule, cross: boolean, ctx: TgateContext): boolean {
     const f = ctx.tgate;
@@ -133,9 +135,7 @@ export class TgateProcessor implements AttnProcessor {
     const cache = cross ? f.caCache : f.saCache;
     const cached = this.caches.get(attn);
     if (cached && this.reuses(attn, cross, ctx)) {
-      if (cached.shape[0] !== hidden.shape[0]) {
-        throw new Error(`TGATE: cached attention has batch ${cached.shape[0]} but this step runs batch ${hidden.shape[0]} (lcm mode needs guidance off)`);
-      }
+      if (cached.shape[0] !== hidden.shape[0]) throw new Error(batchMismatch(cached.shape[0], hidden.shape[0], this.averaged.has(attn)));
       return attn.finish(cached, hidden);
     }
     const out = attn.attend(hidden, enc, bias);
@@ -145,6 +145,8 @@ export class TgateProcessor implements AttnProcessor {
         return tf.div(tf.add(uncond, cond), 2);
       });
       this.store(attn, value);
+      if (f.keepShape) this.averaged.delete(attn);
+      else this.averaged.add(attn);
     }
     return attn.finish(out, hidden);
   }
@@ -163,5 +165,19 @@ export class TgateProcessor implements AttnProcessor {
   reset(): void {
     for (const t of this.caches.values()) t.dispose();
     this.caches.clear();
+    this.averaged.clear();
   }
+}
+
+/**
+ * Why a reused cache does not fit the step: the cache step averaged the guidance halves but guidance is still
+ * on, lcm kept the whole batch but guidance was dropped, or the cache is another run's.
+ */
+function batchMismatch(cached: number, now: number, averaged: boolean): string {
+  const why = averaged && now === 2 * cached
+    ? 'the cache step averaged the two guidance halves (tgate.lcm false), so from the gate on the denoiser must run without guidance (the conditional half only)'
+    : !averaged && cached === 2 * now
+      ? 'the cache step kept the whole guidance batch (tgate.lcm true), which only works when guidance never runs: drop lcm, or set guidanceScale ≤ 1'
+      : 'the cache was made by a step of another batch: a TgateProcessor\'s caches belong to one generation on one model (reset() before another)';
+  return `TGATE: the cached attention output has batch ${cached} but this step runs batch ${now}: ${why}`;
 }

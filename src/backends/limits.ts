@@ -81,15 +81,19 @@ export interface SizePlanInput {
   vaeChannels: number[];
   /** Largest attention head count in the UNet. */
   heads: number;
-  /** 2 with classifier-free guidance. */
+  /** Rows the denoiser runs at once: the images of one call (prompts × numImagesPerPrompt), × 2 with classifier-free guidance. */
   batch: number;
 }
 
+/** What to lower when a tensor of the generation does not fit: its size, and the batch for the denoiser's tensors. */
+const LOWER_SIZE = 'lower height and width (--height, --width)';
+const LOWER_BATCH = `${LOWER_SIZE} or the number of images (numImagesPerPrompt, --num-images)`;
+
 /**
  * Checks before a generation that every tensor that is not split can be one buffer: the UNet's largest
- * skip concatenation, the VAE decoder's full-resolution activations, and one query row of the UNet's
- * largest self-attention (unless the backend's fused attention holds no scores). Returns the problems
- * (empty when it fits).
+ * skip concatenation, the VAE decoder's full-resolution activations (one image at a time), and one query
+ * row of the UNet's largest self-attention (unless the backend's fused attention holds no scores). Returns
+ * the problems, each naming the options to lower (empty when it fits).
  */
 export function checkGenerationFits(p: SizePlanInput): string[] {
   const limit = bufferLimitBytes();
@@ -98,11 +102,11 @@ export function checkGenerationFits(p: SizePlanInput): string[] {
   const lw = p.width / p.vaeScale;
   const [u0, u1 = u0] = p.unetChannels;
   const [v0, v1 = v0] = p.vaeChannels;
-  const need: [string, number][] = [
-    ['UNet skip concatenation', p.batch * lh * lw * (u0! + u1!) * 4],
-    ['VAE decoder activation', p.height * p.width * Math.max(v0!, v1!) * 4],
-    ...(kernels().attention ? [] : [['one attention score row', p.batch * p.heads * lh * lw * 4] as [string, number]]),
+  const need: [string, number, string][] = [
+    ['UNet skip concatenation', p.batch * lh * lw * (u0! + u1!) * 4, LOWER_BATCH],
+    ['VAE decoder activation', p.height * p.width * Math.max(v0!, v1!) * 4, LOWER_SIZE],
+    ...(kernels().attention ? [] : [['one attention score row', p.batch * p.heads * lh * lw * 4, LOWER_BATCH] as [string, number, string]]),
   ];
-  return need.filter(([, b]) => b > limit).map(([what, b]) =>
-    `${p.width}×${p.height}: ${what} needs ${(b / 2 ** 20).toFixed(1)} MiB, over the ${(limit / 2 ** 20).toFixed(1)} MiB buffer limit of ${tf.getBackend()}`);
+  return need.filter(([, b]) => b > limit).map(([what, b, remedy]) =>
+    `${p.width}×${p.height}: ${what} needs ${(b / 2 ** 20).toFixed(1)} MiB, over the ${(limit / 2 ** 20).toFixed(1)} MiB buffer limit of ${tf.getBackend()}: ${remedy}`);
 }

@@ -14,6 +14,7 @@ import { FusedWeights } from './fuse.js';
 import { LoraError, groupLoraKeys, metadataAlpha, type LoraFormat } from './lora-file.js';
 import { ModuleIndex, branchScale, checkShapes, readTargets, type LoraTarget, type PlannedTarget } from './targets.js';
 import { openLoraSource, type LoraSource } from './source.js';
+import { withModelsLocked } from '../nn/model-lock.js';
 
 export interface LoadLoraOptions {
   /** Multiplier of the adapter's delta (diffusers' adapter weight / `lora_scale`); default 1. */
@@ -59,23 +60,33 @@ export class LoraSet {
   /** `components` gives the current models by component name (a missing one may be null). */
   constructor(private readonly components: () => Record<string, Module | null | undefined>) {}
 
-  /** Loads an adapter, checked whole against the models before any tensor is created; it runs unfused. */
-  async load(source: LoraSource, opts: LoadLoraOptions = {}): Promise<LoraInfo> {
-    const scale = checkScale(opts.scale ?? 1);
-    const name = opts.name ?? this.defaultName();
-    if (typeof name !== 'string' || !name) throw new Error('a LoRA name must be a non-empty string');
-    if (this.adapters.has(name)) throw new Error(`a LoRA named "${name}" is already loaded (unload it first, or pass another name)`);
-    if (opts.alpha !== undefined && !Number.isFinite(opts.alpha)) throw new Error(`LoRA alpha must be a finite number, got ${opts.alpha}`);
-    const { file, owned } = await openLoraSource(source, opts.fetch);
-    try {
-      const { planned, format } = this.plan(file, opts.components);
-      const targets = await readTargets(file, planned, scale, metadataAlpha(file), opts.alpha);
-      for (const t of targets) t.layer.lowRank.push(t.branch);
-      this.adapters.set(name, { info: { name, scale, fused: false, format, source: file.name }, targets });
-      return this.info(this.adapters.get(name)!);
-    } finally {
-      if (owned) await file.close();
-    }
+  /**
+   * Loads an adapter, checked whole against the models before any tensor is created; it runs unfused. Like
+   * every change here it waits for the generations and changes called before it (`nn/model-lock.ts`).
+   */
+  load(source: LoraSource, opts: LoadLoraOptions = {}): Promise<LoraInfo> {
+    return this.locked(async () => {
+      const scale = checkScale(opts.scale ?? 1);
+      const name = opts.name ?? this.defaultName();
+      if (typeof name !== 'string' || !name) throw new Error('a LoRA name must be a non-empty string');
+      if (this.adapters.has(name)) throw new Error(`a LoRA named "${name}" is already loaded (unload it first, or pass another name)`);
+      if (opts.alpha !== undefined && !Number.isFinite(opts.alpha)) throw new Error(`LoRA alpha must be a finite number, got ${opts.alpha}`);
+      const { file, owned } = await openLoraSource(source, opts.fetch);
+      try {
+        const { planned, format } = this.plan(file, opts.components);
+        const targets = await readTargets(file, planned, scale, metadataAlpha(file), opts.alpha);
+        for (const t of targets) t.layer.lowRank.push(t.branch);
+        this.adapters.set(name, { info: { name, scale, fused: false, format, source: file.name }, targets });
+        return this.info(this.adapters.get(name)!);
+      } finally {
+        if (owned) await file.close();
+      }
+    });
+  }
+
+  /** Runs a change of the models' weights or LoRA branches when no generation or other change holds them. */
+  private locked<T>(fn: () => Promise<T>): Promise<T> {
+    return withModelsLocked(Object.values(this.components()).filter((m): m is Module => !!m), fn);
   }
 
   /** Every key matched to a layer with fitting shapes, or a {@link LoraError} listing every problem. */
@@ -138,49 +149,57 @@ export class LoraSet {
    * Writes the deltas of the named adapters (default: all) into the weights. The originals are kept (in JS
    * memory) until {@link unfuse}/{@link unload}.
    */
-  async fuse(names?: string[]): Promise<void> {
-    const chosen = (names ?? [...this.adapters.keys()]).map((n) => this.adapter(n)).filter((a) => !a.info.fused);
-    for (const a of chosen) {
-      a.info.fused = true;
-      for (const t of a.targets) detach(t);
-    }
-    await this.rewrite(chosen);
+  fuse(names?: string[]): Promise<void> {
+    return this.locked(async () => {
+      const chosen = (names ?? [...this.adapters.keys()]).map((n) => this.adapter(n)).filter((a) => !a.info.fused);
+      for (const a of chosen) {
+        a.info.fused = true;
+        for (const t of a.targets) detach(t);
+      }
+      await this.rewrite(chosen);
+    });
   }
 
   /** Restores the original weights bit for bit; every adapter runs unfused again. */
-  async unfuse(): Promise<void> {
-    const chosen = [...this.adapters.values()].filter((a) => a.info.fused);
-    for (const a of chosen) {
-      a.info.fused = false;
-      for (const t of a.targets) t.layer.lowRank.push(t.branch);
-    }
-    await this.rewrite(chosen);
+  unfuse(): Promise<void> {
+    return this.locked(async () => {
+      const chosen = [...this.adapters.values()].filter((a) => a.info.fused);
+      for (const a of chosen) {
+        a.info.fused = false;
+        for (const t of a.targets) t.layer.lowRank.push(t.branch);
+      }
+      await this.rewrite(chosen);
+    });
   }
 
   /** Removes the named adapter (default: all), restoring what it had fused, and frees its tensors. */
-  async unload(name?: string): Promise<void> {
-    const chosen = name === undefined ? [...this.adapters.values()] : [this.adapter(name)];
-    const wasFused = chosen.filter((a) => a.info.fused);
-    for (const a of chosen) {
-      this.adapters.delete(a.info.name);
-      a.info.fused = false;
-    }
-    for (const a of chosen) for (const t of a.targets) detach(t);
-    await this.rewrite(wasFused);
-    for (const a of chosen) {
-      for (const t of a.targets) {
-        t.branch.down.dispose();
-        t.branch.up.dispose();
+  unload(name?: string): Promise<void> {
+    return this.locked(async () => {
+      const chosen = name === undefined ? [...this.adapters.values()] : [this.adapter(name)];
+      const wasFused = chosen.filter((a) => a.info.fused);
+      for (const a of chosen) {
+        this.adapters.delete(a.info.name);
+        a.info.fused = false;
       }
-    }
+      for (const a of chosen) for (const t of a.targets) detach(t);
+      await this.rewrite(wasFused);
+      for (const a of chosen) {
+        for (const t of a.targets) {
+          t.branch.down.dispose();
+          t.branch.up.dispose();
+        }
+      }
+    });
   }
 
   /** Changes an adapter's scale (a fused adapter's weights are recomputed from the originals). */
-  async setScale(name: string, scale: number): Promise<void> {
-    const a = this.adapter(name);
-    a.info.scale = checkScale(scale);
-    for (const t of a.targets) t.branch.scale = branchScale(scale, t.alpha, t.rank);
-    if (a.info.fused) await this.rewrite([a]);
+  setScale(name: string, scale: number): Promise<void> {
+    return this.locked(async () => {
+      const a = this.adapter(name);
+      a.info.scale = checkScale(scale);
+      for (const t of a.targets) t.branch.scale = branchScale(scale, t.alpha, t.rank);
+      if (a.info.fused) await this.rewrite([a]);
+    });
   }
 
   list(): LoraInfo[] {

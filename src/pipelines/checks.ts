@@ -26,7 +26,11 @@ export function warnTruncated(reports: TruncationReport[], warn: (msg: string) =
 }
 
 /** Steps and guidance checks shared by the pipelines. */
-export function checkCommon(o: { numInferenceSteps?: number; guidanceScale?: number; guidanceRescale?: number; seed?: number }): void {
+export function checkCommon(o: { numInferenceSteps?: number; guidanceScale?: number; guidanceRescale?: number; seed?: number; signal?: AbortSignal }): void {
+  const signal = o.signal as Partial<AbortSignal> | undefined;
+  if (signal !== undefined && (typeof signal?.aborted !== 'boolean' || typeof signal.addEventListener !== 'function')) {
+    throw new Error(`signal must be an AbortSignal (e.g. new AbortController().signal), got ${signal === null ? 'null' : typeof signal}`);
+  }
   if (o.seed !== undefined && !(Number.isInteger(o.seed) && o.seed >= 0 && o.seed <= 0xffffffff)) {
     throw new Error(`seed must be an integer in 0…2^32−1, got ${o.seed}`);
   }

@@ -20,6 +20,8 @@ import { imageToImageStart, strengthSteps, textToImageStart, type Start } from '
 import { inpaintStart } from './inpaint.js';
 import { imageShape, preprocessImage, preprocessMask, type ImageInput } from './images.js';
 import type { RGBImage } from '../io/png.js';
+import { lockModels } from '../nn/model-lock.js';
+import { abortedBeforeStart, generationMemoryError, stopAtProgress } from './call-guard.js';
 
 /** Options shared by every pipeline's `generate` (diffusers `__call__` arguments in camelCase). */
 export interface GenerateOptionsBase {
@@ -66,13 +68,21 @@ export interface GenerateOptionsBase {
   onStep?: (info: StepInfo) => void | Promise<void>;
   /** Progress through the denoising steps and then the VAE decoding of each image. */
   onProgress?: (p: GenerationProgress) => void | Promise<void>;
+  /**
+   * Stops the generation: it then rejects with an `AbortError` (`error.name === 'AbortError'`), having freed
+   * every tensor it made and restored the denoiser's attention processors; the pipeline stays usable. Checked
+   * before any work, while the call waits for another on the same model, after each denoising step, before the
+   * VAE decode and after each decoded image (the progress points). An error thrown from `onStep` or
+   * `onProgress` stops the run the same way, rejecting with that error.
+   */
+  signal?: AbortSignal;
 }
 
 /** Every key of GenerateOptionsBase (the compiler keeps this list complete). */
 export const BASE_OPTION_KEYS = Object.keys({
   prompt: 1, negativePrompt: 1, numImagesPerPrompt: 1, height: 1, width: 1, numInferenceSteps: 1, guidanceScale: 1, guidanceRescale: 1,
   latents: 1, seed: 1, generator: 1, rng: 1, eta: 1, outputType: 1, tgate: 1, deepcache: 1, image: 1, strength: 1, stepNoise: 1,
-  onStep: 1, onProgress: 1,
+  onStep: 1, onProgress: 1, signal: 1,
 } satisfies Record<keyof GenerateOptionsBase, 1>);
 
 export interface GenerateResult {
@@ -142,9 +152,30 @@ function tgateFor(o: GenerateOptionsBase, s: SessionSpec, plan: { run: number; s
   return beginTgate(s.denoiser, o.tgate, plan.run, s.doCfg);
 }
 
+/**
+ * Runs one generation. Calls that share the denoiser or the scheduler (one pipeline called twice, pipelines
+ * built on one UNet) run one at a time, in the order they were made (`nn/model-lock.ts`): each installs its
+ * processors on the denoiser and steps the scheduler for its whole run. `o.signal` ends a queued call at once
+ * and a running one at its next progress point (`call-guard.ts`).
+ */
 export async function runGeneration(o: GenerateOptionsBase, s: SessionSpec): Promise<GenerateResult> {
   const plan = planStart(o, s);
   if (o.deepcache && !(s.denoiser instanceof UNet2DConditionModel)) throw new Error('deepcache works with UNet pipelines only');
+  if (o.signal?.aborted) throw abortedBeforeStart(o.signal, false);
+  const release = await lockModels([s.denoiser, s.scheduler], { signal: o.signal, abortError: () => abortedBeforeStart(o.signal, true) });
+  try {
+    if (o.signal?.aborted) throw abortedBeforeStart(o.signal, false);
+    return await generateLocked(stopAtProgress(o), s, plan);
+  } catch (e) {
+    const [images, , h, w] = s.latentShape;
+    const f = 2 ** (s.vae.config.blockOutChannels.length - 1);
+    throw generationMemoryError(e, { images, height: h * f, width: w * f });
+  } finally {
+    release();
+  }
+}
+
+async function generateLocked(o: GenerateOptionsBase, s: SessionSpec, plan: ReturnType<typeof planStart>): Promise<GenerateResult> {
   const owned: tf.Tensor[] = [];
   const own: Own = (t) => { owned.push(t); return t; };
   let tg: TgateSession | null = null;

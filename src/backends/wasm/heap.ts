@@ -10,17 +10,34 @@ import * as tf from '@tensorflow/tfjs-core';
 /** The wasm heap cannot grow past 4 GiB (wasm32); in practice allocation fails near 3.9 GiB. */
 export const WASM_HEAP_LIMIT_BYTES = 3.9 * 1024 ** 3;
 
-/** Thrown when a tensor does not fit in the wasm heap; nothing was allocated. */
+/** What the allocator says when a tensor does not fit: the weights (loading) are the usual cause. */
+const WEIGHTS_REMEDY = 'Load the model with offload (`offload: true`, `tgate generate --offload`), generate at a smaller ' +
+  'size, or use another backend.';
+
+/**
+ * Thrown when a tensor does not fit in the wasm heap; nothing was allocated. A generation restates it with
+ * `during` and the size options as `remedy` (pipelines/call-guard.ts).
+ */
 export class WasmHeapError extends Error {
-  constructor(readonly requestedBytes: number, readonly heapBytes: number) {
-    super(`wasm heap exhausted: a tensor of ${gib(requestedBytes)} does not fit (the heap holds ${gib(heapBytes)} of ` +
-      'its 4 GiB). Load the model with offload (`offload: true`, `tgate generate --offload`), generate at a smaller ' +
-      'size, or use another backend.');
+  constructor(readonly requestedBytes: number, readonly heapBytes: number, o: { during?: string; remedy?: string } = {}) {
+    super(`wasm heap exhausted${o.during ? ` ${o.during}` : ''}: a tensor of ${formatBytes(requestedBytes)} does not fit (the heap ` +
+      `holds ${formatBytes(heapBytes)} of its 4 GiB). ${o.remedy ?? WEIGHTS_REMEDY}`);
     this.name = 'WasmHeapError';
   }
 }
 
-const gib = (b: number) => `${(b / 1024 ** 3).toFixed(2)} GiB`;
+let allocationLimit: number | null = null;
+
+/**
+ * Makes every allocation larger than `bytes` fail as one that does not fit (null: only the real heap limits),
+ * so tests reach the out-of-memory paths without filling 4 GiB.
+ */
+export function setWasmAllocationLimit(bytes: number | null): void {
+  if (bytes !== null && !(bytes > 0)) throw new Error(`setWasmAllocationLimit: bytes must be positive or null, got ${bytes}`);
+  allocationLimit = bytes;
+}
+
+const formatBytes = (b: number) => (b >= 1024 ** 3 ? `${(b / 1024 ** 3).toFixed(2)} GiB` : `${(b / 1024 ** 2).toFixed(1)} MiB`);
 
 interface WasmModule {
   _malloc(n: number): number;
@@ -45,7 +62,7 @@ export function guardWasmHeap(): void {
   const heapBytes = () => currentHeap(m).byteLength;
   m._malloc = (n: number) => {
     // A size from 4 GiB up would reach malloc wrapped to 32 bits: a small block, then written past its end.
-    if (n > 0xffffffff) throw new WasmHeapError(n, heapBytes());
+    if (n > 0xffffffff || (allocationLimit !== null && n > allocationLimit)) throw new WasmHeapError(n, heapBytes());
     const p = malloc(n);
     if (p === 0 && n > 0) throw new WasmHeapError(n, heapBytes());
     return p;
