@@ -26,6 +26,6 @@ export function loraPrefix(model: Module, given?: string): string {
   if (given) return given;
   const cls = model.constructor.name;
   const prefix = PREFIX_BY_CLASS[cls];
-  if (!prefix) throw new Error(`--lora: a ${cls} has no LoRA component prefix of its own; name the file's prefix with --lora-prefix`);
+  if (!prefix) throw new Error(`--lora: ${cls} has no LoRA component prefix of its own; name the file's prefix with --lora-prefix`);
   return prefix;
 }
