@@ -76,7 +76,11 @@ test('a browser bundle of the package entry builds, and loads no Node module at 
     const f = queue.pop()!;
     if (seen.has(f) || !result.metafile.outputs[f]) continue;
     seen.add(f);
-    for (const i of result.metafile.outputs[f].imports) if (i.kind === 'import-statement') (i.path.startsWith('node:') ? startup.push(i.path) : queue.push(i.path));
+    for (const i of result.metafile.outputs[f].imports) {
+      if (i.kind !== 'import-statement') continue;
+      if (i.path.startsWith('node:')) startup.push(i.path);
+      else queue.push(i.path);
+    }
   }
   expect(startup).toEqual([]);
 }, 120_000);
