@@ -68,4 +68,6 @@ export type { ImageInput } from './pipelines/images.js';
 export { DeepCache } from './pipelines/deepcache.js';
 export type { DeepCacheOptions } from './pipelines/deepcache.js';
 export type { StepInfo, GenerationProgress } from './pipelines/denoise.js';
+export { encodePNG, decodePNG, savePNG, MAX_PNG_PIXELS } from './io/png.js';
 export type { RGBImage } from './io/png.js';
+export { demoModelDir } from './io/demo-model.js';

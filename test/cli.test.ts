@@ -2,29 +2,19 @@
  * The built CLI, run as a user runs it (`node bin/tgate.js …`): help, info, forward on every component
  * class against the goldens, tokenize, generate with the bundled demo model.
  */
-import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, existsSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { fixture, loadFixture, relL2T } from './support/helpers.js';
+import { ROOT, ensureBuilt, tgate } from './support/cli.js';
 import { encodeSafetensors } from '../src/io/safetensors.js';
-import { writeFileSync } from 'node:fs';
 import { decodePNG } from '../src/io/png.js';
 
-const run = promisify(execFile);
-const ROOT = path.resolve(fixture('..', '..'));
-const BIN = path.join(ROOT, 'bin', 'tgate.js');
 let tmp: string;
 
-async function tgate(...args: string[]): Promise<{ stdout: string; stderr: string }> {
-  return run('node', [BIN, ...args], { cwd: ROOT, maxBuffer: 1 << 24, env: { ...process.env, FORCE_COLOR: '0' } });
-}
-
 beforeAll(async () => {
-  // The CLI runs from dist/ (built by `npm install`'s prepare); build it if this checkout has not.
-  if (!existsSync(path.join(ROOT, 'dist', 'src', 'cli', 'main.js'))) await run('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: ROOT });
+  await ensureBuilt();
   tmp = mkdtempSync(path.join(os.tmpdir(), 'tgate-cli-'));
 }, 300_000);
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -54,10 +44,12 @@ async function forward(dir: string, inputs: Record<string, tf.Tensor>, want: Rec
   tf.dispose([...Object.values(out)]);
 }
 
-test('forward reproduces the UNet golden from an inputs file', async () => {
+test('forward reproduces the UNet golden from an inputs file, resident and offloaded', async () => {
   const g = await loadFixture('goldens/sd15_tiny_unet_forward.safetensors');
-  await forward(fixture('pipelines/sd15_tiny/unet'),
-    { sample: g['in.sample'], timestep: tf.scalar(500, 'int32'), encoder_hidden_states: g['in.encoder_hidden_states'] }, { sample: g.out_t500 });
+  for (const extra of [[], ['--offload']]) {
+    await forward(fixture('pipelines/sd15_tiny/unet'),
+      { sample: g['in.sample'], timestep: tf.scalar(500, 'int32'), encoder_hidden_states: g['in.encoder_hidden_states'] }, { sample: g.out_t500 }, extra);
+  }
   tf.dispose(Object.values(g));
 }, 120_000);
 
@@ -106,7 +98,7 @@ test('generate writes a PNG with the bundled demo model, with and without TGATE'
 
 test('generate rejects a gate beyond the step count before loading anything heavy', async () => {
   await expect(tgate('generate', '--prompt', 'a red circle', '--steps', '5', '--gate-step', '9', '--backend', 'wasm', '--output', path.join(tmp, 'no.png')))
-    .rejects.toMatchObject({ stderr: expect.stringMatching(/gateStep 9 is beyond the 5 inference steps/) });
+    .rejects.toMatchObject({ stderr: expect.stringMatching(/--gate-step 9 is beyond the 5 inference steps/) });
   expect(existsSync(path.join(tmp, 'no.png'))).toBe(false);
 }, 60_000);
 

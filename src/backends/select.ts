@@ -133,6 +133,8 @@ export async function initBackend(choice: BackendChoice = 'auto', opts: BackendO
   if (choice !== 'auto' && !BACKENDS.includes(choice)) {
     throw new Error(`unknown backend "${choice}"; choose one of auto, ${BACKENDS.join(', ')}`);
   }
+  // A bad thread count is the caller's mistake, not a backend that is missing: `auto` must not skip past it.
+  if (isNode && candidates.includes('wasm')) (await import('./wasm/node.js')).wasmThreadsWanted(opts.wasmThreads);
   const skipped: string[] = [];
   for (const name of candidates) {
     try {

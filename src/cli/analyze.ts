@@ -17,7 +17,7 @@ import { attnProcessors, setAttnProcessor } from '../attention/registry.js';
 import { AUTO_GATE_PATIENCE, AUTO_GATE_THRESHOLD } from '../attention/auto-gate.js';
 import type { Module } from '../nn/module.js';
 import { backendOption, demoModelDir, setupBackend, weightDtypeOption } from './options.js';
-import { writeAtomic } from './files.js';
+import { writeFileAtomic } from './files.js';
 import { progressBar } from './progress.js';
 
 interface Args {
@@ -181,9 +181,9 @@ export const analyzeCommand: CommandModule<object, Args> = {
       };
       const jsonPath = path.join(a['out-dir'], 'analysis.json');
       const svgPath = path.join(a['out-dir'], 'analysis.svg');
-      await writeAtomic(jsonPath, new TextEncoder().encode(JSON.stringify(json, null, 1) + '\n'));
+      await writeFileAtomic(jsonPath, new TextEncoder().encode(JSON.stringify(json, null, 1) + '\n'));
       const title = `attention change per step — "${a.prompt}" (${a.steps} steps)`;
-      await writeAtomic(svgPath, new TextEncoder().encode(analysisSvg(curves, a.threshold, gate, title, a.steps)));
+      await writeFileAtomic(svgPath, new TextEncoder().encode(analysisSvg(curves, a.threshold, gate, title, a.steps)));
       console.log(`wrote ${jsonPath} and ${svgPath}`);
       console.log(gate === null
         ? `cross-attention change never settles below ${a.threshold}: no gate suggested (try a larger --threshold)`

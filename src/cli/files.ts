@@ -1,9 +1,12 @@
-/** Files the commands read and write: tensors as safetensors, and atomic writes. */
-import { rename, writeFile, unlink } from 'node:fs/promises';
-import path from 'node:path';
+/** Files the commands read and write: tensors as safetensors (written atomically), PNG inputs. */
+import { readFile, stat } from 'node:fs/promises';
 import type * as tf from '@tensorflow/tfjs-core';
 import { openSafetensors } from '../io/node-source.js';
 import { encodeSafetensors } from '../io/safetensors.js';
+import { writeFileAtomic } from '../io/node-write.js';
+import { decodePNG, type RGBImage } from '../io/png.js';
+
+export { writeFileAtomic };
 
 /** Reads every tensor of a safetensors file (caller disposes). */
 export async function readTensors(file: string): Promise<Record<string, tf.Tensor>> {
@@ -17,18 +20,23 @@ export async function readTensors(file: string): Promise<Record<string, tf.Tenso
   }
 }
 
-/** Writes a file through a temporary sibling and a rename, so a failure never leaves half a file. */
-export async function writeAtomic(file: string, bytes: Uint8Array): Promise<void> {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}`);
-  try {
-    await writeFile(tmp, bytes);
-    await rename(tmp, file);
-  } catch (e) {
-    await unlink(tmp).catch(() => {});
-    throw new Error(`cannot write ${file}: ${(e as Error).message}`);
-  }
+export async function writeTensors(file: string, tensors: Record<string, tf.Tensor>): Promise<void> {
+  await writeFileAtomic(file, encodeSafetensors(tensors));
 }
 
-export async function writeTensors(file: string, tensors: Record<string, tf.Tensor>): Promise<void> {
-  await writeAtomic(file, encodeSafetensors(tensors));
+/** The largest PNG file the commands read (a 64-megapixel image stored without compression is ~200 MB). */
+const MAX_PNG_FILE_BYTES = 512 * 2 ** 20;
+
+/** Reads and decodes a PNG file; `flag` names the option it came from in errors. */
+export async function readPNG(file: string, flag: string): Promise<RGBImage> {
+  let bytes: Uint8Array;
+  try {
+    const s = await stat(file);
+    if (!s.isFile()) throw new Error('not a file');
+    if (s.size > MAX_PNG_FILE_BYTES) throw new Error(`${s.size} bytes, more than the ${MAX_PNG_FILE_BYTES} read`);
+    bytes = await readFile(file);
+  } catch (e) {
+    throw new Error(`${flag} ${file}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  return decodePNG(bytes, `${flag} ${file}`);
 }

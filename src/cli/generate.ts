@@ -1,118 +1,133 @@
-/** `tgate generate [pipeline_dir] --prompt "…" --output out.png`: text-to-image with optional TGATE. */
+/**
+ * `tgate generate [pipeline_dir] --prompt "…" --output out.png`: text-to-image, img2img and inpainting, with
+ * optional TGATE, DeepCache and LoRAs. Every flag is checked before the model loads (generate-checks.ts).
+ */
 import type { CommandModule } from 'yargs';
 import * as tf from '@tensorflow/tfjs-core';
-import { loadPipeline } from '../pipelines/load.js';
-import { resolveTgate } from '../attention/tgate.js';
-import { schedulerFromConfig } from '../samplers/index.js';
-import { encodePNG } from '../io/png.js';
-import { backendOption, demoModelDir, setupBackend, weightDtypeOption } from './options.js';
-import { readTensors, writeAtomic, writeTensors } from './files.js';
-import { progressBar } from './progress.js';
+import { loadPipeline, type Pipeline } from '../pipelines/load.js';
+import { SCHEDULER_LIST, schedulerFromConfig } from '../samplers/index.js';
+import { encodePNG, type RGBImage } from '../io/png.js';
 import type { SDXLGenerateOptions } from '../pipelines/stable-diffusion-xl.js';
+import { setupBackend } from './options.js';
+import { readTensors, writeFileAtomic, writeTensors } from './files.js';
+import { progressBar } from './progress.js';
+import { generateOptions, type GenerateArgs } from './generate-options.js';
+import { checkGenerateArgs, type GeneratePlan } from './generate-checks.js';
+import { EMBED_NAMES, withFlagNames } from './flags.js';
+import { contactSheet, outputFiles } from './outputs.js';
 
-interface Args {
-  dir?: string; prompt?: string; 'negative-prompt'?: string; steps: number; guidance?: number; 'gate-step'?: string;
-  'auto-threshold'?: number; 'sp-interval': number; 'fi-interval': number; 'warm-up': number; lcm: boolean; 'deepcache-interval'?: number; seed: number;
-  height?: number; width?: number; backend: string; output: string; 'prompt-embeds'?: string; latents?: string;
-  scheduler?: string; 'output-type': 'image' | 'latent'; variant?: string; offload: boolean; 'weight-dtype': 'float32' | 'float16';
+type Options = SDXLGenerateOptions & Record<string, unknown>;
+
+/** `--list-schedulers`: the names `--scheduler` takes, each with a line on what it is. */
+function listSchedulers(): void {
+  const w = Math.max(...SCHEDULER_LIST.map((s) => s.name.length));
+  for (const s of SCHEDULER_LIST) console.log(`${s.name.padEnd(w)}  ${s.description}`);
 }
 
-/** Embedding file tensor names → generate() options. */
-const EMBED_NAMES: Record<string, string> = {
-  prompt_embeds: 'promptEmbeds', negative_prompt_embeds: 'negativePromptEmbeds', pooled_prompt_embeds: 'pooledPromptEmbeds',
-  negative_pooled_prompt_embeds: 'negativePooledPromptEmbeds', prompt_attention_mask: 'promptAttentionMask',
-  negative_prompt_attention_mask: 'negativePromptAttentionMask',
-};
+/** The generate() options the flags and the checked inputs give (tensors read from files go to `owned`). */
+async function generateCall(a: GenerateArgs, plan: GeneratePlan, owned: tf.Tensor[]): Promise<Options> {
+  const opts: Options = {
+    prompt: plan.prompts, negativePrompt: plan.negatives, numImagesPerPrompt: a['num-images'], numInferenceSteps: a.steps,
+    guidanceScale: a.guidance, guidanceRescale: a['guidance-rescale'], eta: a.eta, clipSkip: a['clip-skip'], seed: plan.seed,
+    height: a.height, width: a.width, image: plan.image, strength: a.strength, maskImage: plan.mask, outputType: a['output-type'],
+    tgate: plan.tgate, deepcache: a['deepcache-interval'] ? { cacheInterval: a['deepcache-interval'] } : null,
+  };
+  for (const [flag, file] of [['--prompt-embeds', a['prompt-embeds']], ['--latents', a.latents]] as const) {
+    if (!file) continue;
+    const t = await readTensors(file);
+    owned.push(...Object.values(t));
+    const names = flag === '--latents' ? { latents: 'latents' } : EMBED_NAMES;
+    for (const [k, v] of Object.entries(t)) {
+      if (!(k in names)) throw new Error(`${flag} ${file}: unexpected tensor "${k}" (expected: ${Object.keys(names).join(', ')})`);
+      opts[names[k as keyof typeof names]] = v;
+    }
+    const required = flag === '--latents' ? 'latents' : 'prompt_embeds';
+    if (!t[required]) throw new Error(`${flag} ${file} has no tensor named "${required}"`);
+  }
+  return opts;
+}
 
-export const generateCommand: CommandModule<object, Args> = {
-  command: 'generate [dir]',
-  describe: 'Generate an image (default model: the bundled tiny-shapes demo)',
-  builder: (y) => y
-    .positional('dir', { type: 'string', describe: 'diffusers pipeline folder (default: bundled demo model)' })
-    .option('prompt', { type: 'string', describe: 'text prompt' })
-    .option('negative-prompt', { type: 'string' })
-    .option('steps', { type: 'number', default: 25, describe: 'inference steps' })
-    .option('guidance', { type: 'number', describe: 'guidance scale (pipeline default when omitted)' })
-    .option('gate-step', { type: 'string', describe: 'TGATE gate step (number, or "auto": chosen during the run from the cross-attention change); omit for no TGATE' })
-    .option('auto-threshold', { type: 'number', describe: 'relative cross-attention change below which --gate-step auto closes the gate' })
-    .option('sp-interval', { type: 'number', default: 5 })
-    .option('fi-interval', { type: 'number', default: 1 })
-    .option('warm-up', { type: 'number', default: 2 })
-    .option('lcm', { type: 'boolean', default: false, describe: 'TGATE LCM mode (no guidance)' })
-    .option('deepcache-interval', { type: 'number', describe: 'DeepCache: full UNet every N steps (UNet pipelines)' })
-    .option('seed', { type: 'number', default: 0, describe: 'noise seed; draws what torch.Generator().manual_seed(seed) gives diffusers' })
-    .option('height', { type: 'number' })
-    .option('width', { type: 'number' })
-    .option('prompt-embeds', { type: 'string', describe: 'safetensors with prompt_embeds, negative_prompt_embeds, … instead of a prompt' })
-    .option('latents', { type: 'string', describe: 'safetensors with `latents` (NCHW, unscaled)' })
-    .option('scheduler', { type: 'string', describe: 'sampler class, e.g. EulerDiscreteScheduler' })
-    .option('output-type', { choices: ['image', 'latent'] as const, default: 'image' as const })
-    .option('variant', { type: 'string', describe: 'weight variant, e.g. fp16' })
-    .option('offload', { type: 'boolean', default: false, describe: 'keep weights in JS memory and upload each block only while it runs (models larger than the wasm heap; slower)' })
-    .options(weightDtypeOption)
-    .option('output', { type: 'string', demandOption: true, describe: 'PNG file (or .safetensors with --output-type latent)' })
-    .options(backendOption) as never,
-  handler: async (a) => {
-    const gate = a['gate-step'];
-    if (gate !== undefined && !/^(\d+|auto)$/.test(gate)) throw new Error(`--gate-step must be a positive integer or "auto", got "${gate}"`);
-    if (a.prompt === undefined && !a['prompt-embeds']) throw new Error('give --prompt or --prompt-embeds');
-    const tgate = gate === undefined ? null : {
-      gateStep: gate === 'auto' ? 'auto' as const : Number(gate), autoThreshold: a['auto-threshold'],
-      spInterval: a['sp-interval'], fiInterval: a['fi-interval'], warmUp: a['warm-up'], lcm: a.lcm,
+/** Swaps the sampler and loads (and by default fuses) the LoRAs. */
+async function preparePipeline(pipe: Pipeline, a: GenerateArgs, plan: GeneratePlan): Promise<void> {
+  if (a.scheduler) {
+    const next = schedulerFromConfig(pipe.scheduler.config, a.scheduler);
+    pipe.scheduler.dispose();
+    pipe.scheduler = next;
+  }
+  for (const l of plan.loras) {
+    const info = await pipe.loadLora(l.source, { scale: l.scale });
+    console.error(`LoRA ${l.source} at scale ${l.scale}: ${Object.entries(info.modules).map(([c, n]) => `${n} ${c} layers`).join(', ')}`);
+  }
+  if (plan.loras.length && a['fuse-lora']) await pipe.fuseLora();
+}
+
+async function run(a: GenerateArgs): Promise<void> {
+  const plan = await checkGenerateArgs(a);
+  await setupBackend(a.backend, a.threads);
+  const bar = progressBar('loading');
+  const pipe = await loadPipeline(plan.dir, {
+    variant: a.variant, offload: a.offload, weightDtype: a['weight-dtype'], onProgress: (name, i, n) => bar(i + 1, n, name),
+  });
+  const owned: tf.Tensor[] = [];
+  try {
+    await preparePipeline(pipe, a, plan);
+    const opts = await generateCall(a, plan, owned);
+    if (!plan.seedGiven) console.error(`seed ${plan.seed} (pass --seed ${plan.seed} to repeat)`);
+    const bars = { denoise: progressBar('denoising'), decode: progressBar('decoding') };
+    let gateUsed: number | null | undefined;
+    opts.onStep = async (s) => {
+      await s.latents.data(); // the bar then moves with the work, not with the queueing of async backends
+      gateUsed = s.gateStep;
     };
-    if (tgate) resolveTgate(tgate, a.steps); // fail before loading the model
-    await setupBackend(a.backend, a.threads as number | undefined);
-    const dir = a.dir ?? demoModelDir();
-    const bar = progressBar('loading');
-    const pipe = await loadPipeline(dir, {
-      variant: a.variant, offload: a.offload, weightDtype: a['weight-dtype'], onProgress: (name, i, n) => bar(i + 1, n, name),
-    });
-    const owned: tf.Tensor[] = [];
+    opts.onProgress = (p) => bars[p.phase](p.completed, p.total);
+    const t0 = Date.now();
+    const { latents, images } = await pipe.generate(opts);
+    const secs = ((Date.now() - t0) / 1000).toFixed(2);
+    let files: string[];
     try {
-      if (a.scheduler) {
-        const next = schedulerFromConfig(pipe.scheduler.config, a.scheduler);
-        pipe.scheduler.dispose();
-        pipe.scheduler = next;
-      }
-      const opts: SDXLGenerateOptions & Record<string, unknown> = {
-        prompt: a.prompt, negativePrompt: a['negative-prompt'], numInferenceSteps: a.steps, guidanceScale: a.guidance,
-        seed: a.seed, height: a.height, width: a.width, outputType: a['output-type'],
-        tgate,
-        deepcache: a['deepcache-interval'] ? { cacheInterval: a['deepcache-interval'] } : null,
-      };
-      if (a['prompt-embeds']) {
-        const t = await readTensors(a['prompt-embeds']);
-        owned.push(...Object.values(t));
-        for (const [k, v] of Object.entries(t)) {
-          if (!EMBED_NAMES[k]) throw new Error(`${a['prompt-embeds']}: unexpected tensor "${k}" (expected: ${Object.keys(EMBED_NAMES).join(', ')})`);
-          opts[EMBED_NAMES[k]] = v;
-        }
-        if (!t.prompt_embeds) throw new Error(`${a['prompt-embeds']} has no prompt_embeds tensor`);
-      }
-      if (a.latents) {
-        const t = await readTensors(a.latents);
-        owned.push(...Object.values(t));
-        if (!t.latents) throw new Error(`${a.latents} has no tensor named "latents"`);
-        opts.latents = t.latents;
-      }
-      const stepBar = progressBar('denoising');
-      const t0 = Date.now();
-      let gateUsed: number | null | undefined;
-      opts.onStep = async (s) => {
-        await s.latents.data();
-        gateUsed = s.gateStep;
-        stepBar(s.step + 1, s.numSteps, `batch ${s.batch}`);
-      };
-      const { latents, images } = await pipe.generate(opts);
-      const secs = ((Date.now() - t0) / 1000).toFixed(2);
-      if (a['output-type'] === 'latent') await writeTensors(a.output, { latents });
-      else await writeAtomic(a.output, await encodePNG(images[0]));
-      latents.dispose();
-      const gateNote = gate === undefined ? '' : `, TGATE gate ${gateUsed ?? 'never closed'}${gate === 'auto' ? ' (auto)' : ''}`;
-      console.log(`wrote ${a.output} (${secs} s${gateNote})`);
+      files = await writeOutputs(a, latents, images);
     } finally {
-      owned.forEach((t) => t.dispose());
-      pipe.dispose();
+      latents.dispose();
+    }
+    const gate = a['gate-step'];
+    const gateNote = gate === undefined ? '' : `, TGATE gate ${gateUsed ?? 'never closed'}${gate === 'auto' ? ' (auto)' : ''}`;
+    console.log(`wrote ${files.join(', ')} (${secs} s${gateNote})`);
+  } finally {
+    owned.forEach((t) => t.dispose());
+    pipe.dispose();
+  }
+}
+
+/** Writes the latents or the images (outputs.ts says where; the batch may come from --prompt-embeds' rows). */
+async function writeOutputs(a: GenerateArgs, latents: tf.Tensor, images: RGBImage[]): Promise<string[]> {
+  if (a['output-type'] === 'latent') {
+    await writeTensors(a.output!, { latents });
+    return [a.output!];
+  }
+  const files = outputFiles(a.output!, images.length, a.grid);
+  if (a.grid) {
+    const cols = a['num-images'];
+    await writeFileAtomic(files[0], await encodePNG(contactSheet(images, images.length / cols, cols)));
+  } else {
+    for (const [i, file] of files.entries()) await writeFileAtomic(file, await encodePNG(images[i]));
+  }
+  return files;
+}
+
+export const generateCommand: CommandModule<object, GenerateArgs> = {
+  command: 'generate [dir]',
+  describe: 'Generate images (default model: the bundled tiny-shapes demo)',
+  builder: (y) => generateOptions(y) as never,
+  handler: async (a) => {
+    if (a['list-schedulers']) return listSchedulers();
+    try {
+      await run(a);
+    } catch (e) {
+      const err = e as Error;
+      // The library names its options (numInferenceSteps); the user typed flags (--steps).
+      if (err.name === 'AbortError') throw err;
+      err.message = withFlagNames(err.message);
+      throw err;
     }
   },
 };

@@ -1,6 +1,4 @@
 /** Options and defaults every command shares: the backend choice and the bundled demo model. */
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { BACKENDS, initBackend, type BackendChoice } from '../backends/index.js';
 
 export const backendOption = {
@@ -20,11 +18,4 @@ export async function setupBackend(choice: string, wasmThreads?: number): Promis
   await initBackend(choice as BackendChoice, { wasmThreads });
 }
 
-/** The package root (where assets/ lives), from dist/src/cli or src/cli. */
-export function packageRoot(): string {
-  const here = path.dirname(fileURLToPath(import.meta.url));
-  return here.includes(`${path.sep}dist${path.sep}`) ? path.resolve(here, '../../..') : path.resolve(here, '../..');
-}
-
-/** The bundled demo pipeline. */
-export const demoModelDir = (): string => path.join(packageRoot(), 'assets', 'tiny-shapes');
+export { demoModelDir } from '../io/demo-model.js';

@@ -10,7 +10,7 @@ export function progressBar(label: string): (done: number, total: number, extra?
       const fill = Math.round((w * done) / total);
       process.stderr.write(`\r${label} [${'#'.repeat(fill)}${'.'.repeat(w - fill)}] ${done}/${total} ${extra}`);
       if (done === total) process.stderr.write('\n');
-    } else if (pct !== last && (pct % 25 === 0 || done === total)) {
+    } else if (done > 0 && pct !== last && (pct % 25 === 0 || done === total)) {
       process.stderr.write(`${label} ${done}/${total} ${extra}\n`);
     }
     last = pct;

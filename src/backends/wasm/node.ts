@@ -24,7 +24,9 @@ export function wasmThreadsWanted(asked?: number): number {
   const env = process.env.TGATE_WASM_THREADS;
   const n = asked ?? (env !== undefined && env !== '' ? Number(env) : Math.min(os.availableParallelism?.() ?? os.cpus().length, MAX_THREADS));
   if (!Number.isInteger(n) || n < 1 || n > MAX_THREADS) {
-    throw new Error(`wasm threads must be an integer from 1 to ${MAX_THREADS}, got ${asked ?? `TGATE_WASM_THREADS=${env}`}`);
+    throw new RangeError(asked !== undefined
+      ? `wasmThreads must be an integer from 1 to ${MAX_THREADS}, got ${asked}`
+      : `TGATE_WASM_THREADS=${env} is invalid: the wasm thread count must be an integer from 1 to ${MAX_THREADS}`);
   }
   return n;
 }
