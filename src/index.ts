@@ -54,7 +54,9 @@ export { CLIPTokenizer, T5Tokenizer, loadTokenizer } from './tokenizers/index.js
 export type { Tokenizer } from './tokenizers/index.js';
 
 export { loadPipeline } from './pipelines/load.js';
-export type { Pipeline, LoadOptions } from './pipelines/load.js';
+export type { Pipeline, LoadOptions, ControlNetSource } from './pipelines/load.js';
+export { controlnetKeep } from './pipelines/controlnet-step.js';
+export type { ControlNetGenerateOptions } from './pipelines/controlnet-step.js';
 export { StableDiffusionPipeline } from './pipelines/stable-diffusion.js';
 export type { SDGenerateOptions, GenerateResult, GenerateOptionsBase } from './pipelines/stable-diffusion.js';
 export { StableDiffusionXLPipeline } from './pipelines/stable-diffusion-xl.js';

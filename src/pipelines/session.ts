@@ -20,6 +20,7 @@ import { imageToImageStart, strengthSteps, textToImageStart, type Start } from '
 import { inpaintStart } from './inpaint.js';
 import { imageShape, preprocessImage, preprocessMask, type ImageInput } from './images.js';
 import type { RGBImage } from '../io/png.js';
+import { ControlStep, type ControlNetPlan } from './controlnet-step.js';
 
 /** Options shared by every pipeline's `generate` (diffusers `__call__` arguments in camelCase). */
 export interface GenerateOptionsBase {
@@ -103,11 +104,13 @@ export interface SessionSpec {
   setsBeginIndex: boolean;
   /** Inpainting with `maskImage` (SD only); `maskedInput`: the UNet takes mask and masked-image latents too. */
   inpaint?: { maskImage: ImageInput; maskedInput: boolean };
+  /** The call's ControlNets (checked by `planControl`): TGATE is installed on them too. */
+  control?: ControlNetPlan | null;
   /**
    * Builds the conditioning (register its tensors with `own`) and returns the denoiser call; UNet pipelines
-   * run the UNet through `unet`, which applies DeepCache when it is on.
+   * run the UNet through `unet`, which applies DeepCache when it is on, and add `control`'s residuals.
    */
-  condition(own: Own, unet: (args: UNetForwardOptions) => tf.Tensor): DenoiseArgs['denoise'];
+  condition(own: Own, unet: (args: UNetForwardOptions) => tf.Tensor, control: ControlStep | null): DenoiseArgs['denoise'];
 }
 
 /** Checks what the start needs before any work: image/mask forms and batches, strength, the steps that run. */
@@ -139,7 +142,7 @@ function tgateFor(o: GenerateOptionsBase, s: SessionSpec, plan: { run: number; s
   if (plan.run < s.steps && typeof g === 'number' && g > plan.run) {
     throw new Error(`tgate.gateStep ${g} is beyond the ${plan.run} steps that run (strength ${plan.strength} of ${s.steps} steps; the gate counts the steps that run: choose 1…${plan.run})`);
   }
-  return beginTgate(s.denoiser, o.tgate, plan.run, s.doCfg);
+  return beginTgate(s.denoiser, o.tgate, plan.run, s.doCfg, s.control?.nets);
 }
 
 export async function runGeneration(o: GenerateOptionsBase, s: SessionSpec): Promise<GenerateResult> {
@@ -152,10 +155,11 @@ export async function runGeneration(o: GenerateOptionsBase, s: SessionSpec): Pro
   try {
     const image = o.image === undefined ? null : own(await preprocessImage(o.image));
     const mask = s.inpaint ? own(await preprocessMask(s.inpaint.maskImage)) : null;
+    const control = s.control ? await ControlStep.prepare(s.control, s.latentShape[0], s.doCfg, own) : null;
     tg = tgateFor(o, s, plan);
     if (o.deepcache) dc = new DeepCache(s.denoiser as UNet2DConditionModel, o.deepcache, tg.settings?.gateStep);
     const unet = (args: UNetForwardOptions) => (dc ? dc.forward(args) : (s.denoiser as UNet2DConditionModel).forward(args));
-    const denoise = s.condition(own, unet);
+    const denoise = s.condition(own, unet, control);
     s.scheduler.setTimesteps(s.steps);
     // One stream for the start latents and then the samplers' noise, as diffusers passes one generator.
     const seed = o.seed ?? Math.floor(Math.random() * 2 ** 31);
@@ -169,7 +173,7 @@ export async function runGeneration(o: GenerateOptionsBase, s: SessionSpec): Pro
       final = await denoiseLoop({
         scheduler: s.scheduler, latents: start.latents, begin: start.begin, numInferenceSteps: plan.run, guidanceScale: s.guidance,
         doCfg: s.doCfg, guidanceRescale: o.guidanceRescale, tgate: tg.settings, eta: o.eta, stepNoise: o.stepNoise, onStep: o.onStep,
-        onProgress: o.onProgress, generator, beforeStep: dc ? (i) => dc!.beforeStep(i) : undefined, denoise,
+        onProgress: o.onProgress, generator, beforeStep: dc ? (i, at) => dc!.beforeStep(i, at) : undefined, denoise,
         extraChannels: start.extraChannels, afterStep: start.afterStep,
       });
     } finally {
