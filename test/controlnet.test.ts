@@ -14,8 +14,7 @@ import { UNet2DConditionModel } from '../src/models/unet-2d-condition.js';
 import { loadModel } from '../src/models/load.js';
 import { modelFromConfig, modelMacs, runModel, specOf } from '../src/models/registry.js';
 import type { Module } from '../src/nn/module.js';
-import { Linear } from '../src/layers/linear.js';
-import { Conv2d } from '../src/layers/conv.js';
+import { countLayerMacs, type LayerMacs } from './support/layer-macs.js';
 import { AttnProcessorDefault } from '../src/attention/processor.js';
 import { convertComponent } from '../src/convert/convert.js';
 import { verifyComponent } from '../src/convert/verify.js';
@@ -129,7 +128,7 @@ describe('ControlNetModel structure (cpu)', () => {
     const cn = await ControlNetModel.fromPretrained(CN);
     const unet = await UNet2DConditionModel.fromPretrained(UNET);
     for (const [m, h] of [[cn, 96], [unet, 96], [cn, 64]] as const) {
-      const counted = countMacs(m, h);
+      const counted = await countMacs(m, h);
       const want = modelMacs(m, { height: h, width: h, textLen: 77 });
       expect([m.constructor.name, h, counted]).toEqual([m.constructor.name, h, { rest: want.rest, selfLinear: want.selfLinear, crossLinear: want.crossLinear }]);
     }
@@ -226,31 +225,15 @@ describe('ControlNetModel structure (cpu)', () => {
   });
 });
 
-/**
- * thop's count of one forward at batch 1: output elements × input channels × kernel area over every Linear and
- * Conv2d call, split into self-attention, cross-attention and the rest by module path.
- */
-function countMacs(m: ControlNetModel | UNet2DConditionModel, size: number): { rest: number; selfLinear: number; crossLinear: number } {
-  const c = { rest: 0, selfLinear: 0, crossLinear: 0 };
-  const layers = [...m.namedModules()].filter(([, l]) => l instanceof Linear || l instanceof Conv2d) as [string, Linear | Conv2d][];
-  for (const [p, l] of layers) {
-    const forward = l.forward.bind(l) as (x: tf.Tensor) => tf.Tensor;
-    const bucket = /\.attn1\./.test(p) ? 'selfLinear' : /\.attn2\./.test(p) ? 'crossLinear' : 'rest';
-    (l as unknown as { forward: unknown }).forward = (x: tf.Tensor) => {
-      const y = forward(x);
-      const perOut = l instanceof Linear ? l.inFeatures : l.inChannels * l.kernelSize ** 2;
-      c[bucket] += y.size * perOut;
-      return y;
-    };
-  }
+/** thop's count of one forward at batch 1 (test/support/layer-macs.ts). */
+async function countMacs(m: ControlNetModel | UNet2DConditionModel, size: number): Promise<LayerMacs> {
   const s = size / 8;
   const x = tf.randomNormal([1, 4, s, s]);
   const ehs = tf.randomNormal([1, 77, 32]);
   const cond = tf.randomUniform([1, 3, size, size]);
-  const out = m instanceof ControlNetModel
+  const { macs, result: out } = await countLayerMacs([m], () => (m instanceof ControlNetModel
     ? m.forward({ sample: x, timestep: 10, encoderHiddenStates: ehs, controlnetCond: cond })
-    : m.forward({ sample: x, timestep: 10, encoderHiddenStates: ehs });
+    : m.forward({ sample: x, timestep: 10, encoderHiddenStates: ehs })));
   tf.dispose([x, ehs, cond, ...(out instanceof tf.Tensor ? [out] : [...out.downBlockResSamples, out.midBlockResSample])]);
-  for (const [, l] of layers) delete (l as unknown as { forward?: unknown }).forward;
-  return c;
+  return macs;
 }
