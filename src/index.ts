@@ -26,6 +26,7 @@ export {
 } from './models/registry.js';
 export type { ModelSpec, NamedTensors, RunOptions } from './models/registry.js';
 export { loadModel } from './models/load.js';
+export { controlnetConfigFromUnet } from './models/controlnet.js';
 export type { ControlNetForwardOptions, ControlNetOutput, ControlNetConfig } from './models/controlnet.js';
 
 export { LoraSet, applyLora } from './lora/lora-set.js';

@@ -10,6 +10,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import * as tf from '@tensorflow/tfjs-core';
 import { TEST_BACKENDS, fixture, loadFixture, relL2T, useBackend } from './support/helpers.js';
 import { ControlNetModel, guessModeScales, type ControlNetForwardOptions } from '../src/models/controlnet.js';
+import { controlnetConfigFromUnet } from '../src/models/controlnet-config.js';
 import { UNet2DConditionModel } from '../src/models/unet-2d-condition.js';
 import { loadModel } from '../src/models/load.js';
 import { modelFromConfig, modelMacs, runModel, specOf } from '../src/models/registry.js';
@@ -25,13 +26,7 @@ const TOL: Record<string, number> = { cpu: 1e-5, wasm: 1e-4 };
 const readJson = async (p: string) => JSON.parse(await readFile(p, 'utf8')) as Record<string, unknown>;
 
 /** ControlNetModel.from_unet's config: the UNet's settings, the conditioning embedding's defaults. */
-function fromUnetConfig(u: Record<string, unknown>): ControlNetModel {
-  const keys = ['in_channels', 'flip_sin_to_cos', 'freq_shift', 'down_block_types', 'only_cross_attention', 'block_out_channels', 'layers_per_block',
-    'downsample_padding', 'mid_block_scale_factor', 'act_fn', 'norm_num_groups', 'norm_eps', 'cross_attention_dim', 'attention_head_dim',
-    'num_attention_heads', 'use_linear_projection', 'upcast_attention', 'resnet_time_scale_shift', 'transformer_layers_per_block',
-    'addition_embed_type', 'addition_time_embed_dim', 'projection_class_embeddings_input_dim', 'mid_block_type'];
-  return modelFromConfig({ _class_name: 'ControlNetModel', ...Object.fromEntries(keys.filter((k) => k in u).map((k) => [k, u[k]])) }) as ControlNetModel;
-}
+const fromUnetConfig = (u: Record<string, unknown>): ControlNetModel => modelFromConfig(controlnetConfigFromUnet(u)) as ControlNetModel;
 
 function inputs(g: Record<string, tf.Tensor>, extra: Partial<ControlNetForwardOptions> = {}): ControlNetForwardOptions {
   return { sample: g['in.sample'], timestep: g['in.timestep'], encoderHiddenStates: g['in.encoder_hidden_states'], controlnetCond: g['in.controlnet_cond'], ...extra };
