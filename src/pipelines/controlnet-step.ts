@@ -141,7 +141,7 @@ export function planControl(o: ControlNetGenerateOptions, nets: readonly Control
   const n = nets.length;
   if (n === 0) {
     const given = CONTROLNET_OPTION_KEYS.filter((k) => o[k as keyof ControlNetGenerateOptions] !== undefined);
-    if (given.length) throw new Error(`${given.join(', ')} need a ControlNet: loadPipeline(dir, { controlnet: dirOrModel })`);
+    if (given.length) throw new Error(`${given.join(', ')} ${given.length === 1 ? 'needs' : 'need'} a ControlNet: loadPipeline(dir, { controlnet: dirOrModel })`);
     return null;
   }
   nets.forEach((cn, k) => checkControlNetFits(cn, fit.unet, fit.textWidth, k));
