@@ -15,6 +15,8 @@ import { ControlNetModel, controlnetConfigFromUnet } from '../src/models/control
 import { modelMacs, type ForwardMacs } from '../src/models/registry.js';
 import type { Module, Parameter } from '../src/nn/module.js';
 import type { AttnContext } from '../src/attention/processor.js';
+import { streamsWeight } from '../src/layers/gemm.js';
+import { streamedWeight } from '../src/nn/streamed-weights.js';
 
 export interface BenchControlNet {
   model: ControlNetModel;
@@ -44,6 +46,9 @@ export function benchControlNet(unet: Module, unetConfig: Record<string, unknown
   for (const [k, p] of model.namedParameters()) {
     const u = theirs.get(k);
     if (u && /^(conv_in|time_embedding|add_embedding|down_blocks|mid_block)\./.test(k) && u.shape.join() === p.shape.join() && (u.value || u.packed)) {
+      // A weight the layers stream is converted in place on first use, replacing the tensor: convert it now, so
+      // both models hold the tensor they will keep using.
+      if (!u.packed && (u.layout === 'linear' || u.layout === 'conv') && streamsWeight(u.size)) streamedWeight(u);
       p.dtype = u.dtype;
       p.value = u.value;
       p.packed = u.packed;
