@@ -130,6 +130,7 @@ describe('ControlNet pipelines: options, batches, several ControlNets, folders, 
       [{ controlnetConditioningScale: Number.NaN }, /controlnetConditioningScale must be a finite number/],
       [{ guessMode: 1 as unknown as boolean }, 'guessMode must be true or false, got 1'],
       [{ control_image: img }, 'StableDiffusionPipeline.generate: unknown option "control_image" (did you mean controlImage?)'],
+      [{ controlImage: tf.mul(img, 2) }, /controlImage values must be in \[0, 1\], got min 0\.\d+, max 1\.\d+/],
       [{ image: img, maskImage: tf.ones([1, 1, 96, 96]), latents: undefined }, /inpainting with a ControlNet .* is not supported/],
     ];
     for (const [extra, err] of bad) await expect(pipe.generate({ ...base(), ...extra })).rejects.toThrow(err);
@@ -144,7 +145,7 @@ describe('ControlNet pipelines: options, batches, several ControlNets, folders, 
     pipe.controlnets = [];
     await expect(pipe.generate(base())).rejects.toThrow('controlImage needs a ControlNet: loadPipeline(dir, { controlnet: dirOrModel })');
     pipe.controlnets = [cn];
-    tf.dispose([wrongSize, three, ...bad.map(([e]) => e.maskImage as tf.Tensor | undefined).filter((t): t is tf.Tensor => !!t)]);
+    tf.dispose([wrongSize, three, ...bad.flatMap(([e]) => [e.maskImage, e.controlImage]).filter((t): t is tf.Tensor => t instanceof tf.Tensor && t !== img && t !== wrongSize && t !== three)]);
     expect(tf.memory().numTensors).toBe(before);
     // Loading: a folder that is not a ControlNet, a ControlNet that does not fit the UNet, a PixArt pipeline.
     await expect(loadPipeline(SD, { controlnet: fixture('pipelines/sd15_tiny/unet') })).rejects.toThrow(/controlnet 0: .*unet holds a UNet2DConditionModel, not a ControlNetModel/);
