@@ -6,6 +6,7 @@
  *     --backend cpu|wasm|webgpu [--offload] [--weight-dtype float16] [--reps N (0: no separate forward timing)] [--loops N] [--random] \
  *     [--per-kind] [--no-profile] [--warmup N] [--threads N (wasm: XNNPACK threads, default every CPU)] [--json] \
  *     [--tgate-v1 (the paper's T-GATE v1: cross-attention only, no self-attention caching)]
+ *     [--controlnet (a ControlNet, diffusers' ControlNetModel.from_unet of the UNet, runs before it at every step)]
  *
  * `--loops N` runs the baseline and TGATE loops N times each (alternating) and reports the medians.
  * `--per-kind` times each distinct step kind instead of whole loops (see `BenchArgs.loopMode`).
@@ -13,8 +14,9 @@
  * Reports seconds per denoiser forward (batch 2 and 1), the whole `steps`-step denoiser loop without and with
  * TGATE (the real TgateProcessor; batch 2 with guidance before the gate, batch 1 from it on), the backend's
  * own matMul GFLOP/s, our forward's GFLOP/s from the analytic count of bench/macs.ts, peak tensor memory,
- * and 25-step MACs at the paper's settings. The scheduler is a stand-in (x ← x − 0.01·ε): only the
- * denoiser loop is measured.
+ * and 25-step MACs at the paper's settings (the UNet's, as the paper's). The scheduler is a stand-in
+ * (x ← x − 0.01·ε): only the denoiser loop is measured. With `--controlnet` the loop's MACs, MAC ratio and
+ * GFLOP/s count the ControlNet too (its attentions are gated like the UNet's).
  */
 import { initBackend } from '../src/backends/index.js';
 import { PAPER } from './macs.js';
@@ -34,12 +36,12 @@ async function main(): Promise<void> {
   const how = a.loopMode === 'per-kind' ? ', per-kind sum' : a.loops > 1 ? `, median of ${a.loops}` : '';
   const p = PAPER[a.model];
   console.log(`\nmachine: ${r.machine}\nbackend: ${backendLine}\n`);
-  console.log(`| ${a.model} ${a.height}×${a.width}, ${r.backend} | value |\n|---|---|`);
+  console.log(`| ${a.model}${a.controlnet ? ' + ControlNet' : ''} ${a.height}×${a.width}, ${r.backend} | value |\n|---|---|`);
   console.log(`| forward batch 2 / batch 1, wall (CPU) | ${r.forwardSecondsBatch2.toFixed(3)} s (${r.forwardCpuSecondsBatch2.toFixed(3)}) / ${r.forwardSecondsBatch1.toFixed(3)} s (${r.forwardCpuSecondsBatch1.toFixed(3)}) |`);
   console.log(`| ${a.steps}-step loop baseline, wall (CPU)${how} | ${r.baselineSeconds.toFixed(2)} s (${r.baselineCpuSeconds.toFixed(2)}) |`);
   console.log(`| ${a.steps}-step loop TGATE (gate ${a.gateStep}), wall (CPU)${how} | ${r.tgateSeconds.toFixed(2)} s (${r.tgateCpuSeconds.toFixed(2)}) |`);
   console.log(`| speed-up, wall (CPU) | ${r.speedup.toFixed(2)}× (${r.speedupCpu.toFixed(2)}×) |`);
-  console.log(`| MAC ratio of this loop (thop-style) / with attention matmuls | ${r.loopMacRatio.toFixed(3)}× / ${(r.loopMacsWithAttnBaseline / r.loopMacsWithAttnTgate).toFixed(3)}× |`);
+  console.log(`| MAC ratio of this loop${a.controlnet ? ' (UNet + ControlNet)' : ''} (thop-style) / with attention matmuls | ${r.loopMacRatio.toFixed(3)}× / ${(r.loopMacsWithAttnBaseline / r.loopMacsWithAttnTgate).toFixed(3)}× |`);
   console.log(`| speed-up ÷ MAC ratio, wall (CPU) | ${r.speedupOverMacRatio.toFixed(3)} (${r.speedupCpuOverMacRatio.toFixed(3)}) |`);
   console.log(`| 1-min load average at the end | ${r.loadAverage.toFixed(2)} |`);
   console.log(`| forward GFLOP/s (analytic, batch 2 / 1) | ${r.forwardGflops.toFixed(2)} / ${r.forwardGflopsBatch1.toFixed(2)} |`);

@@ -53,16 +53,37 @@ export function runMacs(f: ForwardMacs, steps: readonly RunStep[], matmul = fals
 }
 
 /**
+ * The denoiser calls of a generation of `steps` steps with classifier-free guidance (batch 2), and with TGATE
+ * when `tgate` is given: batch 1 from the gate on (always, in LCM mode), the flags of each step.
+ */
+export function generationSchedule(steps: number, tgate: TgateOptions | null): RunStep[] {
+  if (!tgate) return new Array<RunStep>(steps).fill({ batch: 2 });
+  const t = resolveTgate(tgate, steps);
+  return Array.from({ length: steps }, (_, i): RunStep => ({ batch: t.lcm ? 1 : i < t.gateStep ? 2 : 1, tgate: tgateFlags(i, t) }));
+}
+
+/**
  * MACs of a whole generation of `steps` denoiser calls with classifier-free guidance (batch 2), and with
  * TGATE when `tgate` is given: batch 1 from the gate on, and every attention the schedule reuses skipped.
  * For img2img and inpainting `steps` is the number of steps that run (`strengthSteps(n, strength).run`): the
  * gate counts those.
  */
 export function generationMacs(f: ForwardMacs, steps: number, tgate: TgateOptions | null, matmul = false): number {
-  if (!tgate) return runMacs(f, new Array<RunStep>(steps).fill({ batch: 2 }), matmul);
-  const t = resolveTgate(tgate, steps);
-  const schedule = Array.from({ length: steps }, (_, i): RunStep => ({ batch: t.lcm ? 1 : i < t.gateStep ? 2 : 1, tgate: tgateFlags(i, t) }));
-  return runMacs(f, schedule, matmul);
+  return runMacs(f, generationSchedule(steps, tgate), matmul);
+}
+
+/**
+ * MACs of a generation with ControlNets: the UNet's calls (as {@link generationMacs}) plus every ControlNet's
+ * forward (`controlnetMacs`) at each step. A ControlNet runs every step (with scale 0 outside its guidance
+ * window, as diffusers), with the UNet's batch and TGATE flags (its attentions are gated like the UNet's),
+ * except in guess mode, where guidance runs it on the conditional half only (batch 1 before the gate).
+ */
+export function controlnetGenerationMacs(
+  unet: ForwardMacs, controlnets: readonly ForwardMacs[], steps: number, tgate: TgateOptions | null, o: { matmul?: boolean; guessMode?: boolean } = {},
+): number {
+  const schedule = generationSchedule(steps, tgate);
+  const own = o.guessMode ? schedule.map((s) => ({ ...s, batch: 1 })) : schedule;
+  return runMacs(unet, schedule, o.matmul) + controlnets.reduce((sum, cn) => sum + runMacs(cn, own, o.matmul), 0);
 }
 
 /**

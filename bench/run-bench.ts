@@ -1,13 +1,14 @@
 /**
  * The denoiser benchmark itself, shared by the CLI (bench/bench.ts) and the GPU-server check (bench/gpu.ts):
- * build a full-size architecture (random seeded weights) or the bundled demo UNet, then time forwards and the
- * whole denoiser loop without and with TGATE, beside the backend's own matMul rate and the analytic MAC count.
+ * build a full-size architecture (random seeded weights) or the bundled demo UNet, with `--controlnet` a
+ * ControlNet beside the UNet (bench/controlnet-bench.ts), then time forwards and the whole denoiser loop without
+ * and with TGATE, beside the backend's own matMul rate and the analytic MAC count.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import os from 'node:os';
 import { activeBackend, WASM_HEAP_LIMIT_BYTES, type BackendName, type BackendReport } from '../src/backends/index.js';
 import { modelFromConfig, modelMacs } from '../src/models/registry.js';
-import type { Module } from '../src/nn/module.js';
+import type { Module, Parameter } from '../src/nn/module.js';
 import { offloadHandle, offloadWeights, type OffloadHandle } from '../src/nn/offload.js';
 import type { AttnContext } from '../src/attention/processor.js';
 import { AttnProcessorDefault } from '../src/attention/processor.js';
@@ -17,7 +18,9 @@ import { loadModel } from '../src/models/load.js';
 import { streamsWeights } from '../src/layers/gemm.js';
 import { checkWeightDtype } from '../src/backends/kernels.js';
 import type { WeightDtype } from '../src/nn/packed-weight.js';
-import { PAPER, generationMacs, loadConfig, modelDir, tgateV1, totalMacs, type ModelKey } from './macs.js';
+import { PAPER, controlnetGenerationMacs, generationMacs, loadConfig, modelDir, tgateV1, totalMacs, type ModelKey } from './macs.js';
+import { benchControlNet } from './controlnet-bench.js';
+import type { TgateOptions } from '../src/attention/tgate.js';
 
 export interface BenchArgs {
   model: ModelKey; height: number; width: number; steps: number; gateStep: number;
@@ -37,6 +40,8 @@ export interface BenchArgs {
    * reused (warm-up = steps). Default: T-GATE's README settings (self-attention caching as well).
    */
   v1: boolean;
+  /** A ControlNet (`ControlNetModel.from_unet` of the UNet) runs before the UNet at every step, gated by TGATE too. */
+  controlnet: boolean;
 }
 
 /** Parses the CLI flags (`npm run bench`, and the job lines of bench/gpu.ts). */
@@ -53,11 +58,13 @@ export function parseArgs(argv: string[]): BenchArgs & { backend: BackendName; j
     json: argv.includes('--json'), offload: argv.includes('--offload'), profile: !argv.includes('--no-profile'),
     reps: Number(get('reps') ?? 2), seed: Number(get('seed') ?? 0), warmup: Number(get('warmup') ?? (argv.includes('--no-profile') ? 1 : 0)),
     loops: Math.max(1, Number(get('loops') ?? 1)), random: argv.includes('--random'),
-    loopMode: argv.includes('--per-kind') ? 'per-kind' as const : 'measured' as const, v1: argv.includes('--tgate-v1'),
+    loopMode: argv.includes('--per-kind') ? 'per-kind' as const : 'measured' as const, v1: argv.includes('--tgate-v1'), controlnet: argv.includes('--controlnet'),
     threads: get('threads') === undefined ? undefined : Number(get('threads')),
     weightDtype: (get('weight-dtype') ?? 'float32') as WeightDtype,
   };
   if (a.weightDtype !== 'float32' && a.weightDtype !== 'float16') throw new Error(`--weight-dtype must be float32 or float16, got ${a.weightDtype}`);
+  if (a.controlnet && model === 'pixart') throw new Error('--controlnet needs a UNet model (sd15, sd21, sdxl, tiny-shapes)');
+  if (a.controlnet && a.offload) throw new Error('--controlnet cannot be combined with --offload');
   // Latents must survive every 2× downsampling: SD 3 times (×8 VAE), SDXL twice, PixArt patch 2, tiny-shapes twice (×4 VAE).
   const mult = model === 'pixart' ? 16 : (model === 'sdxl' ? 32 : (model === 'tiny-shapes' ? 16 : 64));
   if (a.height % mult || a.width % mult) throw new Error(`--height/--width must be multiples of ${mult} for ${model}`);
@@ -117,10 +124,10 @@ async function matmulGflops(): Promise<number> {
  * larger). Timing does not depend on the values, and this builds SDXL's 2.6 G parameters in seconds, where
  * `initRandom` draws every value on the CPU (minutes at that size, before the GPU sees anything).
  */
-function poolInit(model: Module, seed: number, std = 0.02): void {
+function poolInit(model: Module, seed: number, std = 0.02, only?: Set<Parameter>): void {
   const poolSize = 1 << 22;
   const pool = tf.randomNormal([poolSize], 0, std, 'float32', seed);
-  const params = [...model.namedParameters()].map(([, p]) => p);
+  const params = [...model.namedParameters()].map(([, p]) => p).filter((p) => !only || only.has(p));
   // Read before any op uploads the pool (WebGPU in Node has no synchronous read-back of GPU tensors).
   const hostPool = params.some((p) => p.host || p.isPacked) ? (pool.dataSync() as Float32Array) : null;
   let k = 0;
@@ -174,7 +181,7 @@ type Denoiser = Module & { forward(o: Record<string, unknown>): tf.Tensor4D };
 export async function runBench(a: BenchArgs, report: BackendReport) {
   const cpus = os.cpus();
   const machine = `${cpus[0]?.model?.trim()} × ${cpus.length} cores, ${(os.totalmem() / 1024 ** 3).toFixed(0)} GiB, ${os.platform()} ${os.release()}, Node ${process.versions.node}`;
-  const backendLine = `${report.name}${report.details ? ` (${report.details})` : ''}${a.offload ? ', weight offload' : ''}${a.weightDtype === 'float16' ? ', float16 weights' : ''}`;
+  const backendLine = `${report.name}${report.details ? ` (${report.details})` : ''}${a.offload ? ', weight offload' : ''}${a.weightDtype === 'float16' ? ', float16 weights' : ''}${a.controlnet ? ', with a ControlNet' : ''}`;
   log(`machine: ${machine}\nbackend: ${backendLine}`);
 
   const mm = await matmulGflops();
@@ -206,6 +213,13 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
     poolInit(model, a.seed);
   }
   log(`${a.model}: ${(params / 1e6).toFixed(1)}M parameters, ${dir ? `weights loaded from ${dir}` : 'random init'} ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  const cn = a.controlnet ? benchControlNet(model, cfg, { height: a.height, width: a.width, latentScale: PAPER[a.model].latentScale, seed: a.seed }) : null;
+  if (cn) {
+    cn.model.setWeightDtype(a.weightDtype);
+    poolInit(cn.model, a.seed + 1, 0.02, cn.own);
+    const own = [...cn.own].reduce((n, p) => n + p.size, 0);
+    log(`ControlNet: ${(cn.model.numParameters() / 1e6).toFixed(1)}M parameters, ${(own / 1e6).toFixed(1)}M its own (random init), the rest the UNet's tensors`);
+  }
 
   // Inputs: one latent, unconditional and conditional text states (random), SDXL/PixArt extra conditions.
   const isPixart = a.model === 'pixart';
@@ -230,8 +244,9 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
       out = model.forward({ hiddenStates: sample, timestep: t, encoderHiddenStates: enc, resolution: [a.height, a.width], aspectRatio: [a.height / a.width], attnContext: ctx });
       out = out.slice([0, 0, 0, 0], [-1, outCh, -1, -1]); // drop the learned-variance channels
     } else {
-      const extra = sdxl ? { textEmbeds: batch === 2 ? pooled : pooled!.slice([0, 0], [1, -1]), timeIds: batch === 2 ? timeIds : timeIds!.slice([0, 0], [1, -1]) } : {};
-      out = model.forward({ sample, timestep: t, encoderHiddenStates: enc, ...extra, attnContext: ctx });
+      const extra = sdxl ? { textEmbeds: batch === 2 ? pooled! : pooled!.slice([0, 0], [1, -1]), timeIds: batch === 2 ? timeIds! : timeIds!.slice([0, 0], [1, -1]) } : {};
+      const residuals = cn?.residuals({ sample, timestep: t, encoderHiddenStates: enc, ...extra, attnContext: ctx });
+      out = model.forward({ sample, timestep: t, encoderHiddenStates: enc, ...extra, attnContext: ctx, ...residuals });
     }
     if (batch === 1) return out;
     const [u, c] = tf.split(out, 2, 0);
@@ -240,7 +255,10 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
 
   // One profiled batch-2 forward: warm-up, the backend's peak bytes and the executed conv/matMul MACs.
   const fm = modelMacs(model, { height: a.height, width: a.width, textLen, latentScale: scale });
-  const fwdMacs = totalMacs(fm, true);
+  const fwdMacs = totalMacs(fm, true) + (cn ? totalMacs(cn.macs, true) : 0);
+  /** MACs of this run's loop: the UNet's, and the ControlNet's at every step. */
+  const loopMacs = (tgate: TgateOptions | null, matmul = false) => (cn
+    ? controlnetGenerationMacs(fm, [cn.macs], a.steps, tgate, { matmul }) : generationMacs(fm, a.steps, tgate, matmul));
   let profilePeak = NaN;
   let executedMacs = NaN;
   if (a.profile) {
@@ -286,7 +304,8 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
    */
   const runSteps = async (useTgate: boolean, order: number[], perStep: boolean) => {
     const proc = new TgateProcessor();
-    if (useTgate) setAttnProcessor(model, proc);
+    const gated = cn ? [model, cn.model] : [model];
+    if (useTgate) gated.forEach((m) => setAttnProcessor(m, proc));
     const stepWall: number[] = [];
     let x = x0.clone();
     const c0 = cpuNow();
@@ -308,7 +327,7 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
     } finally {
       x.dispose();
       proc.reset();
-      if (useTgate) setAttnProcessor(model, new AttnProcessorDefault());
+      if (useTgate) gated.forEach((m) => setAttnProcessor(m, new AttnProcessorDefault()));
     }
     return { wall: (performance.now() - start) / 1000, cpu: cpuNow() - c0, stepWall };
   };
@@ -372,10 +391,10 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
   const full = modelMacs(model, { height: p.size, width: p.size, latentScale: p.latentScale });
   const macsBaseline = generationMacs(full, 25, null);
   const macsTgate = generationMacs(full, 25, p.tgate);
-  const loopMacsBaseline = generationMacs(fm, a.steps, null);
-  const loopMacsTgate = generationMacs(fm, a.steps, tgateOptions);
+  const loopMacsBaseline = loopMacs(null);
+  const loopMacsTgate = loopMacs(tgateOptions);
   const result = {
-    model: a.model, backend: report.name, backendDetails: report.details ?? '', offload: a.offload, weightDtype: a.weightDtype, machine, date: new Date().toISOString(),
+    model: a.model, controlnet: a.controlnet, controlnetMacsPerSample: cn ? totalMacs(cn.macs) : 0, backend: report.name, backendDetails: report.details ?? '', offload: a.offload, weightDtype: a.weightDtype, machine, date: new Date().toISOString(),
     height: a.height, width: a.width, steps: a.steps, gateStep: a.gateStep, params, loopMode: a.loopMode,
     forwardSecondsBatch2: fwd[2], forwardSecondsBatch1: fwd[1],
     baselineSeconds, tgateSeconds, speedup: baselineSeconds / tgateSeconds,
@@ -389,12 +408,13 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
     peakBytes: Number.isFinite(profilePeak) ? Math.max(profilePeak, peakSampled) : peakSampled, peakBytesInForward: profilePeak, peakBytesBetweenSteps: peakSampled,
     // Thop-style MACs (conv + linear) of this run's loop and of the paper's 25-step setting at full size.
     loopMacsBaseline, loopMacsTgate, loopMacRatio: loopMacsBaseline / loopMacsTgate,
-    loopMacsWithAttnBaseline: generationMacs(fm, a.steps, null, true), loopMacsWithAttnTgate: generationMacs(fm, a.steps, tgateOptions, true), tgateSettings: a.v1 ? 'v1' : 'readme',
+    loopMacsWithAttnBaseline: loopMacs(null, true), loopMacsWithAttnTgate: loopMacs(tgateOptions, true), tgateSettings: a.v1 ? 'v1' : 'readme',
     macsBaseline, macsTgate, macRatio: macsBaseline / macsTgate,
     speedupOverMacRatio: baselineSeconds / tgateSeconds / (loopMacsBaseline / loopMacsTgate),
     speedupCpuOverMacRatio: baselineCpu / tgateCpu / (loopMacsBaseline / loopMacsTgate), paperMacsBaseline: p.baseline, paperMacsTgate: p.tgated, leakedTensors: leaked,
   };
   model.dispose();
+  cn?.dispose();
   tf.dispose([x0, text, pooled, timeIds].filter((v): v is tf.Tensor => v !== null));
   return { result, backendLine };
 }

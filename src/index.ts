@@ -26,6 +26,7 @@ export {
 } from './models/registry.js';
 export type { ModelSpec, NamedTensors, RunOptions } from './models/registry.js';
 export { loadModel } from './models/load.js';
+export { controlnetConfigFromUnet } from './models/controlnet.js';
 export type { ControlNetForwardOptions, ControlNetOutput, ControlNetConfig } from './models/controlnet.js';
 
 export { LoraSet, applyLora } from './lora/lora-set.js';
@@ -54,7 +55,9 @@ export { CLIPTokenizer, T5Tokenizer, loadTokenizer } from './tokenizers/index.js
 export type { Tokenizer } from './tokenizers/index.js';
 
 export { loadPipeline } from './pipelines/load.js';
-export type { Pipeline, LoadOptions } from './pipelines/load.js';
+export type { Pipeline, LoadOptions, ControlNetSource } from './pipelines/load.js';
+export { controlnetKeep } from './pipelines/controlnet-step.js';
+export type { ControlNetGenerateOptions } from './pipelines/controlnet-step.js';
 export { StableDiffusionPipeline } from './pipelines/stable-diffusion.js';
 export type { SDGenerateOptions, GenerateResult, GenerateOptionsBase } from './pipelines/stable-diffusion.js';
 export { StableDiffusionXLPipeline } from './pipelines/stable-diffusion-xl.js';

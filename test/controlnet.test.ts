@@ -10,12 +10,12 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import * as tf from '@tensorflow/tfjs-core';
 import { TEST_BACKENDS, fixture, loadFixture, relL2T, useBackend } from './support/helpers.js';
 import { ControlNetModel, guessModeScales, type ControlNetForwardOptions } from '../src/models/controlnet.js';
+import { controlnetConfigFromUnet } from '../src/models/controlnet-config.js';
 import { UNet2DConditionModel } from '../src/models/unet-2d-condition.js';
 import { loadModel } from '../src/models/load.js';
 import { modelFromConfig, modelMacs, runModel, specOf } from '../src/models/registry.js';
 import type { Module } from '../src/nn/module.js';
-import { Linear } from '../src/layers/linear.js';
-import { Conv2d } from '../src/layers/conv.js';
+import { countLayerMacs, type LayerMacs } from './support/layer-macs.js';
 import { AttnProcessorDefault } from '../src/attention/processor.js';
 import { convertComponent } from '../src/convert/convert.js';
 import { verifyComponent } from '../src/convert/verify.js';
@@ -26,13 +26,7 @@ const TOL: Record<string, number> = { cpu: 1e-5, wasm: 1e-4 };
 const readJson = async (p: string) => JSON.parse(await readFile(p, 'utf8')) as Record<string, unknown>;
 
 /** ControlNetModel.from_unet's config: the UNet's settings, the conditioning embedding's defaults. */
-function fromUnetConfig(u: Record<string, unknown>): ControlNetModel {
-  const keys = ['in_channels', 'flip_sin_to_cos', 'freq_shift', 'down_block_types', 'only_cross_attention', 'block_out_channels', 'layers_per_block',
-    'downsample_padding', 'mid_block_scale_factor', 'act_fn', 'norm_num_groups', 'norm_eps', 'cross_attention_dim', 'attention_head_dim',
-    'num_attention_heads', 'use_linear_projection', 'upcast_attention', 'resnet_time_scale_shift', 'transformer_layers_per_block',
-    'addition_embed_type', 'addition_time_embed_dim', 'projection_class_embeddings_input_dim', 'mid_block_type'];
-  return modelFromConfig({ _class_name: 'ControlNetModel', ...Object.fromEntries(keys.filter((k) => k in u).map((k) => [k, u[k]])) }) as ControlNetModel;
-}
+const fromUnetConfig = (u: Record<string, unknown>): ControlNetModel => modelFromConfig(controlnetConfigFromUnet(u)) as ControlNetModel;
 
 function inputs(g: Record<string, tf.Tensor>, extra: Partial<ControlNetForwardOptions> = {}): ControlNetForwardOptions {
   return { sample: g['in.sample'], timestep: g['in.timestep'], encoderHiddenStates: g['in.encoder_hidden_states'], controlnetCond: g['in.controlnet_cond'], ...extra };
@@ -129,7 +123,7 @@ describe('ControlNetModel structure (cpu)', () => {
     const cn = await ControlNetModel.fromPretrained(CN);
     const unet = await UNet2DConditionModel.fromPretrained(UNET);
     for (const [m, h] of [[cn, 96], [unet, 96], [cn, 64]] as const) {
-      const counted = countMacs(m, h);
+      const counted = await countMacs(m, h);
       const want = modelMacs(m, { height: h, width: h, textLen: 77 });
       expect([m.constructor.name, h, counted]).toEqual([m.constructor.name, h, { rest: want.rest, selfLinear: want.selfLinear, crossLinear: want.crossLinear }]);
     }
@@ -226,31 +220,15 @@ describe('ControlNetModel structure (cpu)', () => {
   });
 });
 
-/**
- * thop's count of one forward at batch 1: output elements × input channels × kernel area over every Linear and
- * Conv2d call, split into self-attention, cross-attention and the rest by module path.
- */
-function countMacs(m: ControlNetModel | UNet2DConditionModel, size: number): { rest: number; selfLinear: number; crossLinear: number } {
-  const c = { rest: 0, selfLinear: 0, crossLinear: 0 };
-  const layers = [...m.namedModules()].filter(([, l]) => l instanceof Linear || l instanceof Conv2d) as [string, Linear | Conv2d][];
-  for (const [p, l] of layers) {
-    const forward = l.forward.bind(l) as (x: tf.Tensor) => tf.Tensor;
-    const bucket = /\.attn1\./.test(p) ? 'selfLinear' : /\.attn2\./.test(p) ? 'crossLinear' : 'rest';
-    (l as unknown as { forward: unknown }).forward = (x: tf.Tensor) => {
-      const y = forward(x);
-      const perOut = l instanceof Linear ? l.inFeatures : l.inChannels * l.kernelSize ** 2;
-      c[bucket] += y.size * perOut;
-      return y;
-    };
-  }
+/** thop's count of one forward at batch 1 (test/support/layer-macs.ts). */
+async function countMacs(m: ControlNetModel | UNet2DConditionModel, size: number): Promise<LayerMacs> {
   const s = size / 8;
   const x = tf.randomNormal([1, 4, s, s]);
   const ehs = tf.randomNormal([1, 77, 32]);
   const cond = tf.randomUniform([1, 3, size, size]);
-  const out = m instanceof ControlNetModel
+  const { macs, result: out } = await countLayerMacs([m], () => (m instanceof ControlNetModel
     ? m.forward({ sample: x, timestep: 10, encoderHiddenStates: ehs, controlnetCond: cond })
-    : m.forward({ sample: x, timestep: 10, encoderHiddenStates: ehs });
+    : m.forward({ sample: x, timestep: 10, encoderHiddenStates: ehs })));
   tf.dispose([x, ehs, cond, ...(out instanceof tf.Tensor ? [out] : [...out.downBlockResSamples, out.midBlockResSample])]);
-  for (const [, l] of layers) delete (l as unknown as { forward?: unknown }).forward;
-  return c;
+  return macs;
 }

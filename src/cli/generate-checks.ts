@@ -18,6 +18,9 @@ import { outputFiles } from './outputs.js';
 import { parseLoraArg, type LoraArg } from './lora-arg.js';
 import { withFlagNames } from './flags.js';
 import type { GenerateArgs } from './generate-options.js';
+import { controlnetGenerateOptions, controlnetLoadOptions } from './controlnet-options.js';
+import type { ControlNetGenerateOptions } from '../pipelines/controlnet-step.js';
+import type { LoadOptions } from '../pipelines/load.js';
 
 /** What the checks resolved: the inputs the run uses. */
 export interface GeneratePlan {
@@ -31,6 +34,9 @@ export interface GeneratePlan {
   mask?: RGBImage;
   loras: LoraArg[];
   tgate: TgateOptions | null;
+  /** `--controlnet` for loadPipeline, and the control images and scales for generate. */
+  controlLoad: Pick<LoadOptions, 'controlnet'>;
+  control: ControlNetGenerateOptions;
 }
 
 const fail = (msg: string): never => { throw new Error(msg); };
@@ -153,6 +159,11 @@ export async function checkGenerateArgs(a: GenerateArgs): Promise<GeneratePlan> 
   if (image && mask && (mask.width !== image.width || mask.height !== image.height)) {
     fail(`--mask ${a.mask} is ${mask.width}×${mask.height} but --image ${a.image} is ${image.width}×${image.height}`);
   }
+  const controlLoad = controlnetLoadOptions(a);
+  for (const d of a.controlnet ?? []) {
+    if (!isRemote(d) && !(await stat(d).catch(() => null))?.isDirectory()) fail(`--controlnet ${d}: no such folder (a ControlNet's diffusers or converted folder)`);
+  }
+  const control = await controlnetGenerateOptions(a, readPNG);
   const dir = a.dir ?? demoModelDir();
   const facts = await pipelineFacts(dir);
   checkSizes(a, facts, image);
@@ -160,7 +171,9 @@ export async function checkGenerateArgs(a: GenerateArgs): Promise<GeneratePlan> 
   let run = a.steps;
   let note = '';
   if (image && facts) {
-    const strength = a.strength ?? (mask ? 1 : DEFAULT_STRENGTH[facts.className] ?? 0.8);
+    // SDXL's ControlNet img2img defaults to 0.8, its plain img2img to 0.3 (diffusers).
+    const sdxlControl = control.controlImage !== undefined && facts.className.startsWith('StableDiffusionXL');
+    const strength = a.strength ?? (mask ? 1 : sdxlControl ? 0.8 : DEFAULT_STRENGTH[facts.className] ?? 0.8);
     try {
       run = strengthSteps(a.steps, strength).run;
     } catch (e) {
@@ -171,5 +184,5 @@ export async function checkGenerateArgs(a: GenerateArgs): Promise<GeneratePlan> 
   const tgate = checkTgate(a, run, note);
   const seedGiven = a.seed !== undefined;
   const seed = a.seed ?? Math.floor(Math.random() * 2 ** 32);
-  return { dir, prompts, negatives, seed, seedGiven, image, mask, loras, tgate };
+  return { dir, prompts, negatives, seed, seedGiven, image, mask, loras, tgate, controlLoad, control };
 }

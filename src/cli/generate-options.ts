@@ -4,8 +4,9 @@
  */
 import type { Argv } from 'yargs';
 import { backendOption, weightDtypeOption } from './options.js';
+import { controlnetOptions, type ControlNetArgs } from './controlnet-options.js';
 
-export interface GenerateArgs {
+export interface GenerateArgs extends ControlNetArgs {
   dir?: string; prompt?: string[]; 'negative-prompt'?: string[]; 'num-images': number; grid: boolean;
   steps: number; guidance?: number; 'guidance-rescale'?: number; eta?: number; 'clip-skip'?: number; seed?: number;
   height?: number; width?: number; image?: string; strength?: number; mask?: string;
@@ -52,6 +53,7 @@ export function generateOptions(y: Argv): Argv {
     .option('output', { type: 'string', describe: 'PNG file; several images go to NAME-0.png, NAME-1.png, … (or .safetensors with --output-type latent)' })
     .option('variant', { type: 'string', describe: 'weight variant, e.g. fp16' })
     .option('offload', { type: 'boolean', default: false, describe: 'keep weights in JS memory and upload each block only while it runs (models larger than the wasm heap; slower)' })
+    .options(controlnetOptions)
     .options(weightDtypeOption)
     .options(backendOption);
 }

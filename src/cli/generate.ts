@@ -1,6 +1,6 @@
 /**
  * `tgate generate [pipeline_dir] --prompt "…" --output out.png`: text-to-image, img2img and inpainting, with
- * optional TGATE, DeepCache and LoRAs. Every flag is checked before the model loads (generate-checks.ts).
+ * optional TGATE, DeepCache, LoRAs and ControlNets. Every flag is checked before the model loads (generate-checks.ts).
  */
 import type { CommandModule } from 'yargs';
 import * as tf from '@tensorflow/tfjs-core';
@@ -31,6 +31,7 @@ async function generateCall(a: GenerateArgs, plan: GeneratePlan, owned: tf.Tenso
     guidanceScale: a.guidance, guidanceRescale: a['guidance-rescale'], eta: a.eta, clipSkip: a['clip-skip'], seed: plan.seed,
     height: a.height, width: a.width, image: plan.image, strength: a.strength, maskImage: plan.mask, outputType: a['output-type'],
     tgate: plan.tgate, deepcache: a['deepcache-interval'] ? { cacheInterval: a['deepcache-interval'] } : null,
+    ...plan.control,
   };
   for (const [flag, file] of [['--prompt-embeds', a['prompt-embeds']], ['--latents', a.latents]] as const) {
     if (!file) continue;
@@ -67,6 +68,7 @@ async function run(a: GenerateArgs): Promise<void> {
   const bar = progressBar('loading');
   const pipe = await loadPipeline(plan.dir, {
     variant: a.variant, offload: a.offload, weightDtype: a['weight-dtype'], onProgress: (name, i, n) => bar(i + 1, n, name),
+    ...plan.controlLoad,
   });
   const owned: tf.Tensor[] = [];
   try {

@@ -51,3 +51,29 @@ export function resolveControlNetConfig(raw: Record<string, unknown>, file?: str
     globalPoolConditions: r.bool('global_pool_conditions', { default: false }),
   };
 }
+
+/** The UNet config keys `ControlNetModel.from_unet` copies (diffusers v0.30.3). */
+const FROM_UNET_KEYS = [
+  'encoder_hid_dim', 'encoder_hid_dim_type', 'addition_embed_type', 'addition_time_embed_dim', 'transformer_layers_per_block', 'in_channels',
+  'flip_sin_to_cos', 'freq_shift', 'down_block_types', 'only_cross_attention', 'block_out_channels', 'layers_per_block', 'downsample_padding',
+  'mid_block_scale_factor', 'act_fn', 'norm_num_groups', 'norm_eps', 'cross_attention_dim', 'attention_head_dim', 'num_attention_heads',
+  'use_linear_projection', 'class_embed_type', 'num_class_embeds', 'upcast_attention', 'resnet_time_scale_shift',
+  'projection_class_embeddings_input_dim', 'mid_block_type',
+];
+
+/**
+ * The config.json of diffusers' `ControlNetModel.from_unet(unet)`: the UNet config's down-path keys (a key the
+ * UNet's config.json omits takes ControlNetModel's default) and the conditioning embedding's settings. The
+ * ControlNet that fits a UNet, e.g. for benchmarks and tests; the weights are the caller's.
+ */
+export function controlnetConfigFromUnet(
+  unet: Record<string, unknown>, o: { conditioningEmbeddingOutChannels?: number[]; conditioningChannels?: number; channelOrder?: 'rgb' | 'bgr' } = {},
+): Record<string, unknown> {
+  return {
+    _class_name: CLS,
+    ...Object.fromEntries(FROM_UNET_KEYS.filter((k) => Object.hasOwn(unet, k)).map((k) => [k, unet[k]])),
+    controlnet_conditioning_channel_order: o.channelOrder ?? 'rgb',
+    conditioning_embedding_out_channels: o.conditioningEmbeddingOutChannels ?? [16, 32, 96, 256],
+    conditioning_channels: o.conditioningChannels ?? 3,
+  };
+}

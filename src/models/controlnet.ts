@@ -16,9 +16,9 @@ import { attnProcessors, setAttnProcessor } from '../attention/registry.js';
 import { buildAndLoad, type LoadWeightsOptions } from '../io/component-source.js';
 import { buildDownBlocks, buildMidBlock, type DownBlock2D, type UNetMidBlock2DCrossAttn } from './unet-blocks.js';
 import { blockInputs, checkDenoiserInputs, embedTime, runDownBlocks, withRecording, type DenoiserInputs } from './down-path.js';
-import { resolveControlNetConfig, type ControlNetConfig } from './controlnet-config.js';
+import { controlnetConfigFromUnet, resolveControlNetConfig, type ControlNetConfig } from './controlnet-config.js';
 
-export { resolveControlNetConfig, type ControlNetConfig };
+export { resolveControlNetConfig, controlnetConfigFromUnet, type ControlNetConfig };
 
 /** Inputs of {@link ControlNetModel.forward}; names follow diffusers' arguments. */
 export interface ControlNetForwardOptions extends Omit<DenoiserInputs, 'timestepCond'> {

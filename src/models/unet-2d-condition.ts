@@ -37,7 +37,7 @@ export interface UNetForwardOptions extends DenoiserInputs {
 }
 
 /** A ControlNet residual (NCHW) in our layout, after checking it has the shape of the feature map it is added to. */
-function residualNhwc(r: tf.Tensor, like: tf.Tensor4D, name: string): tf.Tensor4D {
+export function residualNhwc(r: tf.Tensor, like: tf.Tensor4D, name: string): tf.Tensor4D {
   const [b, h, w, c] = like.shape;
   if (r.rank !== 4 || r.shape[0] !== b || r.shape[1] !== c || r.shape[2] !== h || r.shape[3] !== w) {
     throw new Error(`${name} must be NCHW [${b}, ${c}, ${h}, ${w}] (the feature map it is added to), got [${r.shape}]`);

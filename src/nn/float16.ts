@@ -1,6 +1,6 @@
 /**
  * IEEE half precision in JS: the float32 → half rounding used by float16 weights (nn/packed-weight.ts) and by
- * `tgate convert --quantize float16` (io/tfjs-quantize.ts).
+ * `tgate convert --quantize float16` (io/tfjs-quantize.ts), and the way back (LoRA fusing reads packed weights).
  */
 
 const f32Scratch = new Float32Array(1);
@@ -36,4 +36,19 @@ export function f32ToF16Bits(v: number): number {
 /** `src` rounded to halves (nearest even) into `dst`. */
 export function toHalves(src: Float32Array, dst: Uint16Array): void {
   for (let i = 0; i < src.length; i++) dst[i] = f32ToF16Bits(src[i]!);
+}
+
+/** IEEE half bits → the value (exact: every half is a float32). */
+export function f16BitsToF32(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >>> 10) & 0x1f;
+  const mant = h & 0x3ff;
+  if (exp === 0) return sign * mant * 2 ** -24;
+  if (exp === 0x1f) return mant ? Number.NaN : sign * Number.POSITIVE_INFINITY;
+  return sign * (1024 + mant) * 2 ** (exp - 25);
+}
+
+/** Halves `src` as float32 values into `dst`. */
+export function fromHalves(src: Uint16Array, dst: Float32Array): void {
+  for (let i = 0; i < src.length; i++) dst[i] = f16BitsToF32(src[i]!);
 }

@@ -49,6 +49,20 @@ export class PackedWeight {
 
   dispose(): void { tf.dispose(this.pieces); }
 
+  /** The IEEE half bits of every element, in order, read back from the backend (float16 weights only). */
+  async readHalves(): Promise<Uint16Array> {
+    if (this.dtype !== 'float16') throw new Error(`readHalves: this weight is held as ${this.dtype}, not float16`);
+    const out = new Uint16Array(this.shape.reduce((a, b) => a * b, 1));
+    let at = 0;
+    for (const [i, piece] of this.pieces.entries()) {
+      const n = this.pieceRows(i) * this.rowSize;
+      const words = await piece.data() as Int32Array;
+      out.set(new Uint16Array(words.buffer, words.byteOffset, n), at);
+      at += n;
+    }
+    return out;
+  }
+
   /**
    * Creates the backend tensors from values in our layout: float32 values (packed to halves here for
    * float16), or IEEE half bits (for float16 only), used as they are where the bytes allow. `maxPieceBytes`

@@ -2,13 +2,22 @@
  * DeepCache (arXiv 2312.00858; reference: horseee/DeepCache, DeepCacheSDHelper) for the UNets, branch 0:
  * on a cached step only conv_in, the time embedding, the last resnet (+ attention) of the last up block,
  * and the output head run; the last up block's input comes from the previous full step, its skip
- * connection from this step's conv_in. With TGATE the schedule restarts at gate−1 and gate, where the
- * batch size changes.
+ * connection from this step's conv_in. With TGATE the schedule restarts at TGATE's steps gate−1 and gate,
+ * where the batch size changes (T-GATE's SD_DeepCache counts them after the scheduler's warm-up calls).
+ *
+ * Steps are counted as DeepCacheSDHelper counts them: the index of the step's timestep in the scheduler's
+ * list (its first occurrence: PLMS's repeated timestep counts twice as the same index), relative to the
+ * first step's (or the last restart's).
+ *
+ * With a ControlNet the UNet adds its residuals to every skip; on a cached step the only skip still read is
+ * conv_in's, so the cached path adds residual 0 to it (what the helper computes on diffusers' ControlNet
+ * pipeline, where the ControlNet runs every step). The other residuals feed only blocks a cached step skips.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { UNet2DConditionModel, UNetForwardOptions } from '../models/unet-2d-condition.js';
+import { residualNhwc, type UNet2DConditionModel, type UNetForwardOptions } from '../models/unet-2d-condition.js';
 import type { ResnetBlock2D } from '../layers/resnet.js';
 import { maskToBias } from '../attention/sdpa.js';
+import type { DenoiserCall } from './denoise.js';
 
 export interface DeepCacheOptions {
   /** Run the full UNet every `cacheInterval` steps. */
@@ -18,7 +27,7 @@ export interface DeepCacheOptions {
 }
 
 export class DeepCache {
-  private start = 0;
+  private start: number | null = null;
   private full = true;
   private cached: tf.Tensor4D | null = null;
   /** Steps that ran the whole UNet (for tests and reports). */
@@ -31,11 +40,17 @@ export class DeepCache {
     if (last.upsamplers) throw new Error('DeepCache needs a UNet whose last up block does not upsample');
   }
 
-  /** Decides whether step `i` runs the full UNet. */
-  beforeStep(i: number): void {
-    if (this.gateStep !== undefined && (i === this.gateStep - 1 || i === this.gateStep)) this.start = i;
-    this.full = (i - this.start) % this.opts.cacheInterval === 0;
-    if (this.full) this.fullSteps.push(i);
+  /**
+   * Decides whether loop step `step` runs the full UNet; `at` says where it sits (both counts default to
+   * `step`: a scheduler without warm-up calls or repeated timesteps).
+   */
+  beforeStep(step: number, at: Partial<DenoiserCall> = {}): void {
+    const index = at.index ?? step;
+    const cur = at.tgateStep ?? step;
+    const g = this.gateStep;
+    if (this.start === null || (g !== undefined && (cur === g - 1 || cur === g))) this.start = index;
+    this.full = (index - this.start) % this.opts.cacheInterval === 0;
+    if (this.full) this.fullSteps.push(step);
   }
 
   forward(o: UNetForwardOptions): tf.Tensor4D {
@@ -65,7 +80,9 @@ export class DeepCache {
       if (this.cached.shape[0] !== b) throw new Error(`DeepCache: cached batch ${this.cached!.shape[0]} but this step runs batch ${b}`);
       const x = o.sample.transpose([0, 2, 3, 1]) as tf.Tensor4D;
       const temb = u.embed(o, b);
-      const skip = u.conv_in.forward(u.config.centerInputSample ? tf.sub(tf.mul(x, 2), 1) as tf.Tensor4D : x);
+      let skip = u.conv_in.forward(u.config.centerInputSample ? tf.sub(tf.mul(x, 2), 1) as tf.Tensor4D : x);
+      const residual = o.downBlockAdditionalResiduals?.[0];
+      if (residual) skip = tf.add(skip, residualNhwc(residual, skip, 'downBlockAdditionalResiduals[0]'));
       let h = resnet.forward(tf.concat([this.cached!, skip], 3) as tf.Tensor4D, temb);
       if (last.attentions) {
         const encBias = o.encoderAttentionMask ? maskToBias(o.encoderAttentionMask) : null;

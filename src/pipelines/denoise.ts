@@ -11,6 +11,17 @@ import { TGATE_IDLE, tgateFlags, type ResolvedTgate, type TgateContext, type Tga
 /** Which conditioning a denoiser call gets: both halves for guidance, or one branch alone. */
 export type Branch = 'cfg' | 'uncond' | 'cond';
 
+/** Where a denoiser call sits: the index of its timestep in the scheduler's list, and TGATE's step count. */
+export interface DenoiserCall {
+  /**
+   * First index of the call's timestep in `scheduler.timesteps` (DeepCache's count, `timesteps.index(t)`: PLMS
+   * runs one timestep twice, and both calls get the first index).
+   */
+  index: number;
+  /** The step TGATE counts: the loop index less the scheduler's warm-up calls (negative during them). */
+  tgateStep: number;
+}
+
 /** Progress of a generation: `completed` of `total` denoising steps, then of images decoded. */
 export interface GenerationProgress {
   phase: 'denoise' | 'decode';
@@ -48,10 +59,14 @@ export interface DenoiseArgs {
   doCfg: boolean;
   guidanceRescale?: number;
   tgate?: ResolvedTgate | null;
-  /** Runs the denoiser on `input` (batch 2 for 'cfg') and returns the noise prediction for the latents' channels. */
-  denoise(input: tf.Tensor, t: number, branch: Branch, ctx: TgateContext, step: number): tf.Tensor;
+  /**
+   * Runs the denoiser on `input` (batch 2 for 'cfg') and returns the noise prediction for the latents' channels.
+   * `step` is the loop index among `numSteps` denoiser calls (what diffusers' ControlNet pipelines count their
+   * guidance start/end in).
+   */
+  denoise(input: tf.Tensor, t: number, branch: Branch, ctx: TgateContext, step: number, numSteps: number): tf.Tensor;
   /** Called before each denoiser call (DeepCache decides full/partial steps here). */
-  beforeStep?(step: number): void;
+  beforeStep?(step: number, at: DenoiserCall): void;
   eta?: number;
   generator?: NoiseSource;
   /** Recorded scheduler noise to inject at a step (replays diffusers runs exactly). */
@@ -109,14 +124,14 @@ export async function denoiseLoop(a: DenoiseArgs): Promise<tf.Tensor> {
     const cfgNow = a.doCfg && (!tg || cur < tg.gateStep);
     if (tg && update) flags = tgateFlags(cur, tg);
     const ctx: TgateContext = { step: i, tgate: tg ? flags : undefined };
-    a.beforeStep?.(i);
+    a.beforeStep?.(i, { index: s.timesteps.indexOf(t), tgateStep: cur });
     const branch: Branch = cfgNow ? 'cfg' : a.doCfg ? 'uncond' : 'cond';
     const modelOutput = tf.tidy(() => {
       const doubled = cfgNow ? tf.concat([latents, latents], 0) : latents;
       let input = s.scaleModelInput(doubled, t);
       const extra = a.extraChannels;
       if (extra) input = tf.concat([input, cfgNow ? tf.concat([extra, extra], 0) : extra], 1);
-      return a.denoise(input, t, branch, ctx, i);
+      return a.denoise(input, t, branch, ctx, i, timesteps.length);
     });
     const noisePred = tf.tidy(() => {
       if (!cfgNow) return modelOutput.clone();

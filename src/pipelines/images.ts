@@ -1,7 +1,8 @@
 /**
- * Image inputs of img2img and inpainting, checked and converted as diffusers' `VaeImageProcessor` does: an
- * image becomes NCHW float32 in [-1, 1] (x/255, then 2x − 1), a mask becomes [B, 1, H, W] of 0 and 1 (grayscale,
- * binarized at 0.5). Inputs are RGB byte images or NCHW tensors in [0, 1]; nothing is resized.
+ * Image inputs of img2img, inpainting and ControlNets, checked and converted as diffusers' `VaeImageProcessor`
+ * does: an image becomes NCHW float32 in [-1, 1] (x/255, then 2x − 1), a mask becomes [B, 1, H, W] of 0 and 1
+ * (grayscale, binarized at 0.5), a ControlNet's conditioning image stays in [0, 1] (its processor does not
+ * normalize). Inputs are RGB byte images or NCHW tensors in [0, 1]; nothing is resized.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { RGBImage } from '../io/png.js';
@@ -82,6 +83,18 @@ export async function preprocessImage(v: ImageInput, name = 'image'): Promise<tf
   } finally {
     if (list) x.dispose();
   }
+}
+
+/**
+ * A ControlNet's conditioning image → [B, C, H, W] in [0, 1], as given (diffusers' control image processor has
+ * `do_normalize=False`). RGB images give 3 channels; a ControlNet with other `conditioning_channels` takes a tensor.
+ */
+export async function preprocessControlImage(v: ImageInput, name: string, channels = 3): Promise<tf.Tensor4D> {
+  const list = rgbList(v, name, channels);
+  if (list && channels !== 3) throw new Error(`${name}: this ControlNet takes ${channels}-channel images: pass an NCHW tensor [B, ${channels}, H, W] in [0, 1]`);
+  if (list) return rgbToTensor(list);
+  await checkRange(v as tf.Tensor, name);
+  return (v as tf.Tensor4D).clone();
 }
 
 /**

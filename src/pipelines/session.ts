@@ -22,6 +22,7 @@ import { imageShape, preprocessImage, preprocessMask, type ImageInput } from './
 import type { RGBImage } from '../io/png.js';
 import { lockModels } from '../nn/model-lock.js';
 import { abortedBeforeStart, generationMemoryError, stopAtProgress } from './call-guard.js';
+import { ControlStep, type ControlNetPlan } from './controlnet-step.js';
 
 /** Options shared by every pipeline's `generate` (diffusers `__call__` arguments in camelCase). */
 export interface GenerateOptionsBase {
@@ -113,11 +114,13 @@ export interface SessionSpec {
   setsBeginIndex: boolean;
   /** Inpainting with `maskImage` (SD only); `maskedInput`: the UNet takes mask and masked-image latents too. */
   inpaint?: { maskImage: ImageInput; maskedInput: boolean };
+  /** The call's ControlNets (checked by `planControl`): TGATE is installed on them too. */
+  control?: ControlNetPlan | null;
   /**
    * Builds the conditioning (register its tensors with `own`) and returns the denoiser call; UNet pipelines
-   * run the UNet through `unet`, which applies DeepCache when it is on.
+   * run the UNet through `unet`, which applies DeepCache when it is on, and add `control`'s residuals.
    */
-  condition(own: Own, unet: (args: UNetForwardOptions) => tf.Tensor): DenoiseArgs['denoise'];
+  condition(own: Own, unet: (args: UNetForwardOptions) => tf.Tensor, control: ControlStep | null): DenoiseArgs['denoise'];
 }
 
 /** Checks what the start needs before any work: image/mask forms and batches, strength, the steps that run. */
@@ -149,12 +152,12 @@ function tgateFor(o: GenerateOptionsBase, s: SessionSpec, plan: { run: number; s
   if (plan.run < s.steps && typeof g === 'number' && g > plan.run) {
     throw new Error(`tgate.gateStep ${g} is beyond the ${plan.run} steps that run (strength ${plan.strength} of ${s.steps} steps; the gate counts the steps that run: choose 1…${plan.run})`);
   }
-  return beginTgate(s.denoiser, o.tgate, plan.run, s.doCfg);
+  return beginTgate(s.denoiser, o.tgate, plan.run, s.doCfg, s.control?.nets);
 }
 
 /**
- * Runs one generation. Calls that share the denoiser or the scheduler (one pipeline called twice, pipelines
- * built on one UNet) run one at a time, in the order they were made (`nn/model-lock.ts`): each installs its
+ * Runs one generation. Calls that share the denoiser, the scheduler or a ControlNet (one pipeline called twice,
+ * pipelines built on one UNet or given one ControlNet) run one at a time, in the order they were made (`nn/model-lock.ts`): each installs its
  * processors on the denoiser and steps the scheduler for its whole run. `o.signal` ends a queued call at once
  * and a running one at its next progress point (`call-guard.ts`).
  */
@@ -162,7 +165,7 @@ export async function runGeneration(o: GenerateOptionsBase, s: SessionSpec): Pro
   const plan = planStart(o, s);
   if (o.deepcache && !(s.denoiser instanceof UNet2DConditionModel)) throw new Error('deepcache works with UNet pipelines only');
   if (o.signal?.aborted) throw abortedBeforeStart(o.signal, false);
-  const release = await lockModels([s.denoiser, s.scheduler], { signal: o.signal, abortError: () => abortedBeforeStart(o.signal, true) });
+  const release = await lockModels([s.denoiser, s.scheduler, ...(s.control?.nets ?? [])], { signal: o.signal, abortError: () => abortedBeforeStart(o.signal, true) });
   try {
     if (o.signal?.aborted) throw abortedBeforeStart(o.signal, false);
     return await generateLocked(stopAtProgress(o), s, plan);
@@ -183,10 +186,11 @@ async function generateLocked(o: GenerateOptionsBase, s: SessionSpec, plan: Retu
   try {
     const image = o.image === undefined ? null : own(await preprocessImage(o.image));
     const mask = s.inpaint ? own(await preprocessMask(s.inpaint.maskImage)) : null;
+    const control = s.control ? await ControlStep.prepare(s.control, s.latentShape[0], s.doCfg, own) : null;
     tg = tgateFor(o, s, plan);
     if (o.deepcache) dc = new DeepCache(s.denoiser as UNet2DConditionModel, o.deepcache, tg.settings?.gateStep);
     const unet = (args: UNetForwardOptions) => (dc ? dc.forward(args) : (s.denoiser as UNet2DConditionModel).forward(args));
-    const denoise = s.condition(own, unet);
+    const denoise = s.condition(own, unet, control);
     s.scheduler.setTimesteps(s.steps);
     // One stream for the start latents and then the samplers' noise, as diffusers passes one generator.
     const seed = o.seed ?? Math.floor(Math.random() * 2 ** 31);
@@ -200,7 +204,7 @@ async function generateLocked(o: GenerateOptionsBase, s: SessionSpec, plan: Retu
       final = await denoiseLoop({
         scheduler: s.scheduler, latents: start.latents, begin: start.begin, numInferenceSteps: plan.run, guidanceScale: s.guidance,
         doCfg: s.doCfg, guidanceRescale: o.guidanceRescale, tgate: tg.settings, eta: o.eta, stepNoise: o.stepNoise, onStep: o.onStep,
-        onProgress: o.onProgress, generator, beforeStep: dc ? (i) => dc!.beforeStep(i) : undefined, denoise,
+        onProgress: o.onProgress, generator, beforeStep: dc ? (i, at) => dc!.beforeStep(i, at) : undefined, denoise,
         extraChannels: start.extraChannels, afterStep: start.afterStep,
       });
     } finally {

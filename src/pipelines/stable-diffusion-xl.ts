@@ -3,7 +3,9 @@
  * scores): two CLIP text encoders (penultimate hidden states concatenated, pooled embedding from the second),
  * SDXL's micro-conditioning time ids, TGATE (after the gate the negative pooled embedding and negative time ids
  * condition the single branch, as T-GATE's SDXL.py). Playground v2.5 folders load here too (EDM sampler, VAE with
- * latents_mean / latents_std).
+ * latents_mean / latents_std). With `controlnets` attached: StableDiffusionXLControlNetPipeline (`controlImage`), and
+ * with `image` StableDiffusionXLControlNetImg2ImgPipeline, whose defaults differ from SDXL img2img's: strength 0.8,
+ * and `scheduler.setBeginIndex` is called (as SD's img2img does).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { CLIPTextModel, CLIPTextModelWithProjection } from '../models/clip-text.js';
@@ -14,6 +16,7 @@ import { repeatPerPrompt } from './batch.js';
 import { StableDiffusionPipeline, type SDComponents, type SDGenerateOptions, type SDPlan } from './stable-diffusion.js';
 import { sdxlTimeIds, TIME_ID_OPTION_KEYS, type SDXLSizeOptions } from './sdxl-time-ids.js';
 import type { Module } from '../nn/module.js';
+import { CONTROLNET_OPTION_KEYS } from './controlnet-step.js';
 
 export interface SDXLGenerateOptions extends Omit<SDGenerateOptions, 'maskImage'>, SDXLSizeOptions {
   /** [prompts, P] pooled embeddings (required with promptEmbeds). */
@@ -30,7 +33,7 @@ export interface SDXLComponents extends SDComponents {
 }
 
 const SDXL_OPTION_KEYS = [
-  ...BASE_OPTION_KEYS, 'promptEmbeds', 'negativePromptEmbeds', 'clipSkip', 'pooledPromptEmbeds', 'negativePooledPromptEmbeds', ...TIME_ID_OPTION_KEYS,
+  ...BASE_OPTION_KEYS, ...CONTROLNET_OPTION_KEYS, 'promptEmbeds', 'negativePromptEmbeds', 'clipSkip', 'pooledPromptEmbeds', 'negativePooledPromptEmbeds', ...TIME_ID_OPTION_KEYS,
 ];
 
 type Encoded = { embeds: tf.Tensor; pooled: tf.Tensor };
@@ -92,12 +95,14 @@ export class StableDiffusionXLPipeline extends StableDiffusionPipeline {
     const doCfg = p.guidance > 1 && cfg.timeCondProjDim == null;
     const img2img = o.image !== undefined;
     const ids = sdxlTimeIds(o, p.height, p.width, img2img); // checks the size options before any work
+    const control = this.planControl(o, p, ehsDim);
     const f = this.vaeScaleFactor;
     return runGeneration(o, {
       scheduler: this.scheduler, vae: this.vae, denoiser: this.unet, steps: p.steps, guidance: p.guidance, doCfg,
       latentShape: [p.rows, this.vae.config.latentChannels, p.height / f, p.width / f],
-      defaultStrength: 0.3, setsBeginIndex: false,
-      condition: (own, unet) => {
+      defaultStrength: control ? 0.8 : 0.3, setsBeginIndex: !!control,
+      control,
+      condition: (own, unet, cn) => {
         const { pos, neg } = this.conditioning(o, p, doCfg, own);
         const m = p.rows;
         const branches = {
@@ -108,11 +113,12 @@ export class StableDiffusionXLPipeline extends StableDiffusionPipeline {
           } : null,
         };
         const timestepCond = this.timestepCond(p.guidance, own);
-        return (input, t, branch, ctx) => {
+        return (input, t, branch, ctx, step, numSteps) => {
           const c = branches[branch]!;
           return unet({
             sample: input, timestep: t, encoderHiddenStates: c.ehs, textEmbeds: c.text, timeIds: c.time,
             timestepCond: timestepCond && tf.tile(timestepCond, [input.shape[0], 1]), attnContext: ctx,
+            ...cn?.residuals({ input, timestep: t, branch, ctx, step, numSteps, encoderHiddenStates: c.ehs, textEmbeds: c.text, timeIds: c.time }),
           });
         };
       },

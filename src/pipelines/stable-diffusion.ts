@@ -1,7 +1,8 @@
 /**
  * diffusers StableDiffusionPipeline (SD-1.5, SD-2.1 and the bundled tiny-shapes model) with TGATE and DeepCache,
- * and in the same class StableDiffusionImg2ImgPipeline (`image`) and StableDiffusionInpaintPipeline (`image` +
- * `maskImage`, 9-channel inpainting UNets or the latent blend of an ordinary UNet).
+ * and in the same class StableDiffusionImg2ImgPipeline (`image`), StableDiffusionInpaintPipeline (`image` +
+ * `maskImage`, 9-channel inpainting UNets or the latent blend of an ordinary UNet) and, with `controlnets`
+ * attached, StableDiffusionControlNetPipeline (`controlImage`; with `image`: StableDiffusionControlNetImg2ImgPipeline).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { UNet2DConditionModel } from '../models/unet-2d-condition.js';
@@ -17,6 +18,11 @@ import { repeatPerPrompt } from './batch.js';
 import type { ImageInput } from './images.js';
 import type { Module } from '../nn/module.js';
 import { LoraLoader } from '../lora/lora-loader.js';
+import type { ControlNetModel } from '../models/controlnet.js';
+import {
+  CONTROLNET_OPTION_KEYS, controlImages, planControl, type ControlNetGenerateOptions, type ControlNetPlan,
+} from './controlnet-step.js';
+import { imageShape } from './images.js';
 
 export type { GenerateOptionsBase, GenerateResult } from './session.js';
 
@@ -41,7 +47,7 @@ export function guidanceScaleEmbedding(guidanceScale: number, dim: number, batch
   return tf.tensor2d(out, [batch, dim]);
 }
 
-export interface SDGenerateOptions extends GenerateOptionsBase {
+export interface SDGenerateOptions extends GenerateOptionsBase, ControlNetGenerateOptions {
   /** [prompts, 77, D] text embeddings instead of `prompt`. */
   promptEmbeds?: tf.Tensor;
   /** [prompts, 77, D] instead of `negativePrompt`. */
@@ -78,9 +84,10 @@ export interface SDComponents {
   textEncoder: CLIPTextModel;
   tokenizer: CLIPTokenizer;
   scheduler: Scheduler;
+  controlnets?: ControlNetModel[];
 }
 
-const SD_OPTION_KEYS = [...BASE_OPTION_KEYS, 'promptEmbeds', 'negativePromptEmbeds', 'maskImage', 'clipSkip'];
+const SD_OPTION_KEYS = [...BASE_OPTION_KEYS, ...CONTROLNET_OPTION_KEYS, 'promptEmbeds', 'negativePromptEmbeds', 'maskImage', 'clipSkip'];
 
 /** LoRA methods (loadLora, fuseLora, …) come from {@link LoraLoader}. */
 export class StableDiffusionPipeline extends LoraLoader {
@@ -90,6 +97,11 @@ export class StableDiffusionPipeline extends LoraLoader {
   tokenizer: CLIPTokenizer;
   /** Replaceable: `pipe.scheduler = schedulerFromConfig(pipe.scheduler.config, 'EulerDiscreteScheduler')`. */
   scheduler: Scheduler;
+  /**
+   * ControlNets applied to every generation (their residuals summed), in the order of `controlImage`'s list;
+   * empty for none. Attach with `loadPipeline(dir, { controlnet })` or set it; `dispose()` frees them too.
+   */
+  controlnets: ControlNetModel[];
 
   constructor(c: SDComponents) {
     super();
@@ -98,6 +110,7 @@ export class StableDiffusionPipeline extends LoraLoader {
     this.textEncoder = c.textEncoder;
     this.tokenizer = c.tokenizer;
     this.scheduler = c.scheduler;
+    this.controlnets = c.controlnets ?? [];
   }
 
   get vaeScaleFactor(): number { return 2 ** (this.vae.config.blockOutChannels.length - 1); }
@@ -134,6 +147,8 @@ export class StableDiffusionPipeline extends LoraLoader {
     if (maskedInput && o.maskImage === undefined) {
       throw new Error(`this UNet takes ${cfg.inChannels} input channels (an inpainting UNet: latents, mask, masked-image latents): pass image and maskImage`);
     }
+    if (o.maskImage !== undefined && this.controlnets.length) throw new Error('inpainting with a ControlNet (diffusers\' StableDiffusionControlNetInpaintPipeline) is not supported: detach the ControlNets (pipe.controlnets = [])');
+    const control = this.planControl(o, p, ehsDim);
     const doCfg = p.guidance > 1 && cfg.timeCondProjDim == null;
     const f = this.vaeScaleFactor;
     return runGeneration(o, {
@@ -141,7 +156,8 @@ export class StableDiffusionPipeline extends LoraLoader {
       latentShape: [p.rows, this.vae.config.latentChannels, p.height / f, p.width / f],
       defaultStrength: o.maskImage === undefined ? 0.8 : 1, setsBeginIndex: true,
       inpaint: o.maskImage === undefined ? undefined : { maskImage: o.maskImage, maskedInput },
-      condition: (own, unet) => {
+      control,
+      condition: (own, unet, cn) => {
         const pos = o.promptEmbeds ?? own(this.encodePrompt(p.prompts!, { clipSkip: o.clipSkip }));
         const cond = own(repeatPerPrompt(pos, p.perPrompt));
         let uncond = cond;
@@ -152,10 +168,13 @@ export class StableDiffusionPipeline extends LoraLoader {
         }
         const both = doCfg ? own(tf.concat([uncond, cond], 0)) : cond;
         const timestepCond = this.timestepCond(p.guidance, own);
-        return (input, t, branch, ctx) => unet({
-          sample: input, timestep: t, encoderHiddenStates: branch === 'cfg' ? both : branch === 'uncond' ? uncond : cond,
-          timestepCond: timestepCond && tf.tile(timestepCond, [input.shape[0], 1]), attnContext: ctx,
-        });
+        return (input, t, branch, ctx, step, numSteps) => {
+          const ehs = branch === 'cfg' ? both : branch === 'uncond' ? uncond : cond;
+          return unet({
+            sample: input, timestep: t, encoderHiddenStates: ehs, timestepCond: timestepCond && tf.tile(timestepCond, [input.shape[0], 1]), attnContext: ctx,
+            ...cn?.residuals({ input, timestep: t, branch, ctx, step, numSteps, encoderHiddenStates: ehs }),
+          });
+        };
       },
     });
   }
@@ -174,7 +193,10 @@ export class StableDiffusionPipeline extends LoraLoader {
     const cfg = this.unet.config;
     const factor = this.vaeScaleFactor;
     checkCommon(o);
-    const { height, width } = resolveSize(o, cfg.sampleSize * factor);
+    // Without `image`, the first ControlNet's image sets the size (diffusers' ControlNet pipelines).
+    const ctl = o.image === undefined && this.controlnets.length && o.controlImage !== undefined
+      ? imageShape(controlImages(o, this.controlnets.length)[0], 'controlImage', this.controlnets[0].config.conditioningChannels) : null;
+    const { height, width } = ctl ? { height: o.height ?? ctl.height, width: o.width ?? ctl.width } : resolveSize(o, cfg.sampleSize * factor);
     checkSize(height, width, factor * this.unet.downscaleFactor, 'VAE scale × UNet downsampling');
     const { batch, prompts, negatives } = promptBatch(o);
     const perPrompt = imagesPerPrompt(o.numImagesPerPrompt, batch);
@@ -182,6 +204,15 @@ export class StableDiffusionPipeline extends LoraLoader {
       height, width, steps: o.numInferenceSteps ?? 50, guidance: o.guidanceScale ?? defaultGuidance,
       batch, perPrompt, rows: batch * perPrompt, prompts, negatives,
     };
+  }
+
+  /** The call's ControlNet plan (null without ControlNets), checked against the UNet and the call's sizes. */
+  protected planControl(o: SDGenerateOptions, p: SDPlan, textWidth: number): ControlNetPlan | null {
+    const f = this.vaeScaleFactor;
+    return planControl(o, this.controlnets, {
+      unet: this.unet, textWidth, height: p.height, width: p.width, latentHeight: p.height / f, latentWidth: p.width / f,
+      prompts: p.batch, perPrompt: p.perPrompt, img2img: o.image !== undefined,
+    });
   }
 
   /** LCM's guidance embedding [1, time_cond_proj_dim] when the UNet takes one. */
@@ -193,6 +224,7 @@ export class StableDiffusionPipeline extends LoraLoader {
   /** Frees every model's weights. */
   dispose(): void {
     this.lora.dispose();
+    this.controlnets.forEach((cn) => cn.dispose());
     this.unet.dispose();
     this.vae.dispose();
     this.textEncoder.dispose();
