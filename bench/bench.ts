@@ -38,10 +38,14 @@ async function main(): Promise<void> {
   console.log(`| forward batch 2 / batch 1, wall (CPU) | ${r.forwardSecondsBatch2.toFixed(3)} s (${r.forwardCpuSecondsBatch2.toFixed(3)}) / ${r.forwardSecondsBatch1.toFixed(3)} s (${r.forwardCpuSecondsBatch1.toFixed(3)}) |`);
   console.log(`| ${a.steps}-step loop baseline, wall (CPU)${how} | ${r.baselineSeconds.toFixed(2)} s (${r.baselineCpuSeconds.toFixed(2)}) |`);
   console.log(`| ${a.steps}-step loop TGATE (gate ${a.gateStep}), wall (CPU)${how} | ${r.tgateSeconds.toFixed(2)} s (${r.tgateCpuSeconds.toFixed(2)}) |`);
+  console.log(`| baseline step ÷ forward batch 2, wall (CPU) | ${r.baselineStepOverForward.toFixed(3)} (${r.baselineStepCpuOverForwardCpu.toFixed(3)}) |`);
+  console.log(`| forward batch 1 ÷ batch 2, wall (CPU) | ${r.forwardBatch1OverBatch2.toFixed(3)} (${r.forwardCpuBatch1OverBatch2.toFixed(3)}) |`);
   console.log(`| speed-up, wall (CPU) | ${r.speedup.toFixed(2)}× (${r.speedupCpu.toFixed(2)}×) |`);
   console.log(`| MAC ratio of this loop (thop-style) / with attention matmuls | ${r.loopMacRatio.toFixed(3)}× / ${(r.loopMacsWithAttnBaseline / r.loopMacsWithAttnTgate).toFixed(3)}× |`);
   console.log(`| speed-up ÷ MAC ratio, wall (CPU) | ${r.speedupOverMacRatio.toFixed(3)} (${r.speedupCpuOverMacRatio.toFixed(3)}) |`);
   console.log(`| 1-min load average at the end | ${r.loadAverage.toFixed(2)} |`);
+  const elsewhere = [...r.cpuSplit.baseline, ...r.cpuSplit.tgate].map((c) => (c ? c.elsewhere / c.wall : NaN));
+  if (elsewhere.every(Number.isFinite)) console.log(`| other processes' CPU during the loops (cores) | ${elsewhere.map((v) => v.toFixed(2)).join(', ')} |`);
   console.log(`| forward GFLOP/s (analytic, batch 2 / 1) | ${r.forwardGflops.toFixed(2)} / ${r.forwardGflopsBatch1.toFixed(2)} |`);
   if (a.offload) console.log(`| weight upload per forward (tf.tensor from host) | ${r.uploadSecondsPerForward.toFixed(2)} s |`);
   console.log(`| backend matMul 1024³ GFLOP/s | ${r.matmulGflops.toFixed(2)} |`);

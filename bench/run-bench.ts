@@ -15,8 +15,10 @@ import { setAttnProcessor } from '../src/attention/registry.js';
 import { TgateProcessor, resolveTgate, tgateFlags, type TgateFlags } from '../src/attention/tgate.js';
 import { loadModel } from '../src/models/load.js';
 import { streamsWeights } from '../src/layers/gemm.js';
+import { contiguousRange } from '../src/layers/contiguous-range.js';
 import { checkWeightDtype } from '../src/backends/kernels.js';
 import type { WeightDtype } from '../src/nn/packed-weight.js';
+import { cpuSplit, formatSplit, readCpu, type CpuSplit } from './proc-cpu.js';
 import { PAPER, generationMacs, loadConfig, modelDir, tgateV1, totalMacs, type ModelKey } from './macs.js';
 
 export interface BenchArgs {
@@ -90,12 +92,15 @@ export function countDispatches(): { count: number; stop(): void } | null {
 }
 
 /** Wall and CPU seconds of `fn`, synchronised through `sync`. CPU seconds are robust to other load on the machine. */
-async function timed<T extends tf.Tensor>(fn: () => T): Promise<{ wall: number; cpu: number; out: T }> {
+async function timed<T extends tf.Tensor>(fn: () => T): Promise<{ wall: number; cpu: number; split: CpuSplit | null; out: T }> {
+  const r0 = readCpu();
   const c0 = cpuNow();
   const t0 = performance.now();
   const out = fn();
   await sync(out);
-  return { wall: (performance.now() - t0) / 1000, cpu: cpuNow() - c0, out };
+  const wall = (performance.now() - t0) / 1000;
+  const cpu = cpuNow() - c0;
+  return { wall, cpu, split: cpuSplit(r0, readCpu()), out };
 }
 
 async function matmulGflops(): Promise<number> {
@@ -117,12 +122,15 @@ async function matmulGflops(): Promise<number> {
  * larger). Timing does not depend on the values, and this builds SDXL's 2.6 G parameters in seconds, where
  * `initRandom` draws every value on the CPU (minutes at that size, before the GPU sees anything).
  */
-function poolInit(model: Module, seed: number, std = 0.02): void {
+export function poolInit(model: Module, seed: number, std = 0.02): void {
   const poolSize = 1 << 22;
   const pool = tf.randomNormal([poolSize], 0, std, 'float32', seed);
   const params = [...model.namedParameters()].map(([, p]) => p);
   // Read before any op uploads the pool (WebGPU in Node has no synchronous read-back of GPU tensors).
   const hostPool = params.some((p) => p.host || p.isPacked) ? (pool.dataSync() as Float32Array) : null;
+  // The pool repeated so that every parameter is one contiguous range of it (element i of a parameter at
+  // offset o is pool[(o + i) mod poolSize]): one copy per parameter, where wasm's Slice copies its whole input.
+  let wide: tf.Tensor | undefined;
   let k = 0;
   for (const p of params) {
     const n = p.size;
@@ -140,13 +148,11 @@ function poolInit(model: Module, seed: number, std = 0.02): void {
       p.assign(v);
       continue;
     }
-    p.set(tf.tidy(() => {
-      const reps = Math.ceil((offset + n) / poolSize);
-      const src = reps > 1 ? tf.tile(pool, [reps]) : pool;
-      return src.slice(offset, n).reshape(p.shape);
-    }));
+    wide ??= tf.tile(pool, [1 + Math.ceil(Math.max(...params.map((q) => q.size)) / poolSize)]);
+    p.set(contiguousRange(wide, offset, p.shape));
   }
   pool.dispose();
+  wide?.dispose();
 }
 
 /** MACs of the kernels a profiled run executed (convolutions and matMuls), to check the analytic count. */
@@ -256,19 +262,18 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
 
   const fwd: Record<1 | 2, number> = { 1: NaN, 2: NaN };
   const fwdCpu: Record<1 | 2, number> = { 1: NaN, 2: NaN };
+  const fwdAll: Record<1 | 2, { wall: number; cpu: number; split: CpuSplit | null }[]> = { 1: [], 2: [] };
   for (const batch of [2, 1] as const) {
     if (a.reps <= 0) break;
-    const ts: number[] = [];
-    const cs: number[] = [];
     for (let r = 0; r < a.reps; r++) {
-      const { wall, cpu, out } = await timed(() => denoise(x0, 999, batch, {}));
+      const { wall, cpu, split, out } = await timed(() => denoise(x0, 999, batch, {}));
       out.dispose();
-      ts.push(wall);
-      cs.push(cpu);
+      fwdAll[batch].push({ wall, cpu, split });
     }
-    fwd[batch] = median(ts);
-    fwdCpu[batch] = median(cs);
-    log(`forward batch ${batch}: ${fwd[batch].toFixed(3)} s wall, ${fwdCpu[batch].toFixed(3)} s CPU (${ts.map((v) => v.toFixed(2)).join(', ')})`);
+    fwd[batch] = median(fwdAll[batch].map((f) => f.wall));
+    fwdCpu[batch] = median(fwdAll[batch].map((f) => f.cpu));
+    log(`forward batch ${batch}: ${fwd[batch].toFixed(3)} s wall, ${fwdCpu[batch].toFixed(3)} s CPU (${fwdAll[batch].map((f) => f.wall.toFixed(2)).join(', ')})`);
+    for (const f of fwdAll[batch]) log(`  ${f.wall.toFixed(2)} s: ${formatSplit(f.split)}`);
     if (offload) log(`  weight upload so far: ${offload.stats.uploadSeconds.toFixed(2)} s for ${(offload.stats.uploadBytes / 1024 ** 3).toFixed(2)} GiB`);
   }
 
@@ -289,6 +294,7 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
     if (useTgate) setAttnProcessor(model, proc);
     const stepWall: number[] = [];
     let x = x0.clone();
+    const r0 = readCpu();
     const c0 = cpuNow();
     const start = performance.now();
     try {
@@ -310,16 +316,16 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
       proc.reset();
       if (useTgate) setAttnProcessor(model, new AttnProcessorDefault());
     }
-    return { wall: (performance.now() - start) / 1000, cpu: cpuNow() - c0, stepWall };
+    return { wall: (performance.now() - start) / 1000, cpu: cpuNow() - c0, split: cpuSplit(r0, readCpu()), stepWall };
   };
 
   const all = Array.from({ length: a.steps }, (_, i) => i);
   /** Measured: the whole loop. Per-kind: each kind's first two occurrences, the second timing summed over the schedule. */
-  const loop = async (useTgate: boolean): Promise<{ wall: number; cpu: number; kinds?: Record<string, number> }> => {
+  const loop = async (useTgate: boolean): Promise<{ wall: number; cpu: number; split?: CpuSplit | null; kinds?: Record<string, number> }> => {
     const label = useTgate ? (a.v1 ? `TGATE v1 (gate ${tg.gateStep}, self-attention never reused)` : `TGATE (gate ${tg.gateStep}, sp ${tg.spInterval}, fi ${tg.fiInterval}, warm-up ${tg.warmUp})`) : 'baseline';
     if (a.loopMode === 'measured') {
       const r = await runSteps(useTgate, all, false);
-      log(`${a.steps}-step loop ${label}: ${r.wall.toFixed(2)} s wall, ${r.cpu.toFixed(2)} s CPU`);
+      log(`${a.steps}-step loop ${label}: ${r.wall.toFixed(2)} s wall, ${r.cpu.toFixed(2)} s CPU; ${formatSplit(r.split)}`);
       return r;
     }
     const firstTwo = new Map<string, number[]>();
@@ -342,6 +348,8 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
   const wallG: number[] = [];
   const cpuB: number[] = [];
   const cpuG: number[] = [];
+  const splitB: (CpuSplit | null)[] = [];
+  const splitG: (CpuSplit | null)[] = [];
   let kindSeconds: { baseline?: Record<string, number>; tgate?: Record<string, number> } = {};
   const dispatches = { baseline: NaN, tgate: NaN };
   /** One loop; the first of each kind also counts its WebGPU dispatches. */
@@ -354,9 +362,9 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
   };
   for (let r = 0; r < a.loops; r++) {
     const b = await countedLoop(false, r === 0);
-    wallB.push(b.wall); cpuB.push(b.cpu);
+    wallB.push(b.wall); cpuB.push(b.cpu); splitB.push(b.split ?? null);
     const g = await countedLoop(true, r === 0);
-    wallG.push(g.wall); cpuG.push(g.cpu);
+    wallG.push(g.wall); cpuG.push(g.cpu); splitG.push(g.split ?? null);
     kindSeconds = { baseline: b.kinds, tgate: g.kinds };
   }
   if (!Number.isNaN(dispatches.baseline)) log(`WebGPU dispatches: baseline loop ${dispatches.baseline}, TGATE loop ${dispatches.tgate}`);
@@ -382,6 +390,14 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
     forwardCpuSecondsBatch2: fwdCpu[2], forwardCpuSecondsBatch1: fwdCpu[1],
     baselineCpuSeconds: baselineCpu, tgateCpuSeconds: tgateCpu, speedupCpu: baselineCpu / tgateCpu,
     loops: a.loops, baselineSecondsAll: wallB, tgateSecondsAll: wallG, baselineCpuSecondsAll: cpuB, tgateCpuSecondsAll: cpuG,
+    // The wasm criteria of issue 21: a baseline step against the isolated batch-2 forward, batch 1 against batch 2.
+    baselineSecondsPerStep: baselineSeconds / a.steps, baselineCpuSecondsPerStep: baselineCpu / a.steps,
+    baselineStepOverForward: baselineSeconds / a.steps / fwd[2], baselineStepCpuOverForwardCpu: baselineCpu / a.steps / fwdCpu[2],
+    forwardBatch1OverBatch2: fwd[1] / fwd[2], forwardCpuBatch1OverBatch2: fwdCpu[1] / fwdCpu[2],
+    // CPU seconds per timed phase by thread (Linux): this process's main thread, its other threads, other processes.
+    cpuSplit: { forwardBatch2: fwdAll[2].map((f) => f.split), forwardBatch1: fwdAll[1].map((f) => f.split), baseline: splitB, tgate: splitG },
+    forwardSecondsBatch2All: fwdAll[2].map((f) => f.wall), forwardSecondsBatch1All: fwdAll[1].map((f) => f.wall),
+    forwardCpuSecondsBatch2All: fwdAll[2].map((f) => f.cpu), forwardCpuSecondsBatch1All: fwdAll[1].map((f) => f.cpu),
     kindSeconds, loadAverage: os.loadavg()[0], dispatchesBaselineLoop: dispatches.baseline, dispatchesTgateLoop: dispatches.tgate,
     forwardMacsPerSample: fwdMacs, executedMacsBatch2: executedMacs,
     forwardGflops: (2 * 2 * fwdMacs) / fwd[2] / 1e9, forwardGflopsBatch1: (2 * fwdMacs) / fwd[1] / 1e9, matmulGflops: mm,
