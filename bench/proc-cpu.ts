@@ -74,3 +74,43 @@ export function formatSplit(s: CpuSplit | null): string {
   if (!s) return 'per-thread CPU not available';
   return `main thread ${s.main.toFixed(2)} s, other threads ${s.otherThreads.toFixed(2)} s (busiest ${s.busiestOther.toFixed(2)}), other processes ${s.elsewhere.toFixed(2)} s`;
 }
+
+/** Other processes' CPU during a phase, in cores (NaN without /proc). */
+export function coresElsewhere(s: CpuSplit | null): number {
+  return s && s.wall > 0 ? s.elsewhere / s.wall : NaN;
+}
+
+/**
+ * Waits until the rest of the machine has used less than `cores` of CPU over `windowSeconds`, at most
+ * `maxSeconds`: a timed phase on a shared machine then starts while nobody else runs (it can still be
+ * disturbed later, which its own split shows). Returns the seconds waited and the last load seen, in cores.
+ */
+export async function waitForIdle(maxSeconds: number, cores = 0.1, windowSeconds = 2): Promise<{ waited: number; cores: number }> {
+  const start = performance.now();
+  let seen = NaN;
+  for (;;) {
+    const r0 = readCpu();
+    await new Promise((resolve) => setTimeout(resolve, windowSeconds * 1000));
+    seen = coresElsewhere(cpuSplit(r0, readCpu()));
+    const waited = (performance.now() - start) / 1000;
+    if (!(seen >= cores) || waited >= maxSeconds) return { waited, cores: seen };
+  }
+}
+
+/** A cheap reading for per-step figures: this process's CPU (all threads) and the machine's busy seconds. */
+export interface LoadReading { wall: number; own: number; machine: number }
+
+export function readLoad(): LoadReading | null {
+  try {
+    const u = process.cpuUsage();
+    return { wall: performance.now() / 1000, own: (u.user + u.system) / 1e6, machine: machineSeconds() };
+  } catch {
+    return null;
+  }
+}
+
+/** Other processes' CPU between two cheap readings, in cores (NaN when either is null). */
+export function loadElsewhere(a: LoadReading | null, b: LoadReading | null): number {
+  if (!a || !b || b.wall <= a.wall) return NaN;
+  return Math.max(0, b.machine - a.machine - (b.own - a.own)) / (b.wall - a.wall);
+}

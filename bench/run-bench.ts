@@ -18,7 +18,7 @@ import { streamsWeights } from '../src/layers/gemm.js';
 import { contiguousRange } from '../src/layers/contiguous-range.js';
 import { checkWeightDtype } from '../src/backends/kernels.js';
 import type { WeightDtype } from '../src/nn/packed-weight.js';
-import { cpuSplit, formatSplit, readCpu, type CpuSplit } from './proc-cpu.js';
+import { coresElsewhere, cpuSplit, formatSplit, loadElsewhere, readCpu, readLoad, waitForIdle, type CpuSplit } from './proc-cpu.js';
 import { PAPER, generationMacs, loadConfig, modelDir, tgateV1, totalMacs, type ModelKey } from './macs.js';
 
 export interface BenchArgs {
@@ -39,6 +39,11 @@ export interface BenchArgs {
    * reused (warm-up = steps). Default: T-GATE's README settings (self-attention caching as well).
    */
   v1: boolean;
+  /**
+   * --wait-idle S: before each timed forward and loop, wait up to S seconds until other processes use under
+   * 0.1 core (Linux; 0: do not wait). For shared machines, where another job's CPU shows up as our wall time.
+   */
+  waitIdle: number;
 }
 
 /** Parses the CLI flags (`npm run bench`, and the job lines of bench/gpu.ts). */
@@ -58,7 +63,9 @@ export function parseArgs(argv: string[]): BenchArgs & { backend: BackendName; j
     loopMode: argv.includes('--per-kind') ? 'per-kind' as const : 'measured' as const, v1: argv.includes('--tgate-v1'),
     threads: get('threads') === undefined ? undefined : Number(get('threads')),
     weightDtype: (get('weight-dtype') ?? 'float32') as WeightDtype,
+    waitIdle: Number(get('wait-idle') ?? 0),
   };
+  if (!(a.waitIdle >= 0)) throw new Error(`--wait-idle must be a number of seconds ≥ 0, got ${get('wait-idle')}`);
   if (a.weightDtype !== 'float32' && a.weightDtype !== 'float16') throw new Error(`--weight-dtype must be float32 or float16, got ${a.weightDtype}`);
   // Latents must survive every 2× downsampling: SD 3 times (×8 VAE), SDXL twice, PixArt patch 2, tiny-shapes twice (×4 VAE).
   const mult = model === 'pixart' ? 16 : (model === 'sdxl' ? 32 : (model === 'tiny-shapes' ? 16 : 64));
@@ -183,6 +190,13 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
   const backendLine = `${report.name}${report.details ? ` (${report.details})` : ''}${a.offload ? ', weight offload' : ''}${a.weightDtype === 'float16' ? ', float16 weights' : ''}`;
   log(`machine: ${machine}\nbackend: ${backendLine}`);
 
+  /** Before a timed phase: wait for the rest of the machine to be idle (--wait-idle). */
+  const idle = async (what: string): Promise<void> => {
+    if (a.waitIdle <= 0) return;
+    const w = await waitForIdle(a.waitIdle);
+    if (w.waited > 2.5) log(`  waited ${w.waited.toFixed(0)} s for an idle machine before ${what} (other processes now ${w.cores.toFixed(2)} cores)`);
+  };
+
   const mm = await matmulGflops();
   log(`matMul 1024³: ${mm.toFixed(1)} GFLOP/s`);
 
@@ -266,6 +280,7 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
   for (const batch of [2, 1] as const) {
     if (a.reps <= 0) break;
     for (let r = 0; r < a.reps; r++) {
+      await idle(`forward batch ${batch}`);
       const { wall, cpu, split, out } = await timed(() => denoise(x0, 999, batch, {}));
       out.dispose();
       fwdAll[batch].push({ wall, cpu, split });
@@ -293,6 +308,10 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
     const proc = new TgateProcessor();
     if (useTgate) setAttnProcessor(model, proc);
     const stepWall: number[] = [];
+    // wasm and cpu run each op when it is called, so a step's wall time and the other processes' CPU during it
+    // are known without a readback (on GPUs a step only records work).
+    const stepLoad: { wall: number; elsewhere: number }[] = [];
+    const eager = report.name === 'wasm' || report.name === 'cpu';
     let x = x0.clone();
     const r0 = readCpu();
     const c0 = cpuNow();
@@ -300,6 +319,7 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
     try {
       for (const i of order) {
         const s0 = performance.now();
+        const rs = eager ? readLoad() : null;
         const { batch, flags } = stepPlan(i, useTgate);
         const timestep = Math.round(999 - (i * 1000) / a.steps);
         const eps = denoise(x, timestep, batch, useTgate ? { step: i, tgate: flags } as AttnContext : { step: i });
@@ -309,6 +329,7 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
         x = next;
         peakSampled = Math.max(peakSampled, tf.memory().numBytes);
         if (perStep) { await sync(x); stepWall.push((performance.now() - s0) / 1000); }
+        if (rs) stepLoad.push({ wall: (performance.now() - s0) / 1000, elsewhere: loadElsewhere(rs, readLoad()) });
       }
       await sync(x);
     } finally {
@@ -316,13 +337,15 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
       proc.reset();
       if (useTgate) setAttnProcessor(model, new AttnProcessorDefault());
     }
-    return { wall: (performance.now() - start) / 1000, cpu: cpuNow() - c0, split: cpuSplit(r0, readCpu()), stepWall };
+    return { wall: (performance.now() - start) / 1000, cpu: cpuNow() - c0, split: cpuSplit(r0, readCpu()), stepWall, stepLoad };
   };
 
   const all = Array.from({ length: a.steps }, (_, i) => i);
   /** Measured: the whole loop. Per-kind: each kind's first two occurrences, the second timing summed over the schedule. */
-  const loop = async (useTgate: boolean): Promise<{ wall: number; cpu: number; split?: CpuSplit | null; kinds?: Record<string, number> }> => {
+  type StepLoad = { wall: number; elsewhere: number }[];
+  const loop = async (useTgate: boolean): Promise<{ wall: number; cpu: number; split?: CpuSplit | null; stepLoad?: StepLoad; kinds?: Record<string, number> }> => {
     const label = useTgate ? (a.v1 ? `TGATE v1 (gate ${tg.gateStep}, self-attention never reused)` : `TGATE (gate ${tg.gateStep}, sp ${tg.spInterval}, fi ${tg.fiInterval}, warm-up ${tg.warmUp})`) : 'baseline';
+    await idle(`the ${label} loop`);
     if (a.loopMode === 'measured') {
       const r = await runSteps(useTgate, all, false);
       log(`${a.steps}-step loop ${label}: ${r.wall.toFixed(2)} s wall, ${r.cpu.toFixed(2)} s CPU; ${formatSplit(r.split)}`);
@@ -350,6 +373,8 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
   const cpuG: number[] = [];
   const splitB: (CpuSplit | null)[] = [];
   const splitG: (CpuSplit | null)[] = [];
+  const stepsB: StepLoad[] = [];
+  const stepsG: StepLoad[] = [];
   let kindSeconds: { baseline?: Record<string, number>; tgate?: Record<string, number> } = {};
   const dispatches = { baseline: NaN, tgate: NaN };
   /** One loop; the first of each kind also counts its WebGPU dispatches. */
@@ -362,9 +387,9 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
   };
   for (let r = 0; r < a.loops; r++) {
     const b = await countedLoop(false, r === 0);
-    wallB.push(b.wall); cpuB.push(b.cpu); splitB.push(b.split ?? null);
+    wallB.push(b.wall); cpuB.push(b.cpu); splitB.push(b.split ?? null); stepsB.push(b.stepLoad ?? []);
     const g = await countedLoop(true, r === 0);
-    wallG.push(g.wall); cpuG.push(g.cpu); splitG.push(g.split ?? null);
+    wallG.push(g.wall); cpuG.push(g.cpu); splitG.push(g.split ?? null); stepsG.push(g.stepLoad ?? []);
     kindSeconds = { baseline: b.kinds, tgate: g.kinds };
   }
   if (!Number.isNaN(dispatches.baseline)) log(`WebGPU dispatches: baseline loop ${dispatches.baseline}, TGATE loop ${dispatches.tgate}`);
@@ -396,6 +421,10 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
     forwardBatch1OverBatch2: fwd[1] / fwd[2], forwardCpuBatch1OverBatch2: fwdCpu[1] / fwdCpu[2],
     // CPU seconds per timed phase by thread (Linux): this process's main thread, its other threads, other processes.
     cpuSplit: { forwardBatch2: fwdAll[2].map((f) => f.split), forwardBatch1: fwdAll[1].map((f) => f.split), baseline: splitB, tgate: splitG },
+    // Per loop, per step (wasm, cpu): wall seconds and the other processes' CPU during the step, in cores.
+    stepLoad: { baseline: stepsB, tgate: stepsG },
+    /** The most CPU other processes used during any timed forward or loop, in cores: above ~0.1 the wall figures are not clean. */
+    maxCoresElsewhere: Math.max(...[...fwdAll[2], ...fwdAll[1]].map((f) => coresElsewhere(f.split)), ...[...splitB, ...splitG].map(coresElsewhere)),
     forwardSecondsBatch2All: fwdAll[2].map((f) => f.wall), forwardSecondsBatch1All: fwdAll[1].map((f) => f.wall),
     forwardCpuSecondsBatch2All: fwdAll[2].map((f) => f.cpu), forwardCpuSecondsBatch1All: fwdAll[1].map((f) => f.cpu),
     kindSeconds, loadAverage: os.loadavg()[0], dispatchesBaselineLoop: dispatches.baseline, dispatchesTgateLoop: dispatches.tgate,
