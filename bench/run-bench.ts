@@ -16,8 +16,10 @@ import { setAttnProcessor } from '../src/attention/registry.js';
 import { TgateProcessor, resolveTgate, tgateFlags, type TgateFlags } from '../src/attention/tgate.js';
 import { loadModel } from '../src/models/load.js';
 import { streamsWeights } from '../src/layers/gemm.js';
+import { contiguousRange } from '../src/layers/contiguous-range.js';
 import { checkWeightDtype } from '../src/backends/kernels.js';
 import type { WeightDtype } from '../src/nn/packed-weight.js';
+import { coresElsewhere, cpuSplit, formatSplit, loadElsewhere, readCpu, readLoad, waitForIdle, type CpuSplit } from './proc-cpu.js';
 import { PAPER, controlnetGenerationMacs, generationMacs, loadConfig, modelDir, tgateV1, totalMacs, type ModelKey } from './macs.js';
 import { benchControlNet } from './controlnet-bench.js';
 import type { TgateOptions } from '../src/attention/tgate.js';
@@ -42,6 +44,11 @@ export interface BenchArgs {
   v1: boolean;
   /** A ControlNet (`ControlNetModel.from_unet` of the UNet) runs before the UNet at every step, gated by TGATE too. */
   controlnet: boolean;
+  /**
+   * --wait-idle S: before each timed forward and loop, wait up to S seconds until other processes use under
+   * 0.1 core (Linux; 0: do not wait). For shared machines, where another job's CPU shows up as our wall time.
+   */
+  waitIdle: number;
 }
 
 /** Parses the CLI flags (`npm run bench`, and the job lines of bench/gpu.ts). */
@@ -61,7 +68,9 @@ export function parseArgs(argv: string[]): BenchArgs & { backend: BackendName; j
     loopMode: argv.includes('--per-kind') ? 'per-kind' as const : 'measured' as const, v1: argv.includes('--tgate-v1'), controlnet: argv.includes('--controlnet'),
     threads: get('threads') === undefined ? undefined : Number(get('threads')),
     weightDtype: (get('weight-dtype') ?? 'float32') as WeightDtype,
+    waitIdle: Number(get('wait-idle') ?? 0),
   };
+  if (!(a.waitIdle >= 0)) throw new Error(`--wait-idle must be a number of seconds ≥ 0, got ${get('wait-idle')}`);
   if (a.weightDtype !== 'float32' && a.weightDtype !== 'float16') throw new Error(`--weight-dtype must be float32 or float16, got ${a.weightDtype}`);
   if (a.controlnet && model === 'pixart') throw new Error('--controlnet needs a UNet model (sd15, sd21, sdxl, tiny-shapes)');
   if (a.controlnet && a.offload) throw new Error('--controlnet cannot be combined with --offload');
@@ -97,12 +106,15 @@ export function countDispatches(): { count: number; stop(): void } | null {
 }
 
 /** Wall and CPU seconds of `fn`, synchronised through `sync`. CPU seconds are robust to other load on the machine. */
-async function timed<T extends tf.Tensor>(fn: () => T): Promise<{ wall: number; cpu: number; out: T }> {
+async function timed<T extends tf.Tensor>(fn: () => T): Promise<{ wall: number; cpu: number; split: CpuSplit | null; out: T }> {
+  const r0 = readCpu();
   const c0 = cpuNow();
   const t0 = performance.now();
   const out = fn();
   await sync(out);
-  return { wall: (performance.now() - t0) / 1000, cpu: cpuNow() - c0, out };
+  const wall = (performance.now() - t0) / 1000;
+  const cpu = cpuNow() - c0;
+  return { wall, cpu, split: cpuSplit(r0, readCpu()), out };
 }
 
 async function matmulGflops(): Promise<number> {
@@ -124,12 +136,15 @@ async function matmulGflops(): Promise<number> {
  * larger). Timing does not depend on the values, and this builds SDXL's 2.6 G parameters in seconds, where
  * `initRandom` draws every value on the CPU (minutes at that size, before the GPU sees anything).
  */
-function poolInit(model: Module, seed: number, std = 0.02, only?: Set<Parameter>): void {
+export function poolInit(model: Module, seed: number, std = 0.02, only?: Set<Parameter>): void {
   const poolSize = 1 << 22;
   const pool = tf.randomNormal([poolSize], 0, std, 'float32', seed);
   const params = [...model.namedParameters()].map(([, p]) => p).filter((p) => !only || only.has(p));
   // Read before any op uploads the pool (WebGPU in Node has no synchronous read-back of GPU tensors).
   const hostPool = params.some((p) => p.host || p.isPacked) ? (pool.dataSync() as Float32Array) : null;
+  // The pool repeated so that every parameter is one contiguous range of it (element i of a parameter at
+  // offset o is pool[(o + i) mod poolSize]): one copy per parameter, where wasm's Slice copies its whole input.
+  let wide: tf.Tensor | undefined;
   let k = 0;
   for (const p of params) {
     const n = p.size;
@@ -147,13 +162,11 @@ function poolInit(model: Module, seed: number, std = 0.02, only?: Set<Parameter>
       p.assign(v);
       continue;
     }
-    p.set(tf.tidy(() => {
-      const reps = Math.ceil((offset + n) / poolSize);
-      const src = reps > 1 ? tf.tile(pool, [reps]) : pool;
-      return src.slice(offset, n).reshape(p.shape);
-    }));
+    wide ??= tf.tile(pool, [1 + Math.ceil(Math.max(...params.map((q) => q.size)) / poolSize)]);
+    p.set(contiguousRange(wide, offset, p.shape));
   }
   pool.dispose();
+  wide?.dispose();
 }
 
 /** MACs of the kernels a profiled run executed (convolutions and matMuls), to check the analytic count. */
@@ -183,6 +196,13 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
   const machine = `${cpus[0]?.model?.trim()} × ${cpus.length} cores, ${(os.totalmem() / 1024 ** 3).toFixed(0)} GiB, ${os.platform()} ${os.release()}, Node ${process.versions.node}`;
   const backendLine = `${report.name}${report.details ? ` (${report.details})` : ''}${a.offload ? ', weight offload' : ''}${a.weightDtype === 'float16' ? ', float16 weights' : ''}${a.controlnet ? ', with a ControlNet' : ''}`;
   log(`machine: ${machine}\nbackend: ${backendLine}`);
+
+  /** Before a timed phase: wait for the rest of the machine to be idle (--wait-idle). */
+  const idle = async (what: string): Promise<void> => {
+    if (a.waitIdle <= 0) return;
+    const w = await waitForIdle(a.waitIdle);
+    if (w.waited > 2.5) log(`  waited ${w.waited.toFixed(0)} s for an idle machine before ${what} (other processes now ${w.cores.toFixed(2)} cores)`);
+  };
 
   const mm = await matmulGflops();
   log(`matMul 1024³: ${mm.toFixed(1)} GFLOP/s`);
@@ -274,19 +294,19 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
 
   const fwd: Record<1 | 2, number> = { 1: NaN, 2: NaN };
   const fwdCpu: Record<1 | 2, number> = { 1: NaN, 2: NaN };
+  const fwdAll: Record<1 | 2, { wall: number; cpu: number; split: CpuSplit | null }[]> = { 1: [], 2: [] };
   for (const batch of [2, 1] as const) {
     if (a.reps <= 0) break;
-    const ts: number[] = [];
-    const cs: number[] = [];
     for (let r = 0; r < a.reps; r++) {
-      const { wall, cpu, out } = await timed(() => denoise(x0, 999, batch, {}));
+      await idle(`forward batch ${batch}`);
+      const { wall, cpu, split, out } = await timed(() => denoise(x0, 999, batch, {}));
       out.dispose();
-      ts.push(wall);
-      cs.push(cpu);
+      fwdAll[batch].push({ wall, cpu, split });
     }
-    fwd[batch] = median(ts);
-    fwdCpu[batch] = median(cs);
-    log(`forward batch ${batch}: ${fwd[batch].toFixed(3)} s wall, ${fwdCpu[batch].toFixed(3)} s CPU (${ts.map((v) => v.toFixed(2)).join(', ')})`);
+    fwd[batch] = median(fwdAll[batch].map((f) => f.wall));
+    fwdCpu[batch] = median(fwdAll[batch].map((f) => f.cpu));
+    log(`forward batch ${batch}: ${fwd[batch].toFixed(3)} s wall, ${fwdCpu[batch].toFixed(3)} s CPU (${fwdAll[batch].map((f) => f.wall.toFixed(2)).join(', ')})`);
+    for (const f of fwdAll[batch]) log(`  ${f.wall.toFixed(2)} s: ${formatSplit(f.split)}`);
     if (offload) log(`  weight upload so far: ${offload.stats.uploadSeconds.toFixed(2)} s for ${(offload.stats.uploadBytes / 1024 ** 3).toFixed(2)} GiB`);
   }
 
@@ -307,12 +327,18 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
     const gated = cn ? [model, cn.model] : [model];
     if (useTgate) gated.forEach((m) => setAttnProcessor(m, proc));
     const stepWall: number[] = [];
+    // wasm and cpu run each op when it is called, so a step's wall time and the other processes' CPU during it
+    // are known without a readback (on GPUs a step only records work).
+    const stepLoad: { wall: number; elsewhere: number }[] = [];
+    const eager = report.name === 'wasm' || report.name === 'cpu';
     let x = x0.clone();
+    const r0 = readCpu();
     const c0 = cpuNow();
     const start = performance.now();
     try {
       for (const i of order) {
         const s0 = performance.now();
+        const rs = eager ? readLoad() : null;
         const { batch, flags } = stepPlan(i, useTgate);
         const timestep = Math.round(999 - (i * 1000) / a.steps);
         const eps = denoise(x, timestep, batch, useTgate ? { step: i, tgate: flags } as AttnContext : { step: i });
@@ -322,6 +348,7 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
         x = next;
         peakSampled = Math.max(peakSampled, tf.memory().numBytes);
         if (perStep) { await sync(x); stepWall.push((performance.now() - s0) / 1000); }
+        if (rs) stepLoad.push({ wall: (performance.now() - s0) / 1000, elsewhere: loadElsewhere(rs, readLoad()) });
       }
       await sync(x);
     } finally {
@@ -329,16 +356,18 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
       proc.reset();
       if (useTgate) gated.forEach((m) => setAttnProcessor(m, new AttnProcessorDefault()));
     }
-    return { wall: (performance.now() - start) / 1000, cpu: cpuNow() - c0, stepWall };
+    return { wall: (performance.now() - start) / 1000, cpu: cpuNow() - c0, split: cpuSplit(r0, readCpu()), stepWall, stepLoad };
   };
 
   const all = Array.from({ length: a.steps }, (_, i) => i);
   /** Measured: the whole loop. Per-kind: each kind's first two occurrences, the second timing summed over the schedule. */
-  const loop = async (useTgate: boolean): Promise<{ wall: number; cpu: number; kinds?: Record<string, number> }> => {
+  type StepLoad = { wall: number; elsewhere: number }[];
+  const loop = async (useTgate: boolean): Promise<{ wall: number; cpu: number; split?: CpuSplit | null; stepLoad?: StepLoad; kinds?: Record<string, number> }> => {
     const label = useTgate ? (a.v1 ? `TGATE v1 (gate ${tg.gateStep}, self-attention never reused)` : `TGATE (gate ${tg.gateStep}, sp ${tg.spInterval}, fi ${tg.fiInterval}, warm-up ${tg.warmUp})`) : 'baseline';
+    await idle(`the ${label} loop`);
     if (a.loopMode === 'measured') {
       const r = await runSteps(useTgate, all, false);
-      log(`${a.steps}-step loop ${label}: ${r.wall.toFixed(2)} s wall, ${r.cpu.toFixed(2)} s CPU`);
+      log(`${a.steps}-step loop ${label}: ${r.wall.toFixed(2)} s wall, ${r.cpu.toFixed(2)} s CPU; ${formatSplit(r.split)}`);
       return r;
     }
     const firstTwo = new Map<string, number[]>();
@@ -361,6 +390,10 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
   const wallG: number[] = [];
   const cpuB: number[] = [];
   const cpuG: number[] = [];
+  const splitB: (CpuSplit | null)[] = [];
+  const splitG: (CpuSplit | null)[] = [];
+  const stepsB: StepLoad[] = [];
+  const stepsG: StepLoad[] = [];
   let kindSeconds: { baseline?: Record<string, number>; tgate?: Record<string, number> } = {};
   const dispatches = { baseline: NaN, tgate: NaN };
   /** One loop; the first of each kind also counts its WebGPU dispatches. */
@@ -373,9 +406,9 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
   };
   for (let r = 0; r < a.loops; r++) {
     const b = await countedLoop(false, r === 0);
-    wallB.push(b.wall); cpuB.push(b.cpu);
+    wallB.push(b.wall); cpuB.push(b.cpu); splitB.push(b.split ?? null); stepsB.push(b.stepLoad ?? []);
     const g = await countedLoop(true, r === 0);
-    wallG.push(g.wall); cpuG.push(g.cpu);
+    wallG.push(g.wall); cpuG.push(g.cpu); splitG.push(g.split ?? null); stepsG.push(g.stepLoad ?? []);
     kindSeconds = { baseline: b.kinds, tgate: g.kinds };
   }
   if (!Number.isNaN(dispatches.baseline)) log(`WebGPU dispatches: baseline loop ${dispatches.baseline}, TGATE loop ${dispatches.tgate}`);
@@ -401,6 +434,18 @@ export async function runBench(a: BenchArgs, report: BackendReport) {
     forwardCpuSecondsBatch2: fwdCpu[2], forwardCpuSecondsBatch1: fwdCpu[1],
     baselineCpuSeconds: baselineCpu, tgateCpuSeconds: tgateCpu, speedupCpu: baselineCpu / tgateCpu,
     loops: a.loops, baselineSecondsAll: wallB, tgateSecondsAll: wallG, baselineCpuSecondsAll: cpuB, tgateCpuSecondsAll: cpuG,
+    // The wasm criteria of issue 21: a baseline step against the isolated batch-2 forward, batch 1 against batch 2.
+    baselineSecondsPerStep: baselineSeconds / a.steps, baselineCpuSecondsPerStep: baselineCpu / a.steps,
+    baselineStepOverForward: baselineSeconds / a.steps / fwd[2], baselineStepCpuOverForwardCpu: baselineCpu / a.steps / fwdCpu[2],
+    forwardBatch1OverBatch2: fwd[1] / fwd[2], forwardCpuBatch1OverBatch2: fwdCpu[1] / fwdCpu[2],
+    // CPU seconds per timed phase by thread (Linux): this process's main thread, its other threads, other processes.
+    cpuSplit: { forwardBatch2: fwdAll[2].map((f) => f.split), forwardBatch1: fwdAll[1].map((f) => f.split), baseline: splitB, tgate: splitG },
+    // Per loop, per step (wasm, cpu): wall seconds and the other processes' CPU during the step, in cores.
+    stepLoad: { baseline: stepsB, tgate: stepsG },
+    /** The most CPU other processes used during any timed forward or loop, in cores: above ~0.1 the wall figures are not clean. */
+    maxCoresElsewhere: Math.max(...[...fwdAll[2], ...fwdAll[1]].map((f) => coresElsewhere(f.split)), ...[...splitB, ...splitG].map(coresElsewhere)),
+    forwardSecondsBatch2All: fwdAll[2].map((f) => f.wall), forwardSecondsBatch1All: fwdAll[1].map((f) => f.wall),
+    forwardCpuSecondsBatch2All: fwdAll[2].map((f) => f.cpu), forwardCpuSecondsBatch1All: fwdAll[1].map((f) => f.cpu),
     kindSeconds, loadAverage: os.loadavg()[0], dispatchesBaselineLoop: dispatches.baseline, dispatchesTgateLoop: dispatches.tgate,
     forwardMacsPerSample: fwdMacs, executedMacsBatch2: executedMacs,
     forwardGflops: (2 * 2 * fwdMacs) / fwd[2] / 1e9, forwardGflopsBatch1: (2 * fwdMacs) / fwd[1] / 1e9, matmulGflops: mm,

@@ -44,7 +44,8 @@ describe.each(TEST_BACKENDS)('sdpa strategies on %s', (backend) => {
   test('auto picks per-head on wasm only, and only for large score matrices', () => {
     expect(resolveSdpaStrategy('auto')).toBe(backend === 'wasm' ? 'per-head' : 'batched');
     expect(resolveSdpaStrategy('auto', 256, 77)).toBe(backend === 'wasm' ? 'per-head' : 'batched');
-    expect(resolveSdpaStrategy('auto', 64, 77)).toBe('batched');
+    expect(resolveSdpaStrategy('auto', 64, 77)).toBe(backend === 'wasm' ? 'per-head' : 'batched');
+    expect(resolveSdpaStrategy('auto', 16, 77)).toBe('batched');
     expect(resolveSdpaStrategy('auto', 128, PER_HEAD_MIN_SCORES / 128)).toBe(backend === 'wasm' ? 'per-head' : 'batched');
     expect(resolveSdpaStrategy('auto', 128, PER_HEAD_MIN_SCORES / 128 - 1)).toBe('batched');
     expect(resolveSdpaStrategy()).toBe(resolveSdpaStrategy('auto'));

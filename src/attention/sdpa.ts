@@ -34,10 +34,11 @@ export interface SdpaOptions {
 export type SdpaStrategy = 'auto' | 'batched' | 'per-head';
 
 /**
- * Smallest Nq·Nk that 'auto' computes per head on wasm: bench/attention.ts measured per-head 1.55–2.5× faster
- * at 256 queries (256×77, 256×256) and 0.6× as fast at 64 (64×64, 64×77).
+ * Smallest Nq·Nk that 'auto' computes per head on wasm. bench/attention.ts on an idle 2-core machine (one or two
+ * XNNPACK threads): per-head 2.0–3.9× faster at 64 queries (64×64, 64×77), 6.5–8.5× at 256, and 0.3–0.6× as
+ * fast at 16×16 (the batched matMul is TF.js's own single-threaded loop; a 2-D matMul is XNNPACK's GEMM).
  */
-export const PER_HEAD_MIN_SCORES = 1 << 14;
+export const PER_HEAD_MIN_SCORES = 1 << 12;
 
 /** The strategy 'auto' resolves to on the current backend, for a score matrix of nq × nk per head. */
 export function resolveSdpaStrategy(s: SdpaStrategy = 'auto', nq = Infinity, nk = Infinity): 'batched' | 'per-head' {
