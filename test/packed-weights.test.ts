@@ -1,9 +1,8 @@
 /**
  * Compact weight storage (src/nn/packed-weight.ts) where it does not need WebGPU: tables larger than a piece
  * held in row pieces and gathered piece by piece (resident and offloaded; on cpu and on wasm, whose ClipByValue
- * mistreats int32 ids), the float16 weight dtype refused
- * off WebGPU naming the option, and the rules of setting it (before loading, not with offload). The WebGPU
- * side is test/webgpu-half.test.ts.
+ * mistreats int32 ids), the float16 weight dtype refused off WebGPU naming the option, and the rules of setting
+ * it (before loading, not with offload). The WebGPU side is test/webgpu-half.test.ts.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { fixture, useBackend } from './support/helpers.js';
