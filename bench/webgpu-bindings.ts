@@ -10,9 +10,7 @@
  *     [--dtype float16|float32|both] [--size 64] [--out file.json]
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { readFileSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { writeFileSync } from 'node:fs';
 import { initBackend, releaseWebgpuBufferPool, trackWebgpuBindings } from '../src/backends/index.js';
 import { modelFromConfig } from '../src/models/registry.js';
 import type { Module } from '../src/nn/module.js';
@@ -24,8 +22,8 @@ import { Linear } from '../src/layers/linear.js';
 import type { UNet2DConditionModel } from '../src/models/unet-2d-condition.js';
 import type { AutoencoderKL } from '../src/models/autoencoder-kl.js';
 import type { CLIPTextModel } from '../src/models/clip-text.js';
+import { CLIP_G, CLIP_L, fixtureConfig as config } from './full-configs.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const LIMIT = 128 * 2 ** 20;
 const argv = process.argv.slice(2);
 const arg = (name: string, dflt: string): string => (argv.includes(name) ? argv[argv.indexOf(name) + 1]! : dflt);
@@ -34,19 +32,6 @@ const size = Number(arg('--size', '64'));
 const modelName = arg('--model', 'sd15');
 if (modelName !== 'sd15' && modelName !== 'sdxl') throw new Error(`--model must be sd15 or sdxl, got ${modelName}`);
 const outFile = arg('--out', '');
-
-const config = (name: string): Record<string, unknown> => JSON.parse(readFileSync(path.join(ROOT, 'test/fixtures/configs', name), 'utf8'));
-/** openai/clip-vit-large-patch14's text tower, SD-1.5's text_encoder. */
-const CLIP_L = {
-  _class_name: 'CLIPTextModel', hidden_size: 768, intermediate_size: 3072, num_hidden_layers: 12, num_attention_heads: 12,
-  max_position_embeddings: 77, vocab_size: 49408, hidden_act: 'quick_gelu', layer_norm_eps: 1e-5, projection_dim: 768,
-  bos_token_id: 0, eos_token_id: 2, pad_token_id: 1,
-};
-/** laion/CLIP-ViT-bigG-14's text tower, SDXL's text_encoder_2. */
-const CLIP_G = {
-  ...CLIP_L, _class_name: 'CLIPTextModelWithProjection', hidden_size: 1280, intermediate_size: 5120, num_hidden_layers: 32,
-  num_attention_heads: 20, hidden_act: 'gelu', projection_dim: 1280,
-};
 
 /** Seeded weights from one pool of normals (each parameter a tiled slice of it), in JS: fast at 1 G parameters. */
 const POOL = randomNormalHost(1 << 22, 0.02, 1);

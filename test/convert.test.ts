@@ -244,6 +244,39 @@ describe('sources', () => {
     expect(await compare(dir, out, bitIdentical)).toBe(0);
   });
 
+  test('weightSource: a folder of configs alone converts the weights a source gives, checked like a file\'s', async () => {
+    const src = fixture('pipelines', 'sd15_tiny');
+    const skeleton = path.join(work, 'configs-only');
+    await mkdir(skeleton);
+    for (const e of await readdir(src, { withFileTypes: true })) {
+      if (!e.isDirectory()) { await copyFile(path.join(src, e.name), path.join(skeleton, e.name)); continue; }
+      await mkdir(path.join(skeleton, e.name));
+      for (const f of await readdir(path.join(src, e.name))) {
+        if (!f.endsWith('.safetensors')) await copyFile(path.join(src, e.name, f), path.join(skeleton, e.name, f));
+      }
+    }
+    const opened: string[] = [];
+    const closed: string[] = [];
+    const weightSource = async (name: string) => {
+      opened.push(name);
+      const s = await openComponentWeights(path.join(src, name));
+      return Object.assign(Object.create(s) as typeof s, { close: async () => { closed.push(name); await s.close(); } });
+    };
+    const out = path.join(work, 'configs-only-out');
+    const rep = await convertPipeline(skeleton, out, { weightSource });
+    expect(rep.components.map((c) => c.name).sort()).toEqual(['text_encoder', 'unet', 'vae']);
+    expect(closed.sort()).toEqual(opened.sort());
+    for (const c of rep.components) expect(await compare(path.join(src, c.name), path.join(out, c.name), bitIdentical)).toBe(0);
+    // A source without one of the model's tensors is refused before anything is written, naming the component.
+    const missing = async (name: string) => {
+      const s = await openComponentWeights(path.join(src, name));
+      const keys = s.keys().slice(1);
+      return Object.assign(Object.create(s) as typeof s, { keys: () => keys });
+    };
+    await expect(convertPipeline(skeleton, path.join(work, 'configs-only-bad'), { weightSource: missing })).rejects.toThrow(/component "text_encoder" \(CLIPTextModel, .*\).*missing key/s);
+    await expect(stat(path.join(work, 'configs-only-bad'))).rejects.toThrow(/ENOENT/);
+  });
+
   test('the Cache API keeps fetched shards when asked', async () => {
     const out = path.join(work, 'cache-src');
     await convertComponent(fixture('models', 'pixart_tiny_noac'), out, { shardMb: 0.05 });

@@ -1,8 +1,8 @@
 /**
  * Compact weight storage (src/nn/packed-weight.ts) where it does not need WebGPU: tables larger than a piece
- * held in row pieces and gathered piece by piece (resident and offloaded), the float16 weight dtype refused
- * off WebGPU naming the option, and the rules of setting it (before loading, not with offload). The WebGPU
- * side is test/webgpu-half.test.ts.
+ * held in row pieces and gathered piece by piece (resident and offloaded; on cpu and on wasm, whose ClipByValue
+ * mistreats int32 ids), the float16 weight dtype refused off WebGPU naming the option, and the rules of setting
+ * it (before loading, not with offload). The WebGPU side is test/webgpu-half.test.ts.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { fixture, useBackend } from './support/helpers.js';
@@ -22,45 +22,50 @@ afterEach(() => setPieceBytes(null));
 const IDS = tf.tensor2d([[0, 49, 17, 3, 33, 34, 16], [48, 1, 2, 31, 32, 0, 49]], [2, 7], 'int32');
 afterAll(() => IDS.dispose());
 
-test('a table over the piece size is held in row pieces and gathers the same rows', () => {
-  const values = randomNormalHost(50 * 24, 1, 3);
-  const whole = new Embedding(50, 24);
-  whole.weight.assign(values);
-  setPieceBytes(1536); // 16 rows of 24 float32 values
-  const split = new Embedding(50, 24);
-  split.weight.assign(values);
-  expect(split.weight.isPacked).toBe(true);
-  expect(split.weight.stored.pieces.map((p) => p.shape)).toEqual([[16, 24], [16, 24], [16, 24], [2, 24]]);
-  expect(() => split.weight.t).toThrow(/row pieces.*read only by the layer that owns it/);
-  const before = tf.memory().numTensors;
-  const [a, b] = [whole.forward(IDS), split.forward(IDS)];
-  expect(b.shape).toEqual([2, 7, 24]);
-  expect(Array.from(b.dataSync())).toEqual(Array.from(a.dataSync()));
-  tf.dispose([a, b]);
-  expect(tf.memory().numTensors).toBe(before);
-  whole.dispose();
-  split.dispose();
-});
+describe.each(['cpu', 'wasm'] as const)('row pieces on %s', (backend) => {
+  beforeAll(async () => { await useBackend(backend); });
+  afterAll(async () => { await useBackend('cpu'); });
 
-test('CLIP with its tables in pieces gives the unsplit outputs, resident and offloaded', async () => {
-  const dir = fixture('pipelines/sd15_tiny/text_encoder');
-  const whole = await loadModel<CLIPTextModel>(dir);
-  setPieceBytes(4096); // the 529 × 32 token table in 17 pieces of 32 rows, the 77-row position table in 3
-  const split = await loadModel<CLIPTextModel>(dir);
-  const offloaded = await loadModel<CLIPTextModel>(dir, { offload: { unitBytes: 80000 } });
-  const tokens = (m: CLIPTextModel) => m.text_model.embeddings.token_embedding.weight;
-  expect(tokens(split).stored.pieces).toHaveLength(17);
-  expect(tokens(offloaded).host?.values).toBeInstanceOf(Float32Array);
-  const ids = [[209, 5, 17, 300, 528, 2, 1]];
-  const before = tf.memory().numTensors;
-  const [a, b, c] = [whole, split, offloaded].map((m) => m.forward({ inputIds: ids }));
-  expect(relL2(b!.lastHiddenState.dataSync(), a!.lastHiddenState.dataSync())).toBe(0);
-  expect(relL2(c!.lastHiddenState.dataSync(), a!.lastHiddenState.dataSync())).toBe(0);
-  for (const o of [a!, b!, c!]) tf.dispose([o.lastHiddenState, ...o.hiddenStates, o.pooledOutput!]);
-  expect(tf.memory().numTensors).toBe(before);
-  // The offloaded pieces existed only during the forward.
-  expect(tokens(offloaded).packed).toBeNull();
-  [whole, split, offloaded].forEach((m) => m.dispose());
+  test('a table over the piece size is held in row pieces and gathers the same rows', () => {
+    const values = randomNormalHost(50 * 24, 1, 3);
+    const whole = new Embedding(50, 24);
+    whole.weight.assign(values);
+    setPieceBytes(1536); // 16 rows of 24 float32 values
+    const split = new Embedding(50, 24);
+    split.weight.assign(values);
+    expect(split.weight.isPacked).toBe(true);
+    expect(split.weight.stored.pieces.map((p) => p.shape)).toEqual([[16, 24], [16, 24], [16, 24], [2, 24]]);
+    expect(() => split.weight.t).toThrow(/row pieces.*read only by the layer that owns it/);
+    const before = tf.memory().numTensors;
+    const [a, b] = [whole.forward(IDS), split.forward(IDS)];
+    expect(b.shape).toEqual([2, 7, 24]);
+    expect(Array.from(b.dataSync())).toEqual(Array.from(a.dataSync()));
+    tf.dispose([a, b]);
+    expect(tf.memory().numTensors).toBe(before);
+    whole.dispose();
+    split.dispose();
+  });
+
+  test('CLIP with its tables in pieces gives the unsplit outputs, resident and offloaded', async () => {
+    const dir = fixture('pipelines/sd15_tiny/text_encoder');
+    const whole = await loadModel<CLIPTextModel>(dir);
+    setPieceBytes(4096); // the 529 × 32 token table in 17 pieces of 32 rows, the 77-row position table in 3
+    const split = await loadModel<CLIPTextModel>(dir);
+    const offloaded = await loadModel<CLIPTextModel>(dir, { offload: { unitBytes: 80000 } });
+    const tokens = (m: CLIPTextModel) => m.text_model.embeddings.token_embedding.weight;
+    expect(tokens(split).stored.pieces).toHaveLength(17);
+    expect(tokens(offloaded).host?.values).toBeInstanceOf(Float32Array);
+    const ids = [[209, 5, 17, 300, 528, 2, 1]];
+    const before = tf.memory().numTensors;
+    const [a, b, c] = [whole, split, offloaded].map((m) => m.forward({ inputIds: ids }));
+    expect(relL2(b!.lastHiddenState.dataSync(), a!.lastHiddenState.dataSync())).toBe(0);
+    expect(relL2(c!.lastHiddenState.dataSync(), a!.lastHiddenState.dataSync())).toBe(0);
+    for (const o of [a!, b!, c!]) tf.dispose([o.lastHiddenState, ...o.hiddenStates, o.pooledOutput!]);
+    expect(tf.memory().numTensors).toBe(before);
+    // The offloaded pieces existed only during the forward.
+    expect(tokens(offloaded).packed).toBeNull();
+    [whole, split, offloaded].forEach((m) => m.dispose());
+  });
 });
 
 test("weightDtype 'float16' is refused off WebGPU, naming the option and the backend", async () => {

@@ -21,6 +21,8 @@ import {
   type QuantizeMode, type TfjsWeightEntry,
 } from '../io/tfjs-format.js';
 
+type ClosableSource = WeightSource & { close(): Promise<void> };
+
 export interface ConvertOptions {
   /** Storage of the weights (default none = float32, bit-exact). */
   quantize?: QuantizeMode;
@@ -32,6 +34,13 @@ export interface ConvertOptions {
   variant?: string;
   /** Replace an existing output folder. */
   force?: boolean;
+  /**
+   * Where a weight component's tensors come from, instead of its folder's safetensors files (the folder
+   * still gives every config): bench/browser-full.ts converts seeded random weights this way. Called with
+   * the component's name ('' for a single component) and the model built from its config; the source
+   * answers in PyTorch layout and is checked and closed like a file's.
+   */
+  weightSource?: (component: string, model: Module) => ClosableSource | Promise<ClosableSource>;
 }
 
 export interface ConvertProgress {
@@ -94,7 +103,7 @@ interface ModelPlan {
   config: Config;
   className: string;
   params: [string, Parameter][];
-  source: WeightSource & { close(): Promise<void> };
+  source: ClosableSource;
   effective: WeightSource;
 }
 
@@ -114,7 +123,9 @@ async function planModel(name: string, srcDir: string, outSub: string, opts: Con
   } catch (e) {
     throw new Error(`${label}: ${(e as Error).message}`);
   }
-  const source = await openLean(srcDir, opts.variant).catch((e: Error) => { throw new Error(`${label}: ${e.message}`); });
+  const source = opts.weightSource
+    ? await opts.weightSource(name, model)
+    : await openLean(srcDir, opts.variant).catch((e: Error) => { throw new Error(`${label}: ${e.message}`); });
   try {
     // Read as the model reads it (T5 presents its tied embedding under one key), with the same strict checks.
     try {

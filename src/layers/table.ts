@@ -22,9 +22,11 @@ export function gatherRows(p: Parameter, ids: tf.Tensor): tf.Tensor {
         out = halfKernel('gatherHalf')(piece, rows, dim, flat, start, out);
         continue;
       }
-      // float32 pieces: each id is read from the one piece holding it (ids elsewhere are clamped, then not selected).
+      // float32 pieces: each id is read from the one piece holding it (ids elsewhere are clamped, then not
+      // selected). Clamped with int32 maximum/minimum: wasm's ClipByValue reads an int32 tensor's bits as float32.
       const local = tf.sub(flat, tf.scalar(start, 'int32'));
-      const rowsOf = tf.gather(piece, tf.clipByValue(local, 0, rows - 1));
+      const clamped = tf.minimum(tf.maximum(local, tf.scalar(0, 'int32')), tf.scalar(rows - 1, 'int32'));
+      const rowsOf = tf.gather(piece, clamped);
       out = out ? tf.where(tf.logicalAnd(tf.greaterEqual(local, 0), tf.less(local, rows)).expandDims(1), rowsOf, out) : rowsOf;
     }
     return out!.reshape([...ids.shape, dim]);
