@@ -82,7 +82,12 @@ export function parseArgs(argv: string[]): BenchArgs & { backend: BackendName; j
 
 const log = (s: string) => console.error(s);
 const cpuNow = (): number => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
-const median = (v: number[]): number => { const w = [...v].sort((p, q) => p - q); return w[Math.floor((w.length - 1) / 2)]; };
+/** The median; of an even count, the mean of the two middle values. */
+const median = (v: number[]): number => {
+  const w = [...v].sort((p, q) => p - q);
+  const m = w.length >> 1;
+  return w.length % 2 ? w[m] : (w[m - 1] + w[m]) / 2;
+};
 
 /** Waits for `t` through a one-element readback: downloading large tensors would dominate on a GPU. */
 async function sync(t: tf.Tensor): Promise<void> {
