@@ -1,7 +1,7 @@
 /**
  * Overlapping calls on one model (issue 18): two generate() calls at once (Promise.all) give exactly, byte for
  * byte, what each gives alone, free every tensor and leave the processors as they were; so do two pipelines
- * sharing a UNet, a queued call whose signal aborts, and a LoRA fuse issued while a generation runs.
+ * sharing a UNet or a ControlNet, a queued call whose signal aborts, and a LoRA fuse issued while a generation runs.
  * sd15_tiny at 32×32 on the cpu backend: a run takes well under a second.
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -10,6 +10,7 @@ import { loadPipeline } from '../src/pipelines/load.js';
 import { schedulerFromConfig } from '../src/samplers/index.js';
 import { StableDiffusionPipeline, type SDGenerateOptions } from '../src/pipelines/stable-diffusion.js';
 import type { AttnProcessor } from '../src/attention/processor.js';
+import { ControlNetModel } from '../src/models/controlnet.js';
 
 const LORA = fixture('ext2/models/sd15_tiny_lora/pytorch_lora_weights.safetensors');
 
@@ -114,6 +115,29 @@ describe('two generate() calls at once give what they give one after the other',
     }
   }, 60_000);
 });
+
+test('two pipelines sharing one ControlNet (both with TGATE, which installs processors on it) run one at a time', async () => {
+  const cn = await ControlNetModel.fromPretrained(fixture('ext2/models/sd15_tiny_controlnet'));
+  const other = await loadPipeline(fixture('pipelines/sd15_tiny'), { controlnet: cn }) as StableDiffusionPipeline;
+  const control = tf.tidy(() => tf.randomUniform([1, 3, 32, 32], 0, 1, 'float32', 3));
+  const withCn = new StableDiffusionPipeline({ ...pipe, controlnets: [cn] });
+  try {
+    const a = options({ tgate: TGATE, controlImage: control });
+    const b = options({ tgate: TGATE3, seed: 2, controlImage: control, controlnetConditioningScale: 0.5 });
+    const [refA, refB] = [await generate(withCn, a), await generate(other, b)];
+    const before = tf.memory().numTensors;
+    const cnProcs = [...cn.attnProcessors().values()];
+    const [outA, outB] = await Promise.allSettled([generate(withCn, a), generate(other, b)]);
+    report('shared ControlNet', [outA, outB], [refA, refB], before, processors(pipe));
+    expectSame(settled(outA), refA);
+    expectSame(settled(outB), refB);
+    expect(tf.memory().numTensors).toBe(before);
+    [...cn.attnProcessors().values()].forEach((p, i) => expect(p).toBe(cnProcs[i]));
+  } finally {
+    other.dispose(); // frees the ControlNet too
+    control.dispose();
+  }
+}, 60_000);
 
 describe('the queue', () => {
   test('calls run one at a time in the order they were made; a queued call whose signal aborts rejects at once, the others keep their places', async () => {
