@@ -17,6 +17,7 @@ import { buildAndLoad, type LoadWeightsOptions } from '../io/component-source.js
 import { buildDownBlocks, buildMidBlock, type DownBlock2D, type UNetMidBlock2DCrossAttn } from './unet-blocks.js';
 import { blockInputs, checkDenoiserInputs, embedTime, runDownBlocks, withRecording, type DenoiserInputs } from './down-path.js';
 import { controlnetConfigFromUnet, resolveControlNetConfig, type ControlNetConfig } from './controlnet-config.js';
+import { checkParameterCount } from '../io/config.js';
 
 export { resolveControlNetConfig, controlnetConfigFromUnet, type ControlNetConfig };
 
@@ -125,7 +126,7 @@ export class ControlNetModel extends Module {
 
   /** Builds the model (no weights allocated) from a diffusers config.json object; `file` names it in errors. */
   static fromConfig(cfg: Record<string, unknown>, file?: string): ControlNetModel {
-    return new ControlNetModel(resolveControlNetConfig(cfg, file));
+    return checkParameterCount(new ControlNetModel(resolveControlNetConfig(cfg, file)), 'ControlNetModel', file);
   }
 
   /** Loads a ControlNet folder's config and weights (diffusers or converted; `variant` e.g. "fp16"). */
