@@ -23,7 +23,8 @@
  */
 import { initBackend } from '../src/backends/index.js';
 import { PAPER } from './macs.js';
-import { parseArgs, runBench } from './run-bench.js';
+import { runBench } from './run-bench.js';
+import { parseArgs } from './bench-args.js';
 
 async function main(): Promise<void> {
   const a = parseArgs(process.argv.slice(2));

@@ -9,7 +9,8 @@ import { initBackend } from '../src/backends/index.js';
 import { modelFromConfig } from '../src/models/registry.js';
 import { setAttnProcessor } from '../src/attention/registry.js';
 import { TgateProcessor, type TgateContext, type TgateFlags } from '../src/attention/tgate.js';
-import { countDispatches, parseArgs } from './run-bench.js';
+import { countDispatches } from './run-bench.js';
+import { parseArgs } from './bench-args.js';
 import { loadConfig } from './macs.js';
 import type { UNet2DConditionModel } from '../src/models/unet-2d-condition.js';
 

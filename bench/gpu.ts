@@ -15,7 +15,8 @@ import { openSafetensors } from '../src/io/node-source.js';
 import { loadPipeline } from '../src/pipelines/load.js';
 import type { StableDiffusionPipeline } from '../src/pipelines/stable-diffusion.js';
 import { relL2 } from '../src/eval/rel-l2.js';
-import { parseArgs, runBench } from './run-bench.js';
+import { runBench } from './run-bench.js';
+import { parseArgs } from './bench-args.js';
 
 const DEFAULT_JOBS = [
   '--model sd15 --height 512 --width 512 --no-profile --loops 2',
