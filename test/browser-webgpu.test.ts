@@ -7,13 +7,12 @@
  * adapter. SwiftShader is slow: time limits are generous.
  */
 import type http from 'node:http';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
 import type { BrowserContext, Page } from 'playwright-core';
-import { haveChromium, launchChromium, serve, CHROMIUM } from './support/browser.js';
+import { bundlePage, haveChromium, launchChromium, serve, CHROMIUM } from './support/browser.js';
 import { convertPipeline } from '../src/convert/convert.js';
 import { relL2 } from '../src/eval/rel-l2.js';
 import { ATTENTION_CASES, type AttentionReport } from './webgpu-attention-check.js';
@@ -38,13 +37,7 @@ maybe('our WebGPU kernels in headless Chromium', () => {
   const pageErrors: string[] = [];
 
   beforeAll(async () => {
-    await rm(OUT, { recursive: true, force: true });
-    await mkdir(OUT, { recursive: true });
-    await build({
-      entryPoints: [path.join(ROOT, 'test', 'browser-checks.ts')], outdir: OUT, bundle: true, splitting: true, format: 'esm',
-      platform: 'browser', target: 'es2022', external: ['node:*'], logLevel: 'warning',
-    });
-    await writeFile(path.join(OUT, 'index.html'), '<!doctype html><meta charset="utf-8"><script type="module" src="./browser-checks.js"></script>');
+    await bundlePage(path.join(ROOT, 'test', 'browser-checks.ts'), OUT);
     // The tiny-shapes pipeline as a float16 folder, served next to the page.
     await convertPipeline(path.join(ROOT, 'assets', 'tiny-shapes'), path.join(OUT, 'tiny-shapes-f16'), { quantize: 'float16' });
     server = await serve(ROOT);
