@@ -44,14 +44,14 @@ afterAll(() => {
 });
 
 const out = (name: string): string => path.join(tmp, name);
-const BASE = ['generate', SD, '--prompt', 'a ring', '--steps', '6', '--seed', '3', '--height', '64', '--width', '64', '--backend', 'wasm'];
+const BASE = ['generate', SD, '--prompt', 'a ring', '--steps', '6', '--seed', '3', '--backend', 'wasm'];
 
 test.each([
   ['baseline', [], undefined],
   ['TGATE gate 3', ['--gate-step', '3'], { gateStep: 3 }],
 ])('--controlnet --control-image --control-scale --control-guidance-end (%s) equals the API\'s run bit for bit', async (_, flags, tgateOpt) => {
   const file = out(`cn-${flags.length}.png`);
-  await tgate(...BASE, '--controlnet', CN, '--control-image', out('edges.png'), '--control-scale', '0.8',
+  await tgate(...BASE, '--height', '64', '--width', '64', '--controlnet', CN, '--control-image', out('edges.png'), '--control-scale', '0.8',
     '--control-guidance-end', '0.8', ...flags, '--output', file);
   const got = await readImage(file);
   const { latents, images } = await pipe.generate({
@@ -72,6 +72,9 @@ test.each([
   [['--controlnet', path.join(os.tmpdir(), 'no-such-controlnet'), '--control-image', 'x.png'], 'no such folder'],
   [['--controlnet', CN, '--control-image', 'EDGES', '--control-image', 'EDGES'], '--control-image: give one per --controlnet (1), got 2'],
   [['--controlnet', CN, '--control-image', 'EDGES', '--control-scale', '1', '--control-scale', '2'], '--control-scale: give one value, or one per --controlnet (1), got 2'],
+  [['--control-image', 'EDGES'], '--control-image needs --controlnet DIR: StableDiffusionPipeline has no ControlNet of its own'],
+  [['--controlnet', CN, '--control-image', 'EDGES', '--height', '32', '--width', '32'], 'is 64×64 but the image generated is 32×32: resize it'],
+  [['--controlnet', CN, '--control-image', 'EDGES', '--control-guidance-start', '0.9', '--control-guidance-end', '0.5'], '--control-guidance-start 0.9 and --control-guidance-end 0.5 must satisfy 0 ≤ start < end ≤ 1'],
 ])('%j is refused before loading, naming the flag', async (flags, message) => {
   const args = flags.map((f) => (f === 'EDGES' ? out('edges.png') : f));
   const err = await tgate(...BASE, ...args, '--output', out('never.png')).then(() => null, (e: { stderr: string }) => e);

@@ -74,5 +74,12 @@ export async function controlnetGenerateOptions(a: ControlNetArgs, readImage: Re
     controlGuidanceEnd: perNet('control-guidance-end', a['control-guidance-end'], n ?? files.length),
     guessMode: a['guess-mode'],
   };
+  const starts = [o.controlGuidanceStart ?? 0].flat();
+  const ends = [o.controlGuidanceEnd ?? 1].flat();
+  for (let k = 0; k < Math.max(starts.length, ends.length); k++) {
+    const s = starts[Math.min(k, starts.length - 1)];
+    const e = ends[Math.min(k, ends.length - 1)];
+    if (!(s >= 0 && s < e && e <= 1)) throw new Error(`--control-guidance-start ${s} and --control-guidance-end ${e} must satisfy 0 ≤ start < end ≤ 1`);
+  }
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as ControlNetGenerateOptions;
 }

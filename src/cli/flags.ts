@@ -18,13 +18,15 @@ const NAMES: Record<string, string> = {
   numInferenceSteps: '--steps', guidanceScale: '--guidance', guidanceRescale: '--guidance-rescale',
   numImagesPerPrompt: '--num-images', negativePrompt: '--negative-prompt', maskImage: '--mask',
   clipSkip: '--clip-skip', gateStep: '--gate-step', autoThreshold: '--auto-threshold', weightDtype: '--weight-dtype',
-  wasmThreads: '--threads', outputType: '--output-type',
+  wasmThreads: '--threads', outputType: '--output-type', controlImage: '--control-image',
+  controlnetConditioningScale: '--control-scale', controlGuidanceStart: '--control-guidance-start',
+  controlGuidanceEnd: '--control-guidance-end', guessMode: '--guess-mode',
 };
 
 /** Option names that are also plain words: replaced only where a message starts with them ("strength must …"). */
 const LEADING: Record<string, string> = {
   strength: '--strength', image: '--image', seed: '--seed', eta: '--eta', height: '--height', width: '--width',
-  prompt: '--prompt', latents: '--latents',
+  prompt: '--prompt', latents: '--latents', controlnet: '--controlnet',
 };
 
 const anywhere = new RegExp(`(?<![\\w.-])(${Object.keys(NAMES).map((k) => k.replace('.', '\\.')).join('|')})(?![\\w])`, 'g');

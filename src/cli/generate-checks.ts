@@ -105,6 +105,23 @@ function checkSizes(a: GenerateArgs, facts: PipelineFacts | null, image?: RGBIma
   if (image.width % m || image.height % m) fail(`--image ${a.image} is ${image.width}×${image.height}: each side must be a multiple of ${m} for this model`);
 }
 
+/** Control images: a ControlNet to take them, and the output's size (nothing is resized; the first sets it). */
+function checkControl(a: GenerateArgs, control: ControlNetGenerateOptions, facts: PipelineFacts | null, image?: RGBImage): void {
+  const files = a['control-image'] ?? [];
+  if (!files.length) return;
+  if (!a.controlnet?.length && facts && !facts.className.includes('ControlNet')) {
+    fail(`--control-image needs --controlnet DIR: ${facts.className} has no ControlNet of its own`);
+  }
+  const images = (Array.isArray(control.controlImage) ? control.controlImage : [control.controlImage]) as RGBImage[];
+  const width = image?.width ?? a.width ?? images[0].width;
+  const height = image?.height ?? a.height ?? images[0].height;
+  images.forEach((c, k) => {
+    if (c.width !== width || c.height !== height) {
+      fail(`--control-image ${files[k]} is ${c.width}×${c.height} but the image generated is ${width}×${height}: resize it (nothing is resized here)`);
+    }
+  });
+}
+
 function checkTgate(a: GenerateArgs, run: number, stepsNote: string): TgateOptions | null {
   const gate = a['gate-step'];
   if (gate === undefined) return null;
@@ -167,6 +184,7 @@ export async function checkGenerateArgs(a: GenerateArgs): Promise<GeneratePlan> 
   const dir = a.dir ?? demoModelDir();
   const facts = await pipelineFacts(dir);
   checkSizes(a, facts, image);
+  checkControl(a, control, facts, image);
   // The gate counts the steps that run: all of them, or img2img's share (the pipeline's default strength).
   let run = a.steps;
   let note = '';
