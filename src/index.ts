@@ -6,7 +6,7 @@ export {
 export type { BackendName, BackendChoice, BackendOptions, BackendReport, DeviceLimits, SizePlanInput, BindingStats } from './backends/index.js';
 
 export { SafetensorsFile, SafetensorsError, BufferSource, HttpRangeSource, encodeSafetensors } from './io/safetensors.js';
-export type { ByteSource, TensorInfo, SafetensorsDtype } from './io/safetensors.js';
+export type { ByteSource, HttpRangeOptions, TensorInfo, SafetensorsDtype } from './io/safetensors.js';
 export { openWeights, readConfig, readModelIndex } from './io/component-source.js';
 export { TfjsWeightSource } from './io/tfjs-format.js';
 export { DEFAULT_TIMEOUT_MS } from './io/http-fetch.js';

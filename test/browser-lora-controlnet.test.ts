@@ -1,10 +1,10 @@
 /**
  * LoRA and ControlNet in a real browser (headless Chromium, wasm): the page loads the tiny SD pipeline and
- * its ControlNet as converted TF.js folders and the LoRA safetensors file (by HTTP ranges), all by URL from a
- * local server, and runs test/support/lora-controlnet-run.ts (before the LoRA, unfused, fused, fused with
- * TGATE, fused at conditioning scale 0); Node runs the same on wasm from the local folders. Every run's
- * latents match Node's (same backend: only the thread count differs), the LoRA and the ControlNet each move
- * the result, and neither side leaks a tensor. Skipped only without /usr/bin/chromium.
+ * its ControlNet as converted TF.js folders and the LoRA safetensors file (by HTTP ranges: a HEAD, then one
+ * read-ahead window), all by URL from a local server, and runs test/support/lora-controlnet-run.ts (before the
+ * LoRA, unfused, fused, fused with TGATE, fused at conditioning scale 0); Node runs the same on wasm from the
+ * local folders. Every run's latents match Node's (same backend: only the thread count differs), the LoRA and
+ * the ControlNet each move the result, and neither side leaks a tensor. Skipped only without /usr/bin/chromium.
  */
 // The page needs ~10 s on a quiet 2-core machine; limits are far above that for a loaded one.
 import type http from 'node:http';
@@ -106,11 +106,13 @@ maybe('LoRA and ControlNet in headless Chromium (wasm)', () => {
     expect(got.leaked).toEqual({ runs: 0, session: 0 });
     expect(want.leaked).toEqual({ runs: 0, session: 0 });
 
-    // Everything came from the server; the LoRA file only by ranges, never whole.
+    // Everything came from the server; the LoRA file only by ranges, never whole, and with the read-ahead
+    // window (8 MiB) the 85 KB file in one range after the HEAD (it was 123 requests: one per tensor).
     expect(requests).toContain('GET /test-output/browser-lora-controlnet/models/controlnet/model.json');
     expect(loraReqs).toContain(`HEAD /${LORA}`);
     expect(loraReqs.filter((q) => q.startsWith('GET')).every((q) => / bytes=\d+-\d+$/.test(q))).toBe(true);
-    expect(loraReqs.length).toBeGreaterThan(2);
+    expect(loraReqs.length).toBeGreaterThanOrEqual(2);
+    expect(loraReqs.length).toBeLessThanOrEqual(3);
     expect(pageErrors).toEqual([]);
   }, 600000);
 });

@@ -11,7 +11,7 @@ import { fixture, useBackend } from './support/helpers.js';
 import { buildFolder, controlWeights, type ControlWeight } from './support/tfjs-folder.js';
 import { countingFetch, startServer, type TestServer } from './support/http-server.js';
 import { TfjsWeightSource } from '../src/io/tfjs-format.js';
-import { HttpRangeSource, SafetensorsFile, encodeSafetensors } from '../src/io/safetensors.js';
+import { HttpRangeSource, SafetensorsFile, encodeSafetensors, type HttpRangeOptions } from '../src/io/safetensors.js';
 import { loadModel } from '../src/models/load.js';
 import { loadPipeline } from '../src/pipelines/load.js';
 import { loadTokenizer } from '../src/tokenizers/index.js';
@@ -20,8 +20,8 @@ import { convertPipeline } from '../src/convert/convert.js';
 
 let work: string;
 const servers: TestServer[] = [];
-const serve = async (root: string | Map<string, Uint8Array>): Promise<TestServer> => {
-  const s = await startServer(root);
+const serve = async (root: string | Map<string, Uint8Array>, o?: { ranges?: boolean }): Promise<TestServer> => {
+  const s = await startServer(root, o);
   servers.push(s);
   return s;
 };
@@ -51,6 +51,20 @@ async function failure(p: Promise<unknown>): Promise<{ e: Error; ms: number }> {
   const e = await p.then(() => null, (x: Error) => x);
   if (!e) throw new Error('expected a failure, but it succeeded');
   return { e, ms: Date.now() - t0 };
+}
+
+/**
+ * A safetensors file served with ranges, opened with an 8 KiB read-ahead and its 32 KiB tensor `a` read; the
+ * small `b` and `c` that follow lie in one window, not yet fetched.
+ */
+async function rangeFileAfterA(opts: HttpRangeOptions): Promise<{ s: TestServer; url: string; f: SafetensorsFile; bytes: Uint8Array }> {
+  const t = (n: number, k: number) => ({ values: Float32Array.from({ length: n }, (_, i) => k + i), shape: [n] });
+  const bytes = encodeSafetensors({ a: t(8192, 0), b: t(256, 1), c: t(256, 2) });
+  const s = await serve(new Map([['m.safetensors', bytes]]), { ranges: true });
+  const url = `${s.url}m.safetensors`;
+  const f = await SafetensorsFile.open(new HttpRangeSource(url, fetch, { readAheadBytes: 8192, ...opts }));
+  await f.readValues('a');
+  return { s, url, f, bytes };
 }
 
 /** One weight of 16 KiB in one shard, so a body arrives in several chunks. */
@@ -100,6 +114,25 @@ describe('idle timeout', () => {
     expect(e.message).toMatch(/no response within 300 ms/);
     expect(ms).toBeLessThan(3000);
   }, 10_000);
+
+  test('HttpRangeSource: a read-ahead window that stalls mid-transfer fails every read waiting on it; a later read asks again', async () => {
+    const { s, url, f } = await rangeFileAfterA({ timeoutMs: 400 });
+    s.behave('m.safetensors', { kind: 'trickle', everyMs: 50 });
+    const before = s.hits.length;
+    const results = await Promise.allSettled([f.readValues('b'), f.readValues('c')]);
+    // b and c share one window, so one request, and both fail with its timeout.
+    expect(s.hits.slice(before)).toEqual([`GET /m.safetensors bytes=${f.info('b').begin}-${f.info('c').end - 1}`]);
+    for (const r of results) {
+      expect(r.status).toBe('rejected');
+      const e = (r as PromiseRejectedResult).reason as Error;
+      expect(e.message).toContain(url);
+      expect(e.message).toMatch(/less than 1 KiB in 400 ms/);
+    }
+    // The failed window is not kept: once the server answers again, the read is sent again and succeeds.
+    s.behave('m.safetensors', { kind: 'chunks', bytes: 1 << 20, everyMs: 1 });
+    expect(Array.from((await f.readValues('c')).values.subarray(0, 3))).toEqual([2, 3, 4]);
+    expect(s.hits.length).toBe(before + 2);
+  }, 10_000);
 });
 
 describe('signal', () => {
@@ -134,6 +167,22 @@ describe('signal', () => {
     const { e, ms } = await failure(SafetensorsFile.open(src).then((f) => f.readValues('a')));
     expect(e.name).toBe('AbortError');
     expect(ms).toBeLessThan(2000);
+  }, 10_000);
+
+  test('HttpRangeSource honours its signal while a read-ahead window is being fetched', async () => {
+    const ac = new AbortController();
+    const { s, url, f } = await rangeFileAfterA({ signal: ac.signal });
+    s.behave('m.safetensors', { kind: 'chunks', bytes: 64, everyMs: 20 });
+    setTimeout(() => ac.abort(), 100);
+    const t0 = Date.now();
+    const results = await Promise.allSettled([f.readValues('b'), f.readValues('c')]);
+    for (const r of results) {
+      const e = (r as PromiseRejectedResult).reason as Error;
+      expect([r.status, e?.name]).toEqual(['rejected', 'AbortError']);
+      expect(e.message).toContain(url);
+    }
+    expect(Date.now() - t0).toBeLessThan(2000);
+    expect(s.hits.filter((h) => h.startsWith('GET')).length).toBe(3);
   }, 10_000);
 });
 

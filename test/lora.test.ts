@@ -210,7 +210,7 @@ describe('LoRA on an offloaded UNet', () => {
 });
 
 describe('a LoRA over HTTP (HttpRangeSource, as in a browser)', () => {
-  test('loading by URL gives the same weights as the local file, reading only ranges', async () => {
+  test('loading by URL gives the same weights as the local file, reading only ranges (one with read-ahead, one per tensor without)', async () => {
     await useBackend('cpu');
     const bytes = readFileSync(KOHYA);
     const ranges: string[] = [];
@@ -232,9 +232,15 @@ describe('a LoRA over HTTP (HttpRangeSource, as in a browser)', () => {
       const remote = await applyLora(te, url, { prefix: 'lora_te' });
       expectSameBytes(fusedLocal, snapshot(te));
       expect(remote.list()[0].source).toBe(url);
-      // Header (2 reads) + down, up and alpha of the 12 text-encoder modules; the UNet's tensors never travel.
-      expect(ranges.length).toBe(2 + 36);
+      // The default read-ahead (8 MiB) takes the whole 94 KB file in one range.
+      expect(ranges).toEqual([`bytes=0-${bytes.length - 1}`]);
       await remote.unload();
+      ranges.length = 0;
+      const exact = await applyLora(te, url, { prefix: 'lora_te', readAheadBytes: 0 });
+      expectSameBytes(fusedLocal, snapshot(te));
+      // Without read-ahead: the header (2 reads) + down, up and alpha of the 12 text-encoder modules; the UNet's tensors never travel.
+      expect(ranges.length).toBe(2 + 36);
+      await exact.unload();
     } finally {
       te.dispose();
       server.closeAllConnections();

@@ -13,7 +13,7 @@ import { DTYPE_BYTES, SafetensorsError, headerLength, parseHeader, type Safetens
 export {
   DTYPE_BYTES, MAX_HEADER_BYTES, SafetensorsError, headerLength, parseHeader, type SafetensorsDtype, type TensorInfo,
 } from './safetensors-header.js';
-export { HttpRangeSource, type HttpRangeOptions } from './http-range-source.js';
+export { DEFAULT_READ_AHEAD_BYTES, HttpRangeSource, type HttpRangeOptions } from './http-range-source.js';
 
 function f16ToF32(bits: Uint16Array): Float32Array {
   const out = new Float32Array(bits.length);
@@ -76,6 +76,7 @@ export function decodeTensorBytes(
 export interface ByteSource {
   readonly name: string;
   size(): Promise<number>;
+  /** Bytes [begin, end); they may be shared with the source or other reads, so treat them as read-only. */
   read(begin: number, end: number): Promise<Uint8Array>;
   close?(): Promise<void>;
 }

@@ -9,14 +9,15 @@
  * unfused again, as diffusers' `unfuse_lora` leaves them. {@link LoraSet.unload} removes an adapter.
  */
 import type { Module, Parameter } from '../nn/module.js';
-import type { SafetensorsFile } from '../io/safetensors.js';
+import type { HttpRangeOptions, SafetensorsFile } from '../io/safetensors.js';
 import { FusedWeights } from './fuse.js';
 import { LoraError, groupLoraKeys, metadataAlpha, type LoraFormat } from './lora-file.js';
 import { ModuleIndex, branchScale, checkShapes, readTargets, type LoraTarget, type PlannedTarget } from './targets.js';
 import { openLoraSource, type LoraSource } from './source.js';
 import { withModelsLocked } from '../nn/model-lock.js';
 
-export interface LoadLoraOptions {
+/** Options of `loadLora`; `readAheadBytes` applies to a LoRA read by URL (8 MiB by default: a LoRA that size is one range request). */
+export interface LoadLoraOptions extends Pick<HttpRangeOptions, 'readAheadBytes'> {
   /** Multiplier of the adapter's delta (diffusers' adapter weight / `lora_scale`); default 1. */
   scale?: number;
   /** Name to address the adapter by; default `default_<n>` as diffusers names them. */
@@ -71,7 +72,7 @@ export class LoraSet {
       if (typeof name !== 'string' || !name) throw new Error('a LoRA name must be a non-empty string');
       if (this.adapters.has(name)) throw new Error(`a LoRA named "${name}" is already loaded (unload it first, or pass another name)`);
       if (opts.alpha !== undefined && !Number.isFinite(opts.alpha)) throw new Error(`LoRA alpha must be a finite number, got ${opts.alpha}`);
-      const { file, owned } = await openLoraSource(source, opts.fetch);
+      const { file, owned } = await openLoraSource(source, opts);
       try {
         const { planned, format } = this.plan(file, opts.components);
         const targets = await readTargets(file, planned, scale, metadataAlpha(file), opts.alpha);

@@ -1,6 +1,7 @@
 /**
- * A real HTTP server on 127.0.0.1 for loading tests: serves a folder's files (or files in memory) and can
- * misbehave per path (never answer, trickle, cut the body), counting every request it receives.
+ * A real HTTP server on 127.0.0.1 for loading tests: serves a folder's files (or files in memory), optionally
+ * answering `Range: bytes=a-b` with 206, and can misbehave per path (never answer, trickle, cut the body),
+ * counting every request it receives.
  */
 import fs from 'node:fs';
 import http from 'node:http';
@@ -17,7 +18,7 @@ export type Behaviour =
 export interface TestServer {
   /** Base URL, ending with '/'. */
   url: string;
-  /** Paths requested (method and path), in order. */
+  /** Paths requested (method and path, then the range when one was served), in order. */
   hits: string[];
   /** Bytes of bodies sent. */
   sent: number;
@@ -26,8 +27,8 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-/** Serves `root` (a folder, or a map of relative path → bytes) read-only. */
-export async function startServer(root: string | Map<string, Uint8Array>): Promise<TestServer> {
+/** Serves `root` (a folder, or a map of relative path → bytes) read-only; `ranges`: honour single byte ranges. */
+export async function startServer(root: string | Map<string, Uint8Array>, o: { ranges?: boolean } = {}): Promise<TestServer> {
   const behaviours = new Map<string, Behaviour>();
   const timers = new Set<NodeJS.Timeout>();
   const s: TestServer = { url: '', hits: [], sent: 0, behave: (p, b) => { behaviours.set(p, b); }, close: async () => undefined };
@@ -39,12 +40,16 @@ export async function startServer(root: string | Map<string, Uint8Array>): Promi
   };
   const server = http.createServer((req, res) => {
     const rel = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname).replace(/^\//, '');
-    s.hits.push(`${req.method} /${rel}`);
+    const range = o.ranges && req.method === 'GET' ? /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '') : null;
+    s.hits.push(`${req.method} /${rel}${range ? ` ${range[0]}` : ''}`);
     const b = behaviours.get(rel);
     if (b?.kind === 'silent') return;
-    const body = read(rel);
-    if (!body) { res.writeHead(404); res.end(); return; }
-    res.writeHead(200, { 'content-length': body.length });
+    const file = read(rel);
+    if (!file) { res.writeHead(404); res.end(); return; }
+    const [first, last] = range ? [Number(range[1]), Number(range[2])] : [0, file.length - 1];
+    if (range && (first > last || last >= file.length)) { res.writeHead(416, { 'content-range': `bytes */${file.length}` }); res.end(); return; }
+    const body = file.subarray(first, last + 1);
+    res.writeHead(range ? 206 : 200, { 'content-length': body.length, ...(range ? { 'content-range': `bytes ${first}-${last}/${file.length}` } : {}) });
     if (req.method === 'HEAD') { res.end(); return; }
     if (!b) { s.sent += body.length; res.end(body); return; }
     if (b.kind === 'cut') {
