@@ -18,6 +18,7 @@ import { transposeValues } from '../src/nn/host-weights.js';
 import { setGemmStrategy } from '../src/layers/gemm.js';
 import { encodeSafetensors, SafetensorsFile } from '../src/io/safetensors.js';
 import { LoraSet, applyLora } from '../src/lora/lora-set.js';
+import { startServer } from './support/http-server.js';
 
 const UNET = 'pipelines/sd15_tiny/unet';
 const TE = 'pipelines/sd15_tiny/text_encoder';
@@ -247,4 +248,32 @@ describe('a LoRA over HTTP (HttpRangeSource, as in a browser)', () => {
       await new Promise((r) => server.close(r));
     }
   });
+
+  test('a LoRA server that stalls fails within timeoutMs naming the URL, and a signal stops the load; the model is left as it was', async () => {
+    await useBackend('cpu');
+    const s = await startServer(new Map([['kohya.safetensors', readFileSync(KOHYA)]]), { ranges: true });
+    const url = `${s.url}kohya.safetensors`;
+    const te = await CLIPTextModel.fromPretrained(fixture(TE));
+    try {
+      const weights = snapshot(te);
+      const tensors = tf.memory().numTensors;
+      s.behave('kohya.safetensors', { kind: 'trickle', everyMs: 50 });
+      let t0 = Date.now();
+      const late = await applyLora(te, url, { prefix: 'lora_te', timeoutMs: 300 }).then(() => null, (e: Error) => e);
+      expect(late?.message).toContain(url);
+      expect(late?.message).toMatch(/in 300 ms/);
+      expect(Date.now() - t0).toBeLessThan(3000);
+      const ac = new AbortController();
+      setTimeout(() => ac.abort(), 100);
+      t0 = Date.now();
+      const stopped = await applyLora(te, url, { prefix: 'lora_te', signal: ac.signal }).then(() => null, (e: Error) => e);
+      expect(stopped?.name).toBe('AbortError');
+      expect(Date.now() - t0).toBeLessThan(3000);
+      expectSameBytes(weights, snapshot(te));
+      expect(tf.memory().numTensors).toBe(tensors);
+    } finally {
+      te.dispose();
+      await s.close();
+    }
+  }, 20_000);
 });

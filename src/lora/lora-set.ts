@@ -16,8 +16,12 @@ import { ModuleIndex, branchScale, checkShapes, readTargets, type LoraTarget, ty
 import { openLoraSource, type LoraSource } from './source.js';
 import { withModelsLocked } from '../nn/model-lock.js';
 
-/** Options of `loadLora`; `readAheadBytes` applies to a LoRA read by URL (8 MiB by default: a LoRA that size is one range request). */
-export interface LoadLoraOptions extends Pick<HttpRangeOptions, 'readAheadBytes'> {
+/**
+ * Options of `loadLora`. For a LoRA read by URL: `readAheadBytes` (8 MiB by default: a LoRA that size is one range
+ * request), `signal` (aborts the reads with an AbortError) and `timeoutMs` (a read making no progress for that
+ * long fails, naming the URL; default 60 s), as for every network read.
+ */
+export interface LoadLoraOptions extends Pick<HttpRangeOptions, 'readAheadBytes' | 'signal' | 'timeoutMs'> {
   /** Multiplier of the adapter's delta (diffusers' adapter weight / `lora_scale`); default 1. */
   scale?: number;
   /** Name to address the adapter by; default `default_<n>` as diffusers names them. */

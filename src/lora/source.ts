@@ -7,7 +7,7 @@ export type LoraSource = string | URL | Uint8Array | ArrayBuffer | SafetensorsFi
 
 /** Opens `src` (a URL with `fetch` and the range options); `owned` says whether the caller must close it. */
 export async function openLoraSource(
-  src: LoraSource, o: { fetch?: typeof fetch } & Pick<HttpRangeOptions, 'readAheadBytes'> = {},
+  src: LoraSource, o: { fetch?: typeof fetch } & Pick<HttpRangeOptions, 'readAheadBytes' | 'signal' | 'timeoutMs'> = {},
 ): Promise<{ file: SafetensorsFile; owned: boolean }> {
   if (src instanceof SafetensorsFile) return { file: src, owned: false };
   if (src instanceof Uint8Array || src instanceof ArrayBuffer) {
@@ -15,7 +15,7 @@ export async function openLoraSource(
     return { file: await SafetensorsFile.open(new BufferSource(bytes, '<LoRA bytes>')), owned: true };
   }
   const loc = String(src);
-  if (isRemote(loc, o.fetch)) return { file: await SafetensorsFile.open(new HttpRangeSource(loc, o.fetch ?? fetch, { readAheadBytes: o.readAheadBytes })), owned: true };
+  if (isRemote(loc, o.fetch)) return { file: await SafetensorsFile.open(new HttpRangeSource(loc, o.fetch ?? fetch, { readAheadBytes: o.readAheadBytes, signal: o.signal, timeoutMs: o.timeoutMs })), owned: true };
   // Imported on demand: the browser bundle must not load Node's file reader.
   const { openSafetensors } = await import('../io/node-source.js');
   return { file: await openSafetensors(loc), owned: true };
