@@ -10,7 +10,7 @@
  */
 import type { RGBImage } from '../io/png.js';
 import type { LoadOptions } from '../pipelines/load.js';
-import type { ControlNetGenerateOptions } from '../pipelines/controlnet-step.js';
+import { controlWindows, type ControlNetGenerateOptions } from '../pipelines/controlnet-step.js';
 
 /** yargs options: `.options(controlnetOptions)`. */
 export const controlnetOptions = {
@@ -74,12 +74,7 @@ export async function controlnetGenerateOptions(a: ControlNetArgs, readImage: Re
     controlGuidanceEnd: perNet('control-guidance-end', a['control-guidance-end'], n ?? files.length),
     guessMode: a['guess-mode'],
   };
-  const starts = [o.controlGuidanceStart ?? 0].flat();
-  const ends = [o.controlGuidanceEnd ?? 1].flat();
-  for (let k = 0; k < Math.max(starts.length, ends.length); k++) {
-    const s = starts[Math.min(k, starts.length - 1)];
-    const e = ends[Math.min(k, ends.length - 1)];
-    if (!(s >= 0 && s < e && e <= 1)) throw new Error(`--control-guidance-start ${s} and --control-guidance-end ${e} must satisfy 0 ≤ start < end ≤ 1`);
-  }
+  // The pipeline's own check, before loading (its option names become the flags' in the command's errors).
+  controlWindows(o, files.length);
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as ControlNetGenerateOptions;
 }

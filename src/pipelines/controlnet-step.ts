@@ -133,6 +133,17 @@ export function controlImages(o: ControlNetGenerateOptions, n: number): ImageInp
   return v as ImageInput[];
 }
 
+/** Each of `n` ControlNets' guidance window, as fractions of the steps: checked, 0 ≤ start < end ≤ 1. */
+export function controlWindows(o: ControlNetGenerateOptions, n: number): { starts: number[]; ends: number[] } {
+  const starts = perNet('controlGuidanceStart', o.controlGuidanceStart, n, 0);
+  const ends = perNet('controlGuidanceEnd', o.controlGuidanceEnd, n, 1);
+  starts.forEach((s, k) => {
+    const e = ends[k];
+    if (!(s >= 0 && s < e && e <= 1)) throw new Error(`controlGuidanceStart ${s} and controlGuidanceEnd ${e} must satisfy 0 ≤ start < end ≤ 1${n > 1 ? ` (ControlNet ${k})` : ''}`);
+  });
+  return { starts, ends };
+}
+
 /**
  * Checks and resolves the ControlNet options before any work; null when the pipeline has no ControlNet (then
  * every ControlNet option is an error).
@@ -162,12 +173,7 @@ export function planControl(o: ControlNetGenerateOptions, nets: readonly Control
     }
   });
   const scales = perNet('controlnetConditioningScale', o.controlnetConditioningScale, n, fit.img2img ? 0.8 : 1);
-  const starts = perNet('controlGuidanceStart', o.controlGuidanceStart, n, 0);
-  const ends = perNet('controlGuidanceEnd', o.controlGuidanceEnd, n, 1);
-  starts.forEach((s, k) => {
-    const e = ends[k];
-    if (!(s >= 0 && s < e && e <= 1)) throw new Error(`controlGuidanceStart ${s} and controlGuidanceEnd ${e} must satisfy 0 ≤ start < end ≤ 1${n > 1 ? ` (ControlNet ${k})` : ''}`);
-  });
+  const { starts, ends } = controlWindows(o, n);
   if (o.guessMode !== undefined && typeof o.guessMode !== 'boolean') throw new Error(`guessMode must be true or false, got ${JSON.stringify(o.guessMode)}`);
   // diffusers: guess_mode or the first ControlNet's global_pool_conditions.
   const guessMode = !!o.guessMode || nets[0].config.globalPoolConditions;
