@@ -8,7 +8,7 @@ import { access, constants, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { SCHEDULER_LIST } from '../samplers/index.js';
 import { resolveTgate, type TgateOptions } from '../attention/tgate.js';
-import { strengthSteps } from '../pipelines/start.js';
+import { defaultStrength, strengthSteps } from '../pipelines/start.js';
 import { readConfig, readModelIndex } from '../io/component-source.js';
 import { isRemote, joinLocation } from '../io/location.js';
 import type { RGBImage } from '../io/png.js';
@@ -67,9 +67,6 @@ async function checkOutputs(files: string[]): Promise<void> {
   await access(dir, constants.W_OK).catch(() => fail(`--output ${files[0]}: the folder ${dir} is not writable`));
   for (const f of files) if ((await stat(f).catch(() => null))?.isDirectory()) fail(`--output: ${f} is a folder; name a file`);
 }
-
-/** diffusers' default img2img strength per pipeline class (the pipelines' own defaults, for the early gate check). */
-const DEFAULT_STRENGTH: Record<string, number> = { StableDiffusionXLPipeline: 0.3 };
 
 interface PipelineFacts { className: string; sizeMultiple: number }
 
@@ -189,9 +186,10 @@ export async function checkGenerateArgs(a: GenerateArgs): Promise<GeneratePlan> 
   let run = a.steps;
   let note = '';
   if (image && facts) {
-    // SDXL's ControlNet img2img defaults to 0.8, its plain img2img to 0.3 (diffusers).
-    const sdxlControl = control.controlImage !== undefined && facts.className.startsWith('StableDiffusionXL');
-    const strength = a.strength ?? (mask ? 1 : sdxlControl ? 0.8 : DEFAULT_STRENGTH[facts.className] ?? 0.8);
+    // The pipeline's own default, for the gate check before loading.
+    const strength = a.strength ?? defaultStrength({
+      sdxl: facts.className.startsWith('StableDiffusionXL'), inpaint: !!mask, control: control.controlImage !== undefined,
+    });
     try {
       run = strengthSteps(a.steps, strength).run;
     } catch (e) {

@@ -11,6 +11,7 @@ import type { T5EncoderModel } from '../models/t5-encoder.js';
 import type { T5Tokenizer } from '../tokenizers/index.js';
 import type { Scheduler } from '../samplers/index.js';
 import { BASE_OPTION_KEYS, runGeneration, type GenerateOptionsBase, type GenerateResult } from './session.js';
+import { defaultStrength } from './start.js';
 import {
   checkCommon, checkEmbeds, checkOptionKeys, checkSize, imagesPerPrompt, promptBatch, rejectMask, resolveSize, warnTruncated,
 } from './checks.js';
@@ -113,7 +114,7 @@ export class PixArtAlphaPipeline extends LoraLoader {
     return runGeneration(o, {
       scheduler: this.scheduler, vae: this.vae, denoiser: this.transformer, steps, guidance, doCfg,
       latentShape: [rows, cfg.inChannels, height / factor, width / factor],
-      defaultStrength: 0.8, setsBeginIndex: true,
+      defaultStrength: defaultStrength({ sdxl: false, inpaint: false, control: false }), setsBeginIndex: true,
       condition: (own) => {
         const given = (embeds: tf.Tensor, mask?: tf.Tensor): Encoded => ({ embeds, mask: mask ?? own(tf.ones([embeds.shape[0], embeds.shape[1]!])) });
         const encoded = (texts: string[], len: number): Encoded => {

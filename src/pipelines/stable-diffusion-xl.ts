@@ -11,6 +11,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { CLIPTextModel, CLIPTextModelWithProjection } from '../models/clip-text.js';
 import type { CLIPTokenizer } from '../tokenizers/index.js';
 import { BASE_OPTION_KEYS, runGeneration, type GenerateResult, type Own } from './session.js';
+import { defaultStrength } from './start.js';
 import { checkClipSkip, checkEmbeds, checkOptionKeys, rejectMask, warnTruncated } from './checks.js';
 import { repeatPerPrompt } from './batch.js';
 import { StableDiffusionPipeline, type SDComponents, type SDGenerateOptions, type SDPlan } from './stable-diffusion.js';
@@ -100,7 +101,7 @@ export class StableDiffusionXLPipeline extends StableDiffusionPipeline {
     return runGeneration(o, {
       scheduler: this.scheduler, vae: this.vae, denoiser: this.unet, steps: p.steps, guidance: p.guidance, doCfg,
       latentShape: [p.rows, this.vae.config.latentChannels, p.height / f, p.width / f],
-      defaultStrength: control ? 0.8 : 0.3, setsBeginIndex: !!control,
+      defaultStrength: defaultStrength({ sdxl: true, inpaint: false, control: !!control }), setsBeginIndex: !!control,
       control,
       condition: (own, unet, cn) => {
         const { pos, neg } = this.conditioning(o, p, doCfg, own);

@@ -11,6 +11,7 @@ import type { CLIPTextModel } from '../models/clip-text.js';
 import type { CLIPTokenizer } from '../tokenizers/index.js';
 import type { Scheduler } from '../samplers/index.js';
 import { BASE_OPTION_KEYS, runGeneration, type GenerateOptionsBase, type GenerateResult, type Own } from './session.js';
+import { defaultStrength } from './start.js';
 import {
   checkClipSkip, checkCommon, checkEmbeds, checkOptionKeys, checkSize, imagesPerPrompt, promptBatch, resolveSize, warnTruncated,
 } from './checks.js';
@@ -154,7 +155,7 @@ export class StableDiffusionPipeline extends LoraLoader {
     return runGeneration(o, {
       scheduler: this.scheduler, vae: this.vae, denoiser: this.unet, steps: p.steps, guidance: p.guidance, doCfg,
       latentShape: [p.rows, this.vae.config.latentChannels, p.height / f, p.width / f],
-      defaultStrength: o.maskImage === undefined ? 0.8 : 1, setsBeginIndex: true,
+      defaultStrength: defaultStrength({ sdxl: false, inpaint: o.maskImage !== undefined, control: !!control }), setsBeginIndex: true,
       inpaint: o.maskImage === undefined ? undefined : { maskImage: o.maskImage, maskedInput },
       control,
       condition: (own, unet, cn) => {

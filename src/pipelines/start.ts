@@ -24,6 +24,15 @@ export interface Start {
 }
 
 /**
+ * The strength an img2img or inpainting call runs at when none is given, as diffusers' pipelines default it:
+ * 1 for inpainting, 0.3 for SDXL's plain img2img, 0.8 otherwise (SD, PixArt, and SDXL with a ControlNet).
+ */
+export function defaultStrength(o: { sdxl: boolean; inpaint: boolean; control: boolean }): number {
+  if (o.inpaint) return 1;
+  return o.sdxl && !o.control ? 0.3 : 0.8;
+}
+
+/**
  * diffusers `get_timesteps`: img2img runs the last init_timestep = min(⌊N·strength⌋, N) of the N steps, starting at
  * index N − init_timestep. Every sampler here has `order` 1, as in diffusers v0.30.3.
  */
