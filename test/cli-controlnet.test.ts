@@ -10,6 +10,7 @@ import { fixture, useBackend } from './support/helpers.js';
 import { ensureBuilt, readImage, sameImage, tgate } from './support/cli.js';
 import { loadPipeline } from '../src/pipelines/load.js';
 import { encodePNG, type RGBImage } from '../src/io/png.js';
+import { ringImage } from './support/lora-controlnet-run.js';
 import type { StableDiffusionPipeline } from '../src/pipelines/stable-diffusion.js';
 
 const SD = fixture('pipelines/sd15_tiny');
@@ -18,22 +19,10 @@ let tmp: string;
 let pipe: StableDiffusionPipeline;
 let edges: RGBImage;
 
-/** A 64×64 picture with edges in it: a white ring on black. */
-function ring(): RGBImage {
-  const data = new Uint8Array(64 * 64 * 3);
-  for (let y = 0; y < 64; y++) {
-    for (let x = 0; x < 64; x++) {
-      const r = Math.hypot(x - 31.5, y - 31.5);
-      if (r > 16 && r < 20) data.fill(255, (y * 64 + x) * 3, (y * 64 + x + 1) * 3);
-    }
-  }
-  return { width: 64, height: 64, data };
-}
-
 beforeAll(async () => {
   await ensureBuilt();
   tmp = mkdtempSync(path.join(os.tmpdir(), 'tgate-cli-cn-'));
-  edges = ring();
+  edges = ringImage(64);
   writeFileSync(path.join(tmp, 'edges.png'), await encodePNG(edges));
   await useBackend('wasm');
   pipe = (await loadPipeline(SD, { controlnet: CN })) as StableDiffusionPipeline;
